@@ -1,0 +1,1 @@
+"""clmtune-tui: the Textual dashboard. Never imports torch, transformers, datasets or evaluate."""
