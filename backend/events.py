@@ -29,6 +29,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -120,22 +121,28 @@ class EventWriter:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._fh: IO[str] | None = open(self.path, "a", encoding="utf-8")  # noqa: SIM115
+        # The worker emits from the training thread and the memory thread.
+        self._lock = threading.Lock()
 
     def emit(self, event: Event) -> None:
         """Write one event (built with :func:`make_event`)."""
         if self._fh is None:
             return
         line = json.dumps(_sanitize(event), default=_json_default, separators=(",", ":"))
-        self._fh.write(line + "\n")
-        self._fh.flush()
+        with self._lock:
+            if self._fh is None:
+                return
+            self._fh.write(line + "\n")
+            self._fh.flush()
 
     def __call__(self, event: Event) -> None:
         self.emit(event)
 
     def close(self) -> None:
-        if self._fh is not None:
-            self._fh.close()
-            self._fh = None
+        with self._lock:
+            if self._fh is not None:
+                self._fh.close()
+                self._fh = None
 
     def __enter__(self) -> EventWriter:
         return self
@@ -353,6 +360,7 @@ class RunView:
     def _on_eval(self, e: Event) -> None:
         metrics = dict(e.get("metrics") or {})
         step = int(e.get("step") or self.step)
+        self.step = max(self.step, step)
         self.last_eval = {"step": step, **metrics}
         loss = to_float(metrics.get("eval_loss"))
         if loss is not None:
@@ -374,6 +382,8 @@ class RunView:
             time=to_float(e.get("time")) or 0.0,
         )
         self.checkpoints = [c for c in self.checkpoints if c.path != mark.path] + [mark]
+        # A step that was saved (e.g. the stop step) was trained even if it was not logged.
+        self.step = max(self.step, mark.step)
 
     def _on_warning(self, e: Event) -> None:
         self.warnings.append(e)

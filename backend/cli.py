@@ -1,0 +1,535 @@
+"""The headless command line: ``clmtune train | stop | runs | show | check | init``.
+
+Exit codes (``clmtune train`` mirrors the run's final status):
+
+- 0: success (run ``completed``)
+- 1: the run ``failed`` or ``crashed`` (or ``stop`` found nothing running)
+- 2: bad input (unknown file, invalid settings, no complete checkpoint, …):
+  one line per problem on stderr, never a traceback
+- 3: the run ``stopped`` on request (a complete checkpoint was saved; resume
+  with ``--resume last``). Not 130: a stop is asked for, not an abort, and may
+  come from another terminal or the TUI.
+- 130: aborted with a second Ctrl-C (the worker was killed; its run reads as
+  ``crashed`` and resumes from the newest complete checkpoint).
+
+Heavy or display imports (rich's progress display, the config schema, torch
+through the worker) happen inside the commands, so ``import backend.cli`` is
+cheap and never pulls in a live display.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any, NoReturn
+
+import backend
+
+EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_STOPPED, EXIT_ABORTED = 0, 1, 2, 3, 130
+STATUS_EXIT = {"completed": EXIT_OK, "stopped": EXIT_STOPPED, "failed": EXIT_FAILED,
+               "crashed": EXIT_FAILED, "unknown": EXIT_FAILED, "running": EXIT_FAILED}  # fmt: skip
+POLL_S = 0.2
+
+
+class BadInput(Exception):
+    """A user error: printed as one line, exit code 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        # One line, not argparse's usage block.
+        self.exit(EXIT_BAD_INPUT, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+# ------------------------------------------------------------------ formatting
+
+
+def _fmt_float(value: Any, digits: int = 4) -> str:
+    if value is None:
+        return "-"
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return str(value)
+    if math.isnan(number):
+        return "nan"
+    if math.isinf(number):
+        return "inf" if number > 0 else "-inf"
+    if number != 0 and (abs(number) >= 1e5 or abs(number) < 1e-3):
+        return f"{number:.3e}"
+    return f"{number:.{digits}g}"
+
+
+def _fmt_duration(seconds: float | None) -> str:
+    if seconds is None or not math.isfinite(seconds):
+        return "-"
+    seconds = int(seconds)
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+
+
+def _fmt_time(stamp: float | None, fmt: str = "%Y-%m-%d %H:%M") -> str:
+    return time.strftime(fmt, time.localtime(stamp)) if stamp else "-"
+
+
+def _fmt_size(size: int) -> str:
+    value = float(size)
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if value < 1024 or unit == "TB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{size} B"
+
+
+def _console(stderr: bool = False) -> Any:
+    from rich.console import Console
+
+    # soft_wrap: commands printed for copy-paste must not be broken at 80 columns.
+    return Console(stderr=stderr, highlight=False, soft_wrap=True)
+
+
+# ------------------------------------------------------------------ train
+
+
+class _Interrupts:
+    """Counts Ctrl-C presses during a foreground run instead of raising."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self._previous: Any = None
+
+    def __enter__(self) -> _Interrupts:
+        self._previous = signal.signal(signal.SIGINT, self._handler)
+        return self
+
+    def _handler(self, signum: int, frame: Any) -> None:  # noqa: ARG002
+        self.count += 1
+
+    def __exit__(self, *exc: object) -> None:
+        signal.signal(signal.SIGINT, self._previous)
+
+
+def _describe(view: Any) -> str:
+    if view.phase == "finished":
+        return view.status
+    detail = f" ({view.phase_detail})" if view.phase_detail and view.phase != "training" else ""
+    return f"{view.phase.replace('_', ' ')}{detail}"
+
+
+def _report_event(console: Any, event: dict) -> None:
+    """Lines printed above the progress bar (and the whole log when not on a terminal)."""
+    kind = event.get("type")
+    if kind == "phase" and event.get("phase") != "training":
+        detail = f": {event['detail']}" if event.get("detail") else ""
+        console.print(f"[dim]{event.get('phase')}{detail}[/]")
+    elif kind == "eval":
+        metrics = event.get("metrics") or {}
+        console.print(
+            f"eval at step {event.get('step')}: loss {_fmt_float(metrics.get('eval_loss'))}"
+            f", perplexity {_fmt_float(metrics.get('perplexity'))}"
+            + (
+                f", accuracy {_fmt_float(metrics.get('eval_accuracy'))}"
+                if "eval_accuracy" in metrics
+                else ""
+            )
+        )
+    elif kind == "checkpoint":
+        state = "complete" if event.get("complete") else "incomplete"
+        console.print(f"checkpoint {Path(str(event.get('path'))).name} saved ({state})")
+    elif kind == "warning":
+        console.print(f"[yellow]warning:[/] {event.get('message')}")
+    elif kind == "log":
+        console.print(f"[dim]{event.get('message')}[/]")
+
+
+def _final_table(console: Any, view: Any, summary: Any) -> None:
+    from rich.table import Table
+
+    metrics = dict(summary.metrics)
+    for split, values in view.final_metrics.items():
+        metrics.setdefault(split, values)
+    for split in ("train", "eval"):
+        values = metrics.get(split)
+        if not values:
+            continue
+        table = Table(title=f"{split} metrics", show_header=True, header_style="bold")
+        table.add_column("metric")
+        table.add_column("value", justify="right")
+        for key, value in sorted(values.items()):
+            table.add_row(key, _fmt_float(value) if not isinstance(value, str) else value)
+        console.print(table)
+
+
+def _tail_until_exit(launched: Any, console: Any, interrupts: _Interrupts) -> tuple[str, Any]:
+    """Follow the worker's events until its process exits; returns ('aborted' or '', view)."""
+    from rich.progress import BarColumn, Progress, TextColumn
+
+    from backend.events import EVENTS_FILE, EventTailer, RunView
+    from backend.launch import kill_run, request_stop
+
+    tailer = EventTailer(launched.run_dir / EVENTS_FILE)
+    view = RunView()
+    since = launched.started - 1.0
+    handled = 0
+    columns = (
+        TextColumn("{task.description:<12}"),
+        BarColumn(),
+        TextColumn("{task.fields[steps]}"),
+        TextColumn("loss {task.fields[loss]}"),
+        TextColumn("eta {task.fields[eta]}"),
+    )
+    with Progress(*columns, console=console, transient=False) as progress:
+        task = progress.add_task("starting", total=None, steps="", loss="-", eta="-")
+        while True:
+            exited = launched.process.poll() is not None
+            events = tailer.read_final() if exited else tailer.read_new()
+            for event in events:
+                view.apply(event)
+                # A resumed run dir holds the earlier attempts' events: fold, don't reprint.
+                if (event.get("time") or 0) >= since:
+                    _report_event(progress.console, event)
+            training = view.phase == "training" and view.max_steps
+            progress.update(
+                task,
+                description=_describe(view),
+                total=view.max_steps if training else (None if view.phase != "finished" else 1),
+                completed=view.step if training else (1 if view.phase == "finished" else 0),
+                steps=f"{view.step}/{view.max_steps}" if view.max_steps else "",
+                loss=_fmt_float(view.last_loss),
+                eta=_fmt_duration(view.eta_seconds) if training else "-",
+            )
+            if interrupts.count > handled:
+                handled = interrupts.count
+                if handled == 1:
+                    if request_stop(launched.run_dir):
+                        progress.console.print(
+                            "stopping: a checkpoint is saved at the next step"
+                            " (Ctrl-C again to abort without saving)"
+                        )
+                else:
+                    # The worker leads its own session: its pid is the process group id.
+                    try:
+                        os.killpg(launched.pid, signal.SIGKILL)
+                    except OSError:
+                        kill_run(launched.run_dir)
+                    launched.process.wait()
+                    progress.console.print("[red]aborted[/]: the worker was killed")
+                    return "aborted", view
+            if exited:
+                return "", view
+            time.sleep(POLL_S)
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from backend.launch import start_run
+    from backend.runs import read_run
+
+    console = _console()
+    config_path = Path(args.file) if args.file else None
+    if config_path is None and args.run_dir is None:
+        raise BadInput("train: give a config file, or --run-dir of an existing run with --resume")
+    if config_path is not None and not config_path.is_file():
+        raise BadInput(f"{config_path}: no such file (create one with: clmtune init {config_path})")
+    if config_path is None and args.resume is None:
+        raise BadInput("train: without a config file, --resume last|PATH is needed")
+    launched = start_run(
+        config_path,
+        run_dir=Path(args.run_dir) if args.run_dir else None,
+        resume=args.resume,
+    )
+    for warning in launched.warnings:
+        _console(stderr=True).print(f"[yellow]warning:[/] {warning}")
+    if launched.resume_from:
+        console.print(f"resuming from {launched.resume_from}")
+    console.print(f"run dir: {launched.run_dir}")
+    if args.detach:
+        console.print(
+            f"training in the background (pid {launched.pid}).\n"
+            f"  watch: clmtune-tui {launched.run_dir.parent}"
+            f"   or   clmtune show {launched.run_dir}\n"
+            f"  stop:  clmtune stop {launched.run_dir}"
+        )
+        return EXIT_OK
+    with _Interrupts() as interrupts:
+        outcome, view = _tail_until_exit(launched, console, interrupts)
+    if outcome == "aborted":
+        console.print(
+            f"resume later with: clmtune train --run-dir {launched.run_dir} --resume last"
+        )
+        return EXIT_ABORTED
+    summary = read_run(launched.run_dir)
+    _final_table(console, view, summary)
+    return _print_status(summary)
+
+
+def _print_status(summary: Any) -> int:
+    err = _console(stderr=True)
+    status = summary.status
+    if status == "completed":
+        _console().print(f"[green]completed[/] at step {summary.global_step}: {summary.path}")
+    elif status == "stopped":
+        resumable = [c for c in summary.checkpoints if c.resumable]
+        where = f" ({resumable[-1].path.name})" if resumable else ""
+        _console().print(
+            f"[yellow]stopped[/] at step {summary.global_step}{where}; continue with:"
+            f" clmtune train --run-dir {summary.path} --resume last"
+        )
+    else:
+        err.print(f"[red]{status}[/]: {summary.error or 'the worker ended without a status'}")
+        if summary.hint:
+            err.print(f"hint: {summary.hint}")
+        if status == "crashed":
+            err.print(f"resume with: clmtune train --run-dir {summary.path} --resume last")
+    return STATUS_EXIT.get(status, EXIT_FAILED)
+
+
+# ------------------------------------------------------------------ stop / runs / show
+
+
+def _need_run_dir(path: str) -> Path:
+    from backend.runs import is_run_dir
+
+    run_dir = Path(path)
+    if not run_dir.is_dir():
+        raise BadInput(f"{run_dir}: no such run directory")
+    if not is_run_dir(run_dir):
+        raise BadInput(f"{run_dir}: not a run directory (no run.json, events or checkpoints)")
+    return run_dir
+
+
+def _cmd_stop(args: argparse.Namespace) -> int:
+    from backend.launch import request_stop
+    from backend.runs import read_run
+
+    run_dir = _need_run_dir(args.run_dir)
+    if not request_stop(run_dir):
+        status = read_run(run_dir).status
+        _console(stderr=True).print(f"{run_dir}: not running (status {status})")
+        return EXIT_FAILED
+    print(f"stop requested: {run_dir} saves a checkpoint at the next step and exits")
+    if not args.wait:
+        return EXIT_OK
+    deadline = time.monotonic() + args.timeout
+    while time.monotonic() < deadline:
+        summary = read_run(run_dir)
+        if summary.status != "running":
+            return _print_status(summary)
+        time.sleep(POLL_S)
+    _console(stderr=True).print(f"{run_dir}: still running after {args.timeout:.0f} s")
+    return EXIT_FAILED
+
+
+def _short_model(model: str | None) -> str:
+    # A local path is long and its last part is what people recognise.
+    return Path(model).name if model and Path(model).is_absolute() else (model or "-")
+
+
+def _checkpoint_text(summary: Any) -> str:
+    if not summary.checkpoints:
+        return "-"
+    complete = sum(1 for c in summary.checkpoints if c.resumable)
+    return f"{complete}/{len(summary.checkpoints)} ok"
+
+
+def _cmd_runs(args: argparse.Namespace) -> int:
+    from rich import box
+    from rich.table import Table
+
+    from backend.runs import list_runs
+
+    root = Path(args.dir)
+    runs = list_runs(root)
+    if args.json:
+        print(json.dumps([r.to_json() for r in runs], indent=2))
+        return EXIT_OK
+    if not runs:
+        print(f"no runs under {root}")
+        return EXIT_OK
+    table = Table(header_style="bold", box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
+    for name in (
+        "name",
+        "status",
+        "model",
+        "step",
+        "loss",
+        "best eval",
+        "ppl",
+        "started",
+        "time",
+        "ckpts",
+    ):
+        justify = "right" if name in ("step", "loss", "eval", "ppl", "time") else "left"
+        table.add_column(name, justify=justify, no_wrap=name in ("status", "step", "started"))
+    for run in runs:
+        steps = f"{run.global_step}/{run.max_steps}" if run.max_steps else str(run.global_step)
+        table.add_row(
+            run.name, run.status, _short_model(run.model), steps, _fmt_float(run.last_loss),
+            _fmt_float(run.best_eval_loss), _fmt_float(run.perplexity),
+            _fmt_time(run.started, "%m-%d %H:%M"), _fmt_duration(run.duration),
+            _checkpoint_text(run),
+        )  # fmt: skip
+    _console().print(table)
+    return EXIT_OK
+
+
+def _cmd_show(args: argparse.Namespace) -> int:
+    from rich.table import Table
+    from rich.text import Text
+
+    from backend.runs import read_run
+
+    summary = read_run(_need_run_dir(args.run_dir))
+    if args.json:
+        print(json.dumps(summary.to_json(), indent=2))
+        return EXIT_OK
+    console = _console()
+    facts = Table(show_header=False, box=None)
+    facts.add_column(style="bold")
+    facts.add_column()
+    steps = f"{summary.global_step}/{summary.max_steps}" if summary.max_steps else "-"
+    rows = [
+        ("run", str(summary.path)), ("source", summary.source), ("status", summary.status),
+        ("model", summary.model or "-"), ("step", steps),
+        ("last loss", _fmt_float(summary.last_loss)),
+        ("best eval loss", _fmt_float(summary.best_eval_loss)),
+        ("perplexity", _fmt_float(summary.perplexity)), ("world size", str(summary.world_size)),
+        ("started", _fmt_time(summary.started)), ("duration", _fmt_duration(summary.duration)),
+        ("resumed from", summary.resumed_from or "-"),
+    ]  # fmt: skip
+    if summary.error:
+        rows += [("error", summary.error), ("hint", summary.hint or "-")]
+    for key, value in rows:
+        facts.add_row(key, value)
+    console.print(facts)
+    if summary.checkpoints:
+        table = Table(title="checkpoints", header_style="bold")
+        for name in ("step", "state", "saved", "eval loss", "size", "note"):
+            table.add_column(name)
+        for c in summary.checkpoints:
+            table.add_row(
+                str(c.step), c.state, _fmt_time(c.mtime), _fmt_float(c.eval_loss),
+                _fmt_size(c.size_bytes), c.reason or "",
+            )  # fmt: skip
+        console.print(table)
+    for split in ("train", "eval"):
+        values = summary.metrics.get(split)
+        if values:
+            table = Table(title=f"{split} metrics", header_style="bold")
+            table.add_column("metric")
+            table.add_column("value", justify="right")
+            for key, value in sorted(values.items()):
+                table.add_row(key, _fmt_float(value) if not isinstance(value, str) else value)
+            console.print(table)
+    if summary.settings:
+        table = Table(title="settings", header_style="bold")
+        table.add_column("setting")
+        table.add_column("value")
+        for section, values in summary.settings.items():
+            if isinstance(values, dict):
+                for key, value in values.items():
+                    table.add_row(Text(f"[{section}] {key}"), Text(str(value)))
+        console.print(table)
+    return EXIT_OK
+
+
+# ------------------------------------------------------------------ check / init
+
+
+def _cmd_check(args: argparse.Namespace) -> int:
+    from backend.config import check_file
+
+    path = Path(args.file)
+    if not path.is_file():
+        raise BadInput(f"{path}: no such file")
+    return int(check_file(path))
+
+
+def _cmd_init(args: argparse.Namespace) -> int:
+    from backend.presets import init_file
+
+    return int(init_file(Path(args.file), args.preset, force=args.force))
+
+
+# ------------------------------------------------------------------ main
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser (exposed for the README's command reference)."""
+    parser = _Parser(prog="clmtune", description="Fine-tune causal language models (headless).")
+    parser.add_argument("--version", action="version", version=f"clmtune {backend.__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+
+    p = sub.add_parser("train", help="train from a TOML file (foreground, or --detach)")
+    p.add_argument("file", nargs="?", help="the run settings (TOML)")
+    p.add_argument("--run-dir", help="where the run goes (default: output_dir or ./runs/NAME-TIME)")
+    p.add_argument("--resume", metavar="last|PATH", help="continue from a complete checkpoint")
+    p.add_argument("--detach", action="store_true", help="start in the background and return")
+    p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser("stop", help="save a checkpoint at the next step and stop a run")
+    p.add_argument("run_dir")
+    p.add_argument("--wait", action="store_true", help="wait until the worker has exited")
+    p.add_argument("--timeout", type=float, default=600.0, help="seconds --wait waits")
+    p.set_defaults(func=_cmd_stop)
+
+    p = sub.add_parser("runs", help="list the runs under DIR (default ./runs)")
+    p.add_argument("dir", nargs="?", default="runs")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_cmd_runs)
+
+    p = sub.add_parser("show", help="one run in detail (also plain Hugging Face output dirs)")
+    p.add_argument("run_dir")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_cmd_show)
+
+    p = sub.add_parser("check", help="validate a settings file")
+    p.add_argument("file")
+    p.set_defaults(func=_cmd_check)
+
+    p = sub.add_parser("init", help="write a commented starting settings file")
+    p.add_argument("--preset", default="demo", help="demo | gpt2-text (default: demo)")
+    p.add_argument("--force", action="store_true", help="overwrite an existing file")
+    p.add_argument("file")
+    p.set_defaults(func=_cmd_init)
+    return parser
+
+
+def _bad_input_types() -> tuple[type[BaseException], ...]:
+    from backend.config import ConfigError
+    from backend.runs import RunError
+
+    return (BadInput, ConfigError, RunError)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``clmtune``; returns the exit code (see the module docstring)."""
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except _bad_input_types() as exc:
+        for line in str(exc).splitlines() or [type(exc).__name__]:
+            print(f"clmtune: error: {line}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        return EXIT_ABORTED
+    except BrokenPipeError:  # `clmtune runs | head`
+        return EXIT_OK
+    except OSError as exc:  # disk full, permissions: the environment, not the input
+        print(f"clmtune: error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+
+
+def _entry() -> None:  # pragma: no cover - console script shim
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,455 @@
+"""Start, stop and find training worker processes.
+
+Pure Python (the TUI imports it; no torch/transformers/datasets/evaluate). A
+run is started as ``python -m backend.worker RUN_DIR`` (or under ``torchrun``
+when ``[launch] nproc_per_node > 1`` or ``nnodes > 1``) from an argument list,
+never a shell string, in a new session so that closing the terminal (SIGHUP)
+or Ctrl-C in the UI never reaches it. Its stdout/stderr go to ``RUN_DIR/logs``.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from backend.events import EVENTS_FILE
+from backend.runs import (
+    CONFIG_TOML,
+    RUN_JSON,
+    STOP_FILE,
+    RunError,
+    is_run_dir,
+    list_checkpoints,
+    pid_alive,
+    read_run,
+    read_run_json,
+    resolve_resume,
+    write_json_atomic,
+)
+
+if TYPE_CHECKING:  # config pulls in the schema; import it only where it is used
+    from backend.config import RunConfig
+
+LOGS_DIR = "logs"
+WORKER_OUT = "worker.out"
+WORKER_ERR = "worker.err"
+# How long start_run waits for the worker to write its own run.json record.
+START_WAIT_S = 60.0
+
+_PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass
+class LaunchedRun:
+    """A worker started (or found) by :func:`start_run`."""
+
+    run_dir: Path
+    pid: int
+    command: list[str]
+    process: subprocess.Popen | None  # None when reattaching
+    warnings: list[str] = field(default_factory=list)  # resume warnings, if resuming
+    resume_from: Path | None = None
+    started: float = field(default_factory=time.time)  # UNIX time the worker was spawned
+
+
+def is_alive(pid: int) -> bool:
+    """True when the process exists on this machine (zombies count as dead)."""
+    return pid_alive(pid)
+
+
+def default_run_dir(config_path: Path | None, runs_root: Path = Path("runs")) -> Path:
+    """``runs/<config stem>-<YYYYmmdd-HHMMSS>`` (suffixed ``-2``, ``-3``… if taken)."""
+    stem = Path(config_path).stem if config_path else "run"
+    base = Path(runs_root) / f"{stem}-{time.strftime('%Y%m%d-%H%M%S')}"
+    candidate, n = base, 2
+    while candidate.exists():
+        candidate = base.with_name(f"{base.name}-{n}")
+        n += 1
+    return candidate
+
+
+def _frozen(cfg: RunConfig, run_dir: Path) -> RunConfig:
+    frozen = cfg.resolved()
+    if "output_dir" in frozen.training:
+        # The run dir wins over output_dir: the frozen file says where the run really is.
+        frozen.training["output_dir"] = str(run_dir)
+    return frozen
+
+
+def prepare_run_dir(cfg: RunConfig, run_dir: Path) -> Path:
+    """Create the run dir, ``logs/`` and the frozen ``config.toml`` (absolute paths).
+
+    Refuses (RunError) a directory whose run is still running, and a non-empty
+    directory that is not a run dir (it would mix a run into unrelated files).
+    """
+    from backend.config import save_config
+
+    run_dir = Path(run_dir).resolve()
+    if run_dir.exists() and not run_dir.is_dir():
+        raise RunError(f"{run_dir}: exists and is not a directory; pick another --run-dir")
+    if run_dir.is_dir():
+        if read_run(run_dir).status == "running":
+            raise RunError(
+                f"{run_dir}: a run is still running there; stop it first (clmtune stop {run_dir})"
+            )
+        if not is_run_dir(run_dir) and any(run_dir.iterdir()):
+            raise RunError(
+                f"{run_dir}: exists and holds other files; give a new or empty --run-dir"
+            )
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / LOGS_DIR).mkdir(exist_ok=True)
+    save_config(_frozen(cfg, run_dir), run_dir / CONFIG_TOML)
+    # A stop asked of a previous run in this dir must not stop the next one.
+    try:
+        (run_dir / STOP_FILE).unlink()
+    except FileNotFoundError:
+        pass
+    return run_dir
+
+
+def worker_command(cfg: RunConfig, run_dir: Path, resume: Path | None = None) -> list[str]:
+    """The argument list that runs the worker (torchrun for more than one process)."""
+    from backend.config import launch_settings, torchrun_argv
+
+    tail = ["--resume", str(resume)] if resume is not None else []
+    if not launch_settings(cfg).distributed:
+        return [sys.executable, "-m", "backend.worker", str(run_dir), *tail]
+    # torchrun of this interpreter (not whatever `torchrun` is first on PATH).
+    launcher = [sys.executable, "-m", "torch.distributed.run"]
+    return [*torchrun_argv(cfg, run_dir, launcher=launcher), *tail]
+
+
+def _load_for_launch(config_path: Path, hardware: bool) -> RunConfig:
+    from backend.config import load_config
+
+    return load_config(Path(config_path), for_launch=True, hardware=hardware)
+
+
+def _validate(cfg: RunConfig, hardware: bool) -> None:
+    from backend.config import ConfigError, validate_config
+
+    errors, _warnings = validate_config(cfg, for_launch=True, hardware=hardware)
+    if errors:
+        raise ConfigError(errors)
+
+
+def _choose_run_dir(
+    cfg: RunConfig, config_path: Path | None, run_dir: Path | None, runs_root: Path
+) -> Path:
+    if run_dir is not None:
+        return Path(run_dir)
+    output_dir = cfg.training.get("output_dir")
+    if output_dir:
+        path = Path(str(output_dir)).expanduser()
+        if not path.is_absolute() and cfg.source is not None:
+            path = Path(cfg.source).parent / path
+        return path
+    return default_run_dir(config_path or cfg.source, runs_root)
+
+
+def _worker_env() -> dict[str, str]:
+    env = dict(os.environ)
+    # The worker runs `-m backend.worker`: make the package importable from any cwd.
+    parts = [str(_PROJECT_ROOT), *filter(None, env.get("PYTHONPATH", "").split(os.pathsep))]
+    env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(parts))
+    env.setdefault("PYTHONUNBUFFERED", "1")
+    # Busy-waiting OpenMP threads make CPU training several times slower as soon as another
+    # process (the dashboard, a second run) wants a core; passive waiting costs nothing.
+    env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    return env
+
+
+def _last_line(path: Path) -> str:
+    try:
+        lines = [ln.strip() for ln in path.read_text(errors="replace").splitlines() if ln.strip()]
+    except OSError:
+        return ""
+    return lines[-1] if lines else ""
+
+
+def _wait_for_worker(run_dir: Path, proc: subprocess.Popen, since: float, timeout: float) -> None:
+    """Wait until the worker wrote its own run.json record, or exited without doing so."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        info = read_run_json(run_dir)
+        if info.get("worker_pid") and (info.get("start_time") or 0) >= since - 1:
+            return
+        if proc.poll() is not None:
+            info = read_run_json(run_dir)
+            if info.get("worker_pid") and (info.get("start_time") or 0) >= since - 1:
+                return
+            reason = _last_line(run_dir / LOGS_DIR / WORKER_ERR) or f"exit code {proc.returncode}"
+            info.update(
+                status="failed",
+                error=f"the worker exited before starting: {reason}",
+                hint=f"see {run_dir / LOGS_DIR / WORKER_ERR}",
+                end_time=time.time(),
+            )
+            write_json_atomic(run_dir / RUN_JSON, info)
+            return
+        time.sleep(0.05)
+
+
+def start_run(
+    config_path: Path | None = None,
+    *,
+    cfg: RunConfig | None = None,
+    run_dir: Path | None = None,
+    runs_root: Path = Path("runs"),
+    resume: str | None = None,
+    wait_for_worker: bool = True,
+    check_hardware: bool = True,
+) -> LaunchedRun:
+    """Validate the settings, prepare the run dir and spawn the worker.
+
+    ``resume`` is ``"last"`` or a checkpoint path; resuming an existing run dir
+    without a new config re-uses its frozen ``config.toml``. Raises
+    ``ConfigError`` for invalid settings and :class:`RunError` for run dir /
+    checkpoint problems (both one line per problem). With ``wait_for_worker``
+    it returns once the worker has written its ``run.json`` record (or has
+    died, which is then recorded as ``failed``). ``check_hardware=False`` skips the
+    checks that import torch (bf16 without a GPU, ...): the TUI never loads torch, and
+    the worker refuses such settings itself, as a failed run with the reason.
+    """
+    if cfg is None and config_path is not None:
+        cfg = _load_for_launch(config_path, check_hardware)
+    elif cfg is None:
+        if run_dir is None or not (Path(run_dir) / CONFIG_TOML).is_file():
+            raise RunError("nothing to run: give a config file (or a run dir that has config.toml)")
+        cfg = _load_for_launch(Path(run_dir) / CONFIG_TOML, check_hardware)
+    else:
+        _validate(cfg, check_hardware)
+    target = _choose_run_dir(cfg, config_path, run_dir, runs_root).resolve()
+
+    checkpoint: Path | None = None
+    warnings: list[str] = []
+    if resume:
+        if resume == "last" and not target.is_dir():
+            raise RunError(
+                f"--resume last: {target} does not exist; pass --run-dir of the run to resume"
+            )
+        checkpoint = resolve_resume(target, resume)
+        warnings = resume_warnings(target, checkpoint, cfg)
+    elif target.is_dir() and ((target / EVENTS_FILE).exists() or list_checkpoints(target)):
+        # Like run_clm without --overwrite_output_dir: a fresh start would mix two runs.
+        raise RunError(
+            f"{target} already holds a run; continue it with --resume last or pick another"
+            " --run-dir"
+        )
+    target = prepare_run_dir(cfg, target)
+
+    command = worker_command(cfg, target, checkpoint)
+    since = time.time()
+    write_json_atomic(
+        target / RUN_JSON,
+        {
+            **_previous_attempts(target),
+            "status": "running",
+            "pid": None,
+            "host": socket.gethostname(),
+            "command": command,
+            "start_time": since,
+            "world_size": _world_size(cfg),
+            "resumed_from": str(checkpoint) if checkpoint else None,
+        },
+    )
+    logs = target / LOGS_DIR
+    with open(logs / WORKER_OUT, "ab") as out, open(logs / WORKER_ERR, "ab") as err:
+        try:
+            proc = subprocess.Popen(  # noqa: S603 - an argument list, never a shell
+                command,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=err,
+                env=_worker_env(),
+                start_new_session=True,
+                close_fds=True,
+            )
+        except OSError as exc:
+            write_json_atomic(
+                target / RUN_JSON,
+                {**read_run_json(target), "status": "failed", "end_time": time.time(),
+                 "error": f"could not start the worker: {exc}", "hint": None},
+            )  # fmt: skip
+            raise RunError(f"could not start the worker: {exc}") from exc
+    info = read_run_json(target)
+    if not info.get("worker_pid"):
+        # Until the worker writes its record, its spawn pid lets readers tell a dead
+        # start from a slow one. (If the worker wrote in between, its next write
+        # restores its full record: it always rewrites the whole file.)
+        write_json_atomic(target / RUN_JSON, {**info, "pid": proc.pid})
+    if wait_for_worker:
+        _wait_for_worker(target, proc, since, START_WAIT_S)
+    return LaunchedRun(
+        run_dir=target,
+        pid=proc.pid,
+        command=command,
+        process=proc,
+        warnings=warnings,
+        resume_from=checkpoint,
+        started=since,
+    )
+
+
+def _previous_attempts(run_dir: Path) -> dict[str, Any]:
+    info = read_run_json(run_dir)
+    attempts = list(info.get("attempts") or [])
+    if info.get("status"):
+        attempts.append(
+            {k: info.get(k) for k in ("status", "start_time", "end_time", "resumed_from",
+                                      "global_step", "error")}
+        )  # fmt: skip
+    return {"attempts": attempts} if attempts else {}
+
+
+# ------------------------------------------------------------------ resume warnings
+
+_EXACT_KEYS: tuple[tuple[str, str, str], ...] = (
+    ("training", "per_device_train_batch_size", "the batch size"),
+    ("training", "gradient_accumulation_steps", "the accumulation"),
+    ("training", "learning_rate", "the schedule"),
+    ("training", "lr_scheduler_type", "the schedule"),
+    ("training", "warmup_steps", "the schedule"),
+    ("training", "warmup_ratio", "the schedule"),
+    ("training", "max_steps", "the schedule"),
+    ("training", "num_train_epochs", "the schedule"),
+    ("training", "weight_decay", "the optimizer"),
+    ("training", "optim", "the optimizer"),
+    ("training", "seed", "the data order"),
+    ("training", "data_seed", "the data order"),
+    ("data", "dataset_name", "the data"),
+    ("data", "dataset_config_name", "the data"),
+    ("data", "train_file", "the data"),
+    ("data", "block_size", "the data"),
+    ("data", "max_train_samples", "the data"),
+    ("data", "packing", "the data"),
+    ("data", "keep_linebreaks", "the data"),
+    ("data", "validation_split_percentage", "the data"),
+    ("model", "model_name_or_path", "the model"),
+)
+
+
+def _setting(cfg: Any, section: str, key: str) -> Any:
+    try:
+        return cfg.get(section, key)
+    except Exception:  # noqa: BLE001 - unknown key in this schema version
+        return getattr(cfg, section, {}).get(key)
+
+
+def _old_config(checkpoint: Path, run_dir: Path) -> Any | None:
+    from backend.config import RunConfig
+    from backend.runs import _read_toml
+
+    for candidate in (checkpoint.parent / CONFIG_TOML, run_dir / CONFIG_TOML):
+        if candidate.is_file():
+            data = _read_toml(candidate)
+            sections = {
+                k: v
+                for k, v in data.items()
+                if k in ("model", "data", "training", "launch") and isinstance(v, dict)
+            }
+            return RunConfig(**sections, source=candidate)  # fmt: skip
+    return None
+
+
+def _world_size(cfg: Any) -> int:
+    return int(_setting(cfg, "launch", "nproc_per_node") or 1) * int(
+        _setting(cfg, "launch", "nnodes") or 1
+    )
+
+
+def resume_warnings(run_dir: Path, checkpoint: Path, cfg: RunConfig | None = None) -> list[str]:
+    """Settings that differ from the checkpoint's and so break exact continuation.
+
+    The checkpoint's own settings come from the frozen ``config.toml`` of the
+    run that wrote it and from its ``trainer_state.json`` (``train_batch_size``)
+    and completion marker (world size); reading ``training_args.bin`` would
+    need torch.
+    """
+    from backend.runs import COMPLETE_MARKER, _read_json
+
+    run_dir, checkpoint = Path(run_dir), Path(checkpoint)
+    if cfg is None:
+        from backend.config import load_config
+
+        cfg = load_config(run_dir / CONFIG_TOML)
+    old = _old_config(checkpoint, run_dir)
+    found: list[str] = []
+    if old is not None:
+        for section, key, what in _EXACT_KEYS:
+            before, now = _setting(old, section, key), _setting(cfg, section, key)
+            if before != now:
+                found.append(
+                    f"[{section}] {key} was {before!r} at {checkpoint.name}, now {now!r}:"
+                    f" {what} changes, the run will not continue exactly"
+                )
+    state = _read_json(checkpoint / "trainer_state.json")
+    bs_now = _setting(cfg, "training", "per_device_train_batch_size")
+    if isinstance(state, dict) and isinstance(state.get("train_batch_size"), int) and bs_now:
+        if state["train_batch_size"] != int(bs_now) and not any(
+            "per_device_train_batch_size" in w for w in found
+        ):
+            found.append(
+                f"[training] per_device_train_batch_size was {state['train_batch_size']} at"
+                f" {checkpoint.name}, now {bs_now}: the batch size changes, the run will not"
+                " continue exactly"
+            )
+    marker = _read_json(checkpoint / COMPLETE_MARKER)
+    ws_before = marker.get("world_size") if isinstance(marker, dict) else None
+    if ws_before is None:
+        ws_before = read_run_json(checkpoint.parent).get("world_size")
+    ws_now = _world_size(cfg)
+    if isinstance(ws_before, int) and ws_before != ws_now:
+        found.append(
+            f"world size was {ws_before} at {checkpoint.name}, now {ws_now}: the effective batch"
+            " and data order change, the run will not continue exactly"
+        )
+    return found
+
+
+# ------------------------------------------------------------------ stop
+
+
+def request_stop(run_dir: Path) -> bool:
+    """Ask a running worker to save a checkpoint at the next step and exit (``stopped``).
+
+    Writes ``RUN_DIR/stop.request`` (rank 0 polls it) and sends SIGTERM to the
+    rank-0 worker process when it runs on this machine. Under torchrun the
+    signal goes to the worker, not to torchrun itself, whose own SIGTERM
+    handling would kill the ranks after a grace period instead of letting them
+    save. Returns False when the run is not running.
+    """
+    run_dir = Path(run_dir)
+    summary = read_run(run_dir)
+    if summary.status != "running":
+        return False
+    (run_dir / STOP_FILE).write_text(f"{time.time()} {os.getpid()}\n")
+    info = read_run_json(run_dir)
+    pid = info.get("worker_pid") or info.get("pid")
+    same_host = info.get("host") in (None, socket.gethostname())
+    if isinstance(pid, int) and same_host and pid_alive(pid):
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except OSError:
+            pass  # the stop file is enough
+    return True
+
+
+def kill_run(run_dir: Path) -> bool:
+    """Abort a running worker at once (SIGKILL to its process group). Last resort."""
+    info = read_run_json(Path(run_dir))
+    pgid = info.get("pgid") or info.get("launcher_pid") or info.get("pid")
+    if not isinstance(pgid, int) or info.get("host") not in (None, socket.gethostname()):
+        return False
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except OSError:
+        return False
+    return True

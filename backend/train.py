@@ -1,0 +1,311 @@
+"""One training run, end to end, the way ``run_clm.py`` does it, reporting through events.
+
+:func:`run_training` loads the model and data, trains with the real ``Trainer``
+(callbacks passed in do the live reporting, checkpoint marking and stopping),
+then writes Hugging Face's usual outputs into the run directory: the final model
+and tokenizer, ``train_results.json``, ``eval_results.json``, ``all_results.json``
+(with ``perplexity``), ``trainer_state.json`` and the ``README.md`` model card.
+
+A run stopped by a callback (``control.should_training_stop`` before the last
+step) keeps the checkpoint the callback asked for, skips the final evaluation and
+outputs, and returns status ``"stopped"``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from backend.data import PreparedData, prepare_datasets
+from backend.events import Emit, make_event
+from backend.metrics import (
+    make_compute_metrics,
+    perplexity,
+    preprocess_logits_for_metrics,
+)
+from backend.model import ModelInfo, TrainingSetupError, cfg_get, load_model_and_tokenizer
+
+if TYPE_CHECKING:
+    from transformers import Trainer, TrainerCallback, TrainingArguments
+
+    from backend.config import RunConfig
+
+__all__ = ["TrainOutcome", "TrainingSetupError", "run_training", "build_training_arguments"]
+
+
+@dataclass
+class TrainOutcome:
+    """How a run ended: ``status`` is ``"completed"`` or ``"stopped"``."""
+
+    status: str
+    train_metrics: dict[str, Any] = field(default_factory=dict)
+    eval_metrics: dict[str, Any] = field(default_factory=dict)
+    global_step: int = 0
+
+
+# ----------------------------------------------------------------- TrainingArguments
+
+
+def _expects_validation(cfg: RunConfig) -> bool:
+    """Whether the data will have a validation split (known for sure only after loading).
+
+    Without streaming run_clm always has one (carved out of train when missing); a
+    streamed hub dataset is assumed to have one and corrected after loading.
+    """
+    if not cfg_get(cfg, "data", "streaming", False):
+        return True
+    return bool(cfg_get(cfg, "data", "validation_file") or cfg_get(cfg, "data", "dataset_name"))
+
+
+def _cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def build_training_arguments(
+    cfg: RunConfig, output_dir: str | os.PathLike[str], *, has_validation: bool
+) -> TrainingArguments:
+    """``TrainingArguments`` for a run; settings the hardware cannot honour raise
+    :class:`TrainingSetupError` with a one-line message instead of a traceback."""
+    from transformers import TrainingArguments
+
+    from backend.config import training_arguments_kwargs
+
+    kwargs = training_arguments_kwargs(cfg, str(output_dir), has_validation=has_validation)
+    on_cpu = bool(kwargs.get("use_cpu")) or not _cuda_available()
+    for flag in ("fp16", "fp16_full_eval"):
+        if kwargs.get(flag) and on_cpu:
+            raise TrainingSetupError(
+                f"[training] {flag} = true needs a CUDA GPU and none is available here",
+                f"set [training] {flag} = false, or run on a GPU machine",
+            )
+    try:
+        return TrainingArguments(**kwargs)
+    except ValueError as exc:
+        first = (str(exc).strip().splitlines() or ["invalid value"])[0]
+        if "bf16" in first:
+            raise TrainingSetupError(
+                "[training] bf16 = true is not supported by this machine's hardware",
+                "set [training] bf16 = false, or run on a GPU with bfloat16 (Ampere or newer)",
+            ) from exc
+        raise TrainingSetupError(
+            f"[training] invalid settings: {first}", "fix the [training] section"
+        ) from exc
+
+
+# ------------------------------------------------------------------------ reporting
+
+
+def _devices(args: TrainingArguments) -> list[str]:
+    import torch
+
+    kind = args.device.type
+    if kind == "cuda":
+        count = min(torch.cuda.device_count(), max(1, args.world_size))
+        return [f"cuda:{i} {torch.cuda.get_device_name(i)}" for i in range(count)]
+    if kind == "cpu":
+        return [f"cpu ({torch.get_num_threads()} threads)"]
+    return [kind]
+
+
+def _precision(args: TrainingArguments) -> str:
+    if args.bf16:
+        return "bf16"
+    if args.fp16:
+        return "fp16"
+    return "fp32"
+
+
+def _settings_summary(
+    cfg: RunConfig, args: TrainingArguments, data: PreparedData, info: ModelInfo
+) -> dict[str, Any]:
+    train_file = cfg_get(cfg, "data", "train_file")
+    return {
+        "model": info.name or f"{info.model_type} (from scratch)",
+        "data": data.dataset_name or (Path(str(train_file)).name if train_file else None),
+        "packing": cfg_get(cfg, "data", "packing", "group"),
+        "block_size": data.block_size,
+        "learning_rate": args.learning_rate,
+        "lr_scheduler_type": str(getattr(args.lr_scheduler_type, "value", args.lr_scheduler_type)),
+        "per_device_train_batch_size": args.per_device_train_batch_size,
+        "gradient_accumulation_steps": args.gradient_accumulation_steps,
+        "total_train_batch_size": args.per_device_train_batch_size
+        * args.gradient_accumulation_steps
+        * max(1, args.world_size),
+        "max_steps": args.max_steps,
+        "num_train_epochs": args.num_train_epochs,
+        "precision": _precision(args),
+        "dtype": cfg_get(cfg, "model", "dtype", "auto"),
+        "seed": args.seed,
+    }
+
+
+def _planned_max_steps(trainer: Trainer) -> int | None:
+    """The max_steps Trainer will use, computed with Trainer's own method when possible."""
+    args = trainer.args
+    if args.max_steps > 0:
+        return int(args.max_steps)
+    try:
+        values = trainer.set_initial_training_values(args, trainer.get_train_dataloader())
+        return int(values[-1])
+    except (AttributeError, TypeError, ValueError, IndexError):
+        return None  # transformers changed the helper: the callback reports it at train begin
+
+
+def _resume_step(resume_from: str | None) -> int | None:
+    if not resume_from:
+        return None
+    try:
+        state = json.loads((Path(resume_from) / "trainer_state.json").read_text(encoding="utf-8"))
+        return int(state.get("global_step"))
+    except (OSError, ValueError, TypeError):
+        return None
+
+
+def _model_card_kwargs(cfg: RunConfig) -> dict[str, Any]:
+    kwargs: dict[str, Any] = {"tasks": "text-generation"}
+    name = cfg_get(cfg, "model", "model_name_or_path")
+    if name:
+        kwargs["finetuned_from"] = str(name)
+    dataset_name = cfg_get(cfg, "data", "dataset_name")
+    if dataset_name:
+        kwargs["dataset_tags"] = dataset_name
+        config_name = cfg_get(cfg, "data", "dataset_config_name")
+        if config_name:
+            kwargs["dataset_args"] = config_name
+            kwargs["dataset"] = f"{dataset_name} {config_name}"
+        else:
+            kwargs["dataset"] = dataset_name
+    return kwargs
+
+
+# ------------------------------------------------------------------------- the run
+
+
+def run_training(
+    cfg: RunConfig,
+    run_dir: Path,
+    *,
+    emit: Emit,
+    callbacks: Sequence[TrainerCallback] = (),
+    resume_from: str | None = None,
+) -> TrainOutcome:
+    """Train one run into ``run_dir`` (the Trainer ``output_dir``) and write its outputs.
+
+    ``resume_from`` is a checkpoint directory already checked to be complete.
+    Raises :class:`TrainingSetupError` for settings that cannot work (one line).
+    Only the main process emits events.
+    """
+    from transformers import Trainer, default_data_collator, set_seed
+
+    run_dir = Path(run_dir)
+    cfg = cfg.resolved()  # relative paths are relative to the TOML file, not the cwd
+    args = build_training_arguments(cfg, run_dir, has_validation=_expects_validation(cfg))
+    if cfg_get(cfg, "data", "streaming", False) and args.max_steps <= 0:
+        raise TrainingSetupError(
+            "[training] max_steps is required with [data] streaming = true (a stream has no "
+            "length to count epochs in)",
+            "set [training] max_steps",
+        )
+    is_main = args.process_index == 0
+
+    def send(event: dict[str, Any]) -> None:
+        if is_main:
+            emit(event)
+
+    # run_clm seeds before building the model so a from-scratch init is reproducible.
+    set_seed(args.seed)
+    send(make_event("phase", phase="loading_model", progress=None, detail="loading"))
+    model, tokenizer, info = load_model_and_tokenizer(cfg)
+    send(
+        make_event(
+            "phase",
+            phase="loading_model",
+            progress=1.0,
+            detail=f"{info.name or info.model_type}: {info.num_params:,} parameters",
+        )
+    )
+    data = prepare_datasets(
+        cfg,
+        tokenizer,
+        model.config,
+        emit=send,
+        main_process_first=lambda desc: args.main_process_first(desc=desc),
+        cache_dir=cfg_get(cfg, "model", "cache_dir"),
+    )
+    if data.eval_dataset is None and args.do_eval:
+        args = build_training_arguments(cfg, run_dir, has_validation=False)
+
+    evaluating = data.eval_dataset is not None
+    trainer = Trainer(
+        model=model,
+        args=args,
+        train_dataset=data.train_dataset,
+        eval_dataset=data.eval_dataset,
+        processing_class=tokenizer,
+        data_collator=default_data_collator,
+        compute_metrics=make_compute_metrics() if evaluating else None,
+        preprocess_logits_for_metrics=preprocess_logits_for_metrics if evaluating else None,
+        callbacks=list(callbacks),
+    )
+    send(
+        make_event(
+            "run_started",
+            run_dir=str(run_dir),
+            pid=os.getpid(),
+            host=os.uname().nodename if hasattr(os, "uname") else None,
+            world_size=args.world_size,
+            devices=_devices(args),
+            num_params=info.num_params,
+            trainable_params=info.trainable_params,
+            max_steps=_planned_max_steps(trainer),
+            num_train_epochs=args.num_train_epochs,
+            train_samples=data.train_samples,
+            eval_samples=data.eval_samples,
+            block_size=data.block_size,
+            resumed_from=resume_from,
+            resume_step=_resume_step(resume_from),
+            settings=_settings_summary(cfg, args, data, info),
+        )
+    )
+
+    send(make_event("phase", phase="training", progress=None, detail=""))
+    result = trainer.train(resume_from_checkpoint=resume_from)
+    train_metrics = dict(result.metrics)
+    if data.train_samples is not None:
+        train_metrics["train_samples"] = data.train_samples
+    state = trainer.state
+    if state.max_steps and state.global_step < state.max_steps:
+        send(make_event("final_metrics", split="train", metrics=train_metrics))
+        return TrainOutcome("stopped", train_metrics, {}, state.global_step)
+
+    send(make_event("phase", phase="saving", progress=None, detail="model and tokenizer"))
+    trainer.save_model()
+    trainer.log_metrics("train", train_metrics)
+    trainer.save_metrics("train", train_metrics)
+    trainer.save_state()
+    send(make_event("final_metrics", split="train", metrics=train_metrics))
+
+    eval_metrics: dict[str, Any] = {}
+    if evaluating:
+        send(make_event("phase", phase="evaluating", progress=None, detail="final evaluation"))
+        eval_metrics = dict(trainer.evaluate())
+        if data.eval_samples is not None:
+            eval_metrics["eval_samples"] = data.eval_samples
+        eval_metrics["perplexity"] = perplexity(float(eval_metrics["eval_loss"]))
+        trainer.log_metrics("eval", eval_metrics)
+        trainer.save_metrics("eval", eval_metrics)
+        send(make_event("final_metrics", split="eval", metrics=eval_metrics))
+
+    send(make_event("phase", phase="saving", progress=None, detail="model card"))
+    card = _model_card_kwargs(cfg)
+    if args.push_to_hub:
+        trainer.push_to_hub(**card)
+    else:
+        trainer.create_model_card(**card)
+    return TrainOutcome("completed", train_metrics, eval_metrics, state.global_step)

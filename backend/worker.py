@@ -1,0 +1,284 @@
+"""The training worker: ``python -m backend.worker RUN_DIR [--resume SPEC]``.
+
+One process (or one torchrun rank) runs one run from ``RUN_DIR/config.toml``.
+Rank 0 alone writes ``events.jsonl`` and ``run.json``. Signals: the first
+SIGTERM or SIGINT asks for a graceful stop (checkpoint at the next optimizer
+step, status ``stopped``); a second SIGINT aborts; SIGHUP is ignored so the
+run outlives the terminal that started it. Any failure ends as status
+``failed`` with a one-line error and a hint in ``run.json`` and the events; the
+traceback goes to stderr only (``logs/worker.err``).
+
+Test hook (for the failure drills, never on the hot path): when
+``CLMTUNE_TEST_CALLBACKS=module:factory`` is set, ``factory(run_dir)`` returns
+extra ``TrainerCallback`` objects appended after the event callback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import platform
+import signal
+import socket
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+import backend
+from backend.events import EVENTS_FILE, Event, EventWriter, make_event
+from backend.runs import RUN_JSON, read_run_json, resolve_resume, write_json_atomic
+
+TEST_CALLBACKS_ENV = "CLMTUNE_TEST_CALLBACKS"
+STOP_SYNC_ENV = "CLMTUNE_STOP_SYNC_STEPS"
+MEMORY_INTERVAL_S = 5.0
+
+
+def _one_line(text: str, limit: int = 500) -> str:
+    line = "; ".join(part.strip() for part in str(text).splitlines() if part.strip())
+    return line if len(line) <= limit else line[: limit - 1] + "…"
+
+
+def _setting(cfg: Any, section: str, key: str) -> Any:
+    try:
+        return cfg.get(section, key)
+    except Exception:  # noqa: BLE001 - the hint must never fail
+        return None
+
+
+def classify_error(exc: BaseException, cfg: Any = None) -> tuple[str, str | None]:
+    """(one-line error, hint) for an exception that ended a run."""
+    name = type(exc).__name__
+    text = _one_line(str(exc)) or name
+    if name == "OutOfMemoryError" or (
+        isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower()
+    ):
+        bs = _setting(cfg, "training", "per_device_train_batch_size")
+        ga = _setting(cfg, "training", "gradient_accumulation_steps")
+        now = f" (now {bs} x {ga})" if bs is not None and ga is not None else ""
+        return (
+            f"out of memory: {text}",
+            "lower [training] per_device_train_batch_size and raise gradient_accumulation_steps"
+            f" to keep the effective batch{now}, or set gradient_checkpointing = true"
+            " (a smaller [data] block_size helps too)",
+        )
+    if name == "ConfigError":
+        return text, "fix the settings (clmtune check FILE lists every problem)"
+    if name in ("TrainingSetupError", "RunError"):
+        return text, None
+    if isinstance(exc, FileNotFoundError):
+        missing = exc.filename or text
+        return f"missing file: {missing}", "check the path in the run's config.toml"
+    if isinstance(exc, KeyboardInterrupt):
+        return (
+            "aborted by a second interrupt before a checkpoint was saved",
+            "resume from the newest complete checkpoint: clmtune train --run-dir RUN_DIR"
+            " --resume last",
+        )
+    return f"{name}: {text}", "the traceback is in logs/worker.err"
+
+
+class SignalState:
+    """First SIGTERM/SIGINT → graceful stop; second SIGINT → KeyboardInterrupt (abort)."""
+
+    def __init__(self, stop: Any) -> None:
+        self.stop = stop
+        self.interrupts = 0
+
+    def install(self) -> None:
+        signal.signal(signal.SIGTERM, self._on_term)
+        signal.signal(signal.SIGINT, self._on_int)
+        if hasattr(signal, "SIGHUP"):
+            signal.signal(signal.SIGHUP, signal.SIG_IGN)
+
+    def _on_term(self, signum: int, frame: Any) -> None:  # noqa: ARG002
+        self.stop.request("SIGTERM")
+
+    def _on_int(self, signum: int, frame: Any) -> None:  # noqa: ARG002
+        self.interrupts += 1
+        if self.interrupts >= 2:
+            raise KeyboardInterrupt
+        self.stop.request("SIGINT")
+
+
+def _versions() -> dict[str, str | None]:
+    versions: dict[str, str | None] = {
+        "python": platform.python_version(),
+        "clmtune": backend.__version__,
+    }
+    for name in ("torch", "transformers", "datasets", "accelerate"):
+        try:
+            versions[name] = importlib.import_module(name).__version__
+        except Exception:  # noqa: BLE001
+            versions[name] = None
+    return versions
+
+
+def _test_callbacks(run_dir: Path) -> list[Any]:
+    spec = os.environ.get(TEST_CALLBACKS_ENV)
+    if not spec:
+        return []
+    module_name, _, attr = spec.partition(":")
+    factory = getattr(importlib.import_module(module_name), attr or "make_callbacks")
+    return list(factory(run_dir))
+
+
+class RunRecord:
+    """``run.json`` as this worker keeps it (rank 0 only; every write is atomic)."""
+
+    def __init__(self, run_dir: Path, enabled: bool) -> None:
+        self.path = run_dir / RUN_JSON
+        self.enabled = enabled
+        previous = read_run_json(run_dir) if enabled else {}
+        # Under torchrun the launcher is torchrun (our parent); alone, it is this process.
+        launcher = os.getppid() if "LOCAL_RANK" in os.environ else os.getpid()
+        self.data: dict[str, Any] = {
+            "status": "running",
+            "pid": os.getpid(),
+            "worker_pid": os.getpid(),
+            "pgid": os.getpgid(0),
+            "host": socket.gethostname(),
+            # launch records the full command (torchrun included); keep it.
+            "command": previous.get("command") or [sys.executable, "-m", "backend.worker",
+                                                   *sys.argv[1:]],
+            "launcher_pid": launcher,
+            "start_time": time.time(),
+            "end_time": None,
+            "versions": {"python": platform.python_version(), "clmtune": backend.__version__},
+            "world_size": int(os.environ.get("WORLD_SIZE", "1")),
+            "resumed_from": None,
+            "global_step": None,
+            "error": None,
+            "hint": None,
+            "attempts": list(previous.get("attempts") or []),
+        }  # fmt: skip
+
+    def update(self, **fields: Any) -> None:
+        self.data.update(fields)
+        if self.enabled:
+            write_json_atomic(self.path, self.data)
+
+
+def _cpu_processes_use_gloo() -> None:
+    """Make several CPU processes one distributed job (gloo) instead of N lone runs.
+
+    Accelerate (1.x) only treats torchrun ranks as a multi-CPU job when asked for
+    the CPU explicitly; without a GPU it otherwise silently trains N separate
+    copies that overwrite each other's checkpoints.
+    """
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or "ACCELERATE_USE_CPU" in os.environ:
+        return
+    import torch
+
+    if not torch.cuda.is_available():
+        os.environ["ACCELERATE_USE_CPU"] = "true"
+
+
+def _parse(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m backend.worker")
+    parser.add_argument("run_dir", type=Path)
+    parser.add_argument("--resume", default=None, help="'last' or a checkpoint path")
+    return parser.parse_args(argv)
+
+
+def run(run_dir: Path, resume: str | None = None) -> int:
+    """Run one training run in ``run_dir``; returns the process exit code (0 ok, 1 failed)."""
+    from backend.callback import EventCallback, StopControl
+    from backend.memory import MemorySampler, MemoryThread
+
+    run_dir = run_dir.resolve()
+    is_main = int(os.environ.get("RANK", "0")) == 0
+    writer = EventWriter(run_dir / EVENTS_FILE) if is_main else None
+    stop = StopControl(run_dir)
+    signals = SignalState(stop)
+    signals.install()
+    record = RunRecord(run_dir, enabled=is_main)
+    record.update()
+
+    sampler = MemorySampler()
+    callback_ref: list[Any] = []
+
+    def emit(event: Event) -> None:
+        if writer is None:
+            return
+        if event.get("type") == "run_started" and callback_ref:
+            # The callback needs the block size for tokens/s; train knows it first.
+            block = event.get("block_size")
+            if isinstance(block, int) and block > 0:
+                callback_ref[0].block_size = block
+        writer.emit(event)
+
+    monitor = None
+    if is_main:
+        monitor = MemoryThread(
+            sampler, emit, interval=MEMORY_INTERVAL_S,
+            step=lambda: callback_ref[0].last_step if callback_ref else None,
+        ).start()  # fmt: skip
+
+    cfg: Any = None
+    status, error, hint, step = "failed", None, None, None
+    try:
+        _cpu_processes_use_gloo()
+        from backend.config import load_config
+        from backend.train import run_training
+
+        cfg = load_config(run_dir / "config.toml", for_launch=True)
+        resume_path = resolve_resume(run_dir, resume) if resume else None
+        record.update(
+            resumed_from=str(resume_path) if resume_path else None,
+            versions=_versions(),
+        )
+        callback = EventCallback(
+            emit, stop, memory=sampler,
+            stop_sync_steps=int(os.environ.get(STOP_SYNC_ENV, "10")),
+        )  # fmt: skip
+        callback_ref.append(callback)
+        outcome = run_training(
+            cfg,
+            run_dir,
+            emit=emit,
+            callbacks=[callback, *_test_callbacks(run_dir)],
+            resume_from=str(resume_path) if resume_path else None,
+        )
+        step = getattr(outcome, "global_step", None)
+        # "stopped" only when the run ended early; a stop on the last step completed it.
+        status = getattr(outcome, "status", "completed") or "completed"
+    except BaseException as exc:  # noqa: BLE001 - every failure becomes a status
+        status = "failed"
+        error, hint = classify_error(exc, cfg)
+        traceback.print_exc(file=sys.stderr)
+        sys.stderr.flush()
+    finally:
+        if callback_ref and step is None:
+            step = callback_ref[0].last_step
+        if monitor is not None:
+            monitor.stop()
+        if is_main:
+            try:
+                emit(sampler.sample(step))
+            except Exception:  # noqa: BLE001
+                pass
+        emit(make_event("run_finished", status=status, error=error, hint=hint))
+        record.update(status=status, error=error, hint=hint, end_time=time.time(),
+                      global_step=step)  # fmt: skip
+        if writer is not None:
+            writer.close()
+    return 0 if status in ("completed", "stopped") else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parse(argv)
+    if not (args.run_dir / "config.toml").is_file():
+        # Not a prepared run dir: say so without creating anything there.
+        print(
+            f"{args.run_dir}: no config.toml; start runs with `clmtune train FILE`",
+            file=sys.stderr,
+        )
+        return 2
+    return run(args.run_dir, args.resume)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

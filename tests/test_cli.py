@@ -1,0 +1,276 @@
+"""The ``clmtune`` command line: bad input, listing, inspecting, launch details."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+import backend
+from backend.cli import main
+from backend.config import RunConfig
+from backend.launch import (
+    default_run_dir,
+    prepare_run_dir,
+    request_stop,
+    resume_warnings,
+    worker_command,
+)
+from backend.runs import STOP_FILE, RunError
+from tests.fixtures import make_tiny_config
+from tests.test_runs import make_checkpoint, make_run
+
+
+def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
+    try:
+        code = main(list(argv))
+    except SystemExit as exc:  # argparse's own exits (--version, usage errors)
+        code = exc.code
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def assert_one_line_error(err: str) -> None:
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1, err
+    assert "Traceback" not in err
+
+
+# ------------------------------------------------------------------ bad input
+
+
+def test_version(capsys):
+    code, out, _ = run_cli(capsys, "--version")
+    assert code == 0 and backend.__version__ in out
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ("frobnicate",),
+        ("train", "--resume"),
+        ("train",),
+        ("train", "missing.toml"),
+        ("train", "--run-dir", "nowhere"),
+        ("show", "nowhere"),
+        ("stop", "nowhere"),
+        ("check", "missing.toml"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(capsys, tmp_path, monkeypatch, argv):
+    monkeypatch.chdir(tmp_path)
+    code, _, err = run_cli(capsys, *argv)
+    assert code == 2
+    assert_one_line_error(err)
+
+
+def test_invalid_settings_exit_2_with_one_line_per_problem(capsys, tmp_path, tiny_assets):
+    config = tmp_path / "bad.toml"
+    config.write_text(
+        f'[model]\nmodel_name_or_path = "{tiny_assets.model_dir}"\n'
+        f'[data]\ntrain_file = "{tiny_assets.train_file}"\n'
+        '[training]\nlearning_rate = -1.0\nevaluation_strategy = "steps"\n'
+    )
+    code, _, err = run_cli(capsys, "train", str(config), "--run-dir", str(tmp_path / "run"))
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 2 and "Traceback" not in err
+    assert any("learning_rate" in line for line in lines)
+    assert any("eval_strategy" in line for line in lines)  # the did-you-mean
+    assert not (tmp_path / "run").exists()
+
+
+def test_resume_without_a_complete_checkpoint_is_bad_input(capsys, tmp_path, tiny_assets):
+    run = make_run(tmp_path / "run", status="stopped")
+    make_checkpoint(run, 4, marker=False, files=("config",))
+    from backend.config import save_config
+
+    save_config(make_tiny_config(tiny_assets), run / "config.toml")
+    code, _, err = run_cli(capsys, "train", "--run-dir", str(run), "--resume", "last")
+    assert code == 2
+    assert_one_line_error(err)
+    assert "no complete checkpoint" in err
+
+
+def test_stop_of_a_finished_run_says_so(capsys, tmp_path):
+    run = make_run(tmp_path / "run", status="completed")
+    code, _, err = run_cli(capsys, "stop", str(run))
+    assert code == 1 and "not running (status completed)" in err
+    assert not (run / STOP_FILE).exists()
+
+
+# ------------------------------------------------------------------ runs / show
+
+
+def test_runs_json_lists_every_run_with_its_checkpoints(capsys, tmp_path):
+    a = make_run(tmp_path / "a", start_time=1000.0)
+    make_checkpoint(a, 2)
+    make_checkpoint(a, 4, marker=False, files=("config",))
+    make_run(tmp_path / "b", status="failed", error="out of memory", start_time=2000.0)
+    code, out, _ = run_cli(capsys, "runs", str(tmp_path), "--json")
+    assert code == 0
+    runs = json.loads(out)
+    assert [r["path"] for r in runs] == [str(tmp_path / "b"), str(tmp_path / "a")]
+    for run in runs:
+        assert {"path", "status", "global_step", "max_steps", "checkpoints"} <= set(run)
+    assert [(c["step"], c["state"]) for c in runs[1]["checkpoints"]] == [
+        (2, "complete"), (4, "partial"),
+    ]  # fmt: skip
+    code, out, _ = run_cli(capsys, "runs", str(tmp_path))
+    assert code == 0 and "failed" in out and "1/2 ok" in out
+
+
+def test_runs_of_a_missing_dir(capsys, tmp_path):
+    code, out, _ = run_cli(capsys, "runs", str(tmp_path / "none"))
+    assert code == 0 and "no runs" in out
+    code, out, _ = run_cli(capsys, "runs", str(tmp_path / "none"), "--json")
+    assert json.loads(out) == []
+
+
+def test_show_reads_a_plain_hugging_face_dir(capsys, tmp_path):
+    hf = tmp_path / "hf"
+    hf.mkdir()
+    (hf / "trainer_state.json").write_text(
+        json.dumps({"global_step": 20, "max_steps": 20,
+                    "log_history": [{"step": 20, "loss": 1.5}, {"step": 20, "eval_loss": 1.7}]})
+    )  # fmt: skip
+    (hf / "all_results.json").write_text(json.dumps({"eval_loss": 1.7, "perplexity": 5.47}))
+    (hf / "train_results.json").write_text(json.dumps({"train_loss": 1.6}))
+    make_checkpoint(hf, 20, marker=False)
+    code, out, _ = run_cli(capsys, "show", str(hf), "--json")
+    assert code == 0
+    data = json.loads(out)
+    assert data["source"] == "huggingface" and data["status"] == "completed"
+    assert data["global_step"] == 20 and data["world_size"] == 1
+    assert data["metrics"]["train"]["train_loss"] == 1.6
+    assert data["checkpoints"][0]["state"] == "complete"
+    code, out, _ = run_cli(capsys, "show", str(hf))
+    assert code == 0 and "huggingface" in out and "checkpoint" in out.lower()
+
+
+# ------------------------------------------------------------------ init / check
+
+
+def test_init_and_check_delegate(capsys, tmp_path):
+    target = tmp_path / "gpt2.toml"
+    code, out, _ = run_cli(capsys, "init", "--preset", "gpt2-text", str(target))
+    assert code == 0 and target.is_file()
+    code, _, err = run_cli(capsys, "init", "--preset", "gpt2-text", str(target))
+    assert code == 2 and "exists" in err
+    code, _, err = run_cli(capsys, "init", "--preset", "nope", str(tmp_path / "x.toml"))
+    assert code == 2
+
+
+def test_check_of_a_valid_file(capsys, tmp_path, tiny_assets):
+    from backend.config import save_config
+
+    path = tmp_path / "ok.toml"
+    save_config(make_tiny_config(tiny_assets), path)
+    code, out, _ = run_cli(capsys, "check", str(path))
+    assert code == 0 and "ok" in out
+
+
+# ------------------------------------------------------------------ launch details
+
+
+def test_default_run_dir_names(tmp_path):
+    first = default_run_dir(Path("conf/my-run.toml"), tmp_path)
+    assert first.parent == tmp_path and first.name.startswith("my-run-")
+    assert len(first.name) == len("my-run-20250101-120000")
+    first.mkdir()
+    second = default_run_dir(Path("conf/my-run.toml"), tmp_path)
+    assert second != first and not second.exists()  # "-2" within the same second
+    assert default_run_dir(None, tmp_path).name.startswith("run-")
+
+
+def test_output_dir_is_the_run_dir_unless_given(tmp_path, tiny_assets):
+    from backend.launch import _choose_run_dir
+
+    cfg = make_tiny_config(tiny_assets, output_dir="out")
+    cfg.source = tmp_path / "x.toml"
+    assert _choose_run_dir(cfg, cfg.source, None, Path("runs")) == tmp_path / "out"
+    assert _choose_run_dir(cfg, cfg.source, tmp_path / "here", Path("runs")) == tmp_path / "here"
+    plain = make_tiny_config(tiny_assets)
+    chosen = _choose_run_dir(plain, tmp_path / "x.toml", None, tmp_path / "runs")
+    assert chosen.parent == tmp_path / "runs" and chosen.name.startswith("x-")
+
+
+def test_worker_command_single_and_torchrun():
+    single = worker_command(RunConfig(), Path("/r"))
+    assert single == [sys.executable, "-m", "backend.worker", "/r"]
+    multi = worker_command(
+        RunConfig(launch={"nproc_per_node": 4, "nnodes": 2, "node_rank": 1,
+                          "master_addr": "10.0.0.1", "master_port": 29501}),
+        Path("/r"), Path("/r/checkpoint-4"),
+    )  # fmt: skip
+    assert multi[:3] == [sys.executable, "-m", "torch.distributed.run"]
+    joined = " ".join(multi)
+    for part in ("--nproc_per_node=4", "--nnodes=2", "--node_rank=1", "--master_addr=10.0.0.1",
+                 "--master_port=29501"):  # fmt: skip
+        assert part in joined
+    assert multi[-5:] == ["-m", "backend.worker", "/r", "--resume", "/r/checkpoint-4"]
+    standalone = worker_command(RunConfig(launch={"nproc_per_node": 2}), Path("/r"))
+    assert "--standalone" in standalone
+
+
+def test_resume_warnings_name_what_breaks_exact_continuation(tmp_path, tiny_assets):
+    old = make_tiny_config(tiny_assets, per_device_train_batch_size=4)
+    run = prepare_run_dir(old, tmp_path / "run")
+    ckpt = make_checkpoint(run, 4)
+    same = resume_warnings(run, ckpt, make_tiny_config(tiny_assets, per_device_train_batch_size=4))
+    assert same == []
+    changed = make_tiny_config(tiny_assets, per_device_train_batch_size=8, learning_rate=5e-4)
+    changed.launch["nproc_per_node"] = 2
+    warnings = resume_warnings(run, ckpt, changed)
+    text = "\n".join(warnings)
+    assert "per_device_train_batch_size" in text and "learning_rate" in text
+    assert "world size was 1" in text
+
+
+def test_prepare_refuses_a_dir_with_a_running_run(tmp_path, tiny_assets):
+    live = make_run(tmp_path / "live", status="running", pid=os.getpid(), start_time=time.time())
+    with pytest.raises(RunError, match="still running"):
+        prepare_run_dir(make_tiny_config(tiny_assets), live)
+    run = prepare_run_dir(make_tiny_config(tiny_assets), tmp_path / "new")
+    assert (run / "config.toml").is_file() and (run / "logs").is_dir()
+    text = (run / "config.toml").read_text()
+    assert str(tiny_assets.train_file) in text  # absolute paths in the frozen copy
+
+
+def test_request_stop_writes_the_file_and_signals_the_worker(tmp_path):
+    worker = subprocess.Popen(
+        [sys.executable, "-c", "import time; time.sleep(60)"], start_new_session=True
+    )
+    try:
+        run = make_run(tmp_path / "run", status="running", pid=worker.pid,
+                       worker_pid=worker.pid, start_time=time.time())  # fmt: skip
+        assert request_stop(run) is True
+        assert (run / STOP_FILE).is_file()
+        assert worker.wait(timeout=30) == -signal.SIGTERM
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+    assert request_stop(run) is False  # its process is gone: crashed, not running
+
+
+def test_a_fresh_start_never_mixes_into_an_existing_run(capsys, tmp_path, tiny_assets):
+    from backend.config import save_config
+
+    config = tmp_path / "tiny.toml"
+    save_config(make_tiny_config(tiny_assets), config)
+    run = make_run(tmp_path / "run", status="stopped")
+    make_checkpoint(run, 4)
+    code, _, err = run_cli(capsys, "train", str(config), "--run-dir", str(run))
+    assert code == 2 and "already holds a run" in err and "--resume last" in err
+    other = tmp_path / "notes"
+    other.mkdir()
+    (other / "todo.txt").write_text("mine")
+    code, _, err = run_cli(capsys, "train", str(config), "--run-dir", str(other))
+    assert code == 2 and "holds other files" in err
+    assert sorted(p.name for p in other.iterdir()) == ["todo.txt"]

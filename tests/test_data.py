@@ -1,0 +1,267 @@
+"""Data preparation: block size rules, packing, sample limits, file types, errors, cache."""
+
+from __future__ import annotations
+
+import csv
+import json
+from itertools import chain
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from backend.config import RunConfig
+from backend.data import IGNORE_INDEX, group_texts, pad_lines, prepare_datasets, resolve_block_size
+from backend.demo import DemoAssets
+from backend.model import TrainingSetupError, load_model_and_tokenizer
+
+# ------------------------------------------------------------------ block size rules
+
+
+def _cfg(max_pos: int | None) -> SimpleNamespace:
+    if max_pos is None:
+        return SimpleNamespace()
+    return SimpleNamespace(max_position_embeddings=max_pos)
+
+
+def test_block_size_unset_uses_tokenizer_length_without_warning():
+    size, warnings = resolve_block_size(None, _cfg(512), SimpleNamespace(model_max_length=256))
+    assert (size, warnings) == (256, [])
+
+
+def test_block_size_unset_with_huge_tokenizer_length_uses_min_1024_max_pos():
+    huge = SimpleNamespace(model_max_length=int(1e30))
+    size, warnings = resolve_block_size(None, _cfg(2048), huge)
+    assert size == 1024
+    assert len(warnings) == 1 and "1024" in warnings[0] and "block_size" in warnings[0]
+    size, warnings = resolve_block_size(None, _cfg(128), huge)
+    assert size == 128 and len(warnings) == 1
+
+
+def test_block_size_unset_without_max_position_embeddings_defaults_to_1024():
+    size, warnings = resolve_block_size(None, _cfg(None), SimpleNamespace(model_max_length=10**9))
+    assert size == 1024 and len(warnings) == 1
+
+
+def test_block_size_set_is_capped_by_tokenizer_length_with_warning():
+    size, warnings = resolve_block_size(300, _cfg(1024), SimpleNamespace(model_max_length=256))
+    assert size == 256
+    assert len(warnings) == 1 and "300" in warnings[0] and "256" in warnings[0]
+
+
+def test_block_size_set_within_limits_is_kept():
+    assert resolve_block_size(64, _cfg(128), SimpleNamespace(model_max_length=128)) == (64, [])
+
+
+def test_block_size_set_beyond_model_positions_is_capped():
+    # run_clm would crash inside the model here; clmtune lowers it and says so.
+    size, warnings = resolve_block_size(512, _cfg(128), SimpleNamespace(model_max_length=10**9))
+    assert size == 128 and len(warnings) == 1 and "max_position_embeddings" in warnings[0]
+
+
+# ------------------------------------------------------------------ pure map functions
+
+
+def test_group_texts_cuts_full_blocks_and_copies_labels():
+    examples = {
+        "input_ids": [[1, 2, 3], [4, 5], [6, 7, 8, 9]],
+        "attention_mask": [[1] * 3, [1] * 2, [1] * 4],
+    }
+    out = group_texts(examples, block_size=4)
+    assert out["input_ids"] == [[1, 2, 3, 4], [5, 6, 7, 8]]  # 9 is the dropped remainder
+    assert out["labels"] == out["input_ids"]
+    assert out["labels"][0] is not out["input_ids"][0]
+    assert out["attention_mask"] == [[1] * 4, [1] * 4]
+
+
+def test_pad_lines_masks_padding_and_drops_empty_lines():
+    out = pad_lines({"input_ids": [[5, 6], [], [1, 2, 3, 4, 5]]}, block_size=4, pad_token_id=0)
+    assert out["input_ids"] == [[5, 6, 0, 0], [1, 2, 3, 4]]
+    assert out["attention_mask"] == [[1, 1, 0, 0], [1, 1, 1, 1]]
+    assert out["labels"] == [[5, 6, IGNORE_INDEX, IGNORE_INDEX], [1, 2, 3, 4]]
+
+
+# ------------------------------------------------------------------ the pipeline
+
+
+@pytest.fixture(scope="module")
+def loaded(tiny_assets: DemoAssets):
+    cfg = RunConfig(model={"model_name_or_path": str(tiny_assets.model_dir)})
+    model, tokenizer, _ = load_model_and_tokenizer(cfg)
+    return model.config, tokenizer
+
+
+def _data_cfg(assets: DemoAssets, **data) -> RunConfig:
+    settings = {
+        "train_file": str(assets.train_file),
+        "validation_file": str(assets.validation_file),
+    }
+    settings.update(data)
+    return RunConfig(model={"model_name_or_path": str(assets.model_dir)}, data=settings)
+
+
+def _prepare(cfg: RunConfig, loaded, tmp_path: Path, **kwargs):
+    config, tokenizer = loaded
+    return prepare_datasets(cfg, tokenizer, config, cache_dir=str(tmp_path / "cache"), **kwargs)
+
+
+def test_group_packing_blocks_are_the_token_stream(tiny_assets, loaded, tmp_path):
+    cfg = _data_cfg(tiny_assets, block_size=16)
+    events: list[dict] = []
+    data = _prepare(cfg, loaded, tmp_path, emit=events.append)
+    _, tokenizer = loaded
+    lines = tiny_assets.validation_file.read_text(encoding="utf-8").splitlines(keepends=True)
+    assert len(lines) < 1000  # one map batch: the stream is cut once, at its end
+    stream = list(chain.from_iterable(tokenizer(lines)["input_ids"]))
+    blocks = [row["input_ids"] for row in data.eval_dataset]
+    assert all(len(b) == 16 for b in blocks)
+    assert len(blocks) == len(stream) // 16
+    assert list(chain.from_iterable(blocks)) == stream[: len(blocks) * 16]
+    assert all(row["labels"] == row["input_ids"] for row in data.eval_dataset)
+    assert data.block_size == 16 and data.train_samples == len(data.train_dataset)
+    phases = [e["phase"] for e in events if e["type"] == "phase"]
+    assert {"loading_data", "tokenizing", "grouping"} <= set(phases)
+    assert not [e for e in events if e["type"] == "warning"]
+
+
+def test_line_packing_masks_padding(tiny_assets, loaded, tmp_path):
+    cfg = _data_cfg(tiny_assets, block_size=24, packing="line")
+    data = _prepare(cfg, loaded, tmp_path)
+    _, tokenizer = loaded
+    padded_rows = 0
+    for row in data.train_dataset.select(range(300)):
+        assert len(row["input_ids"]) == len(row["labels"]) == len(row["attention_mask"]) == 24
+        for token, mask, label in zip(
+            row["input_ids"], row["attention_mask"], row["labels"], strict=True
+        ):
+            if mask == 0:
+                assert label == IGNORE_INDEX and token == tokenizer.pad_token_id
+            else:
+                assert label == token
+        assert row["attention_mask"][0] == 1  # empty lines were dropped
+        padded_rows += row["attention_mask"][-1] == 0
+    assert padded_rows > 0
+
+
+def test_block_size_warning_is_emitted(tiny_assets, loaded, tmp_path):
+    events: list[dict] = []
+    data = _prepare(_data_cfg(tiny_assets, block_size=4096), loaded, tmp_path, emit=events.append)
+    assert data.block_size == 64  # the tiny tokenizer's model_max_length
+    warnings = [e for e in events if e["type"] == "warning"]
+    assert [w["code"] for w in warnings] == ["block_size"]
+    assert data.warnings == [warnings[0]["message"]]
+
+
+def test_sample_limits_take_the_first_blocks_after_grouping(tiny_assets, loaded, tmp_path):
+    full = _prepare(_data_cfg(tiny_assets, block_size=16), loaded, tmp_path)
+    limited = _prepare(
+        _data_cfg(tiny_assets, block_size=16, max_train_samples=7, max_eval_samples=3),
+        loaded,
+        tmp_path,
+    )
+    assert (limited.train_samples, limited.eval_samples) == (7, 3)
+    assert limited.train_dataset["input_ids"][:] == full.train_dataset["input_ids"][:7]
+    assert limited.eval_dataset["input_ids"][:] == full.eval_dataset["input_ids"][:3]
+    cfg = _data_cfg(tiny_assets, block_size=16, max_eval_samples=10**6)
+    bigger = _prepare(cfg, loaded, tmp_path)
+    assert bigger.eval_samples == full.eval_samples
+
+
+def test_block_larger_than_dataset_is_a_clear_error(tmp_path, tiny_assets, loaded):
+    small = tmp_path / "small.txt"
+    small.write_text("def f():\n    return 1\n", encoding="utf-8")
+    cfg = _data_cfg(tiny_assets, train_file=str(small), validation_file=str(small), block_size=64)
+    with pytest.raises(TrainingSetupError) as info:
+        _prepare(cfg, loaded, tmp_path)
+    message = str(info.value)
+    assert "[data] block_size = 64" in message and "\n" not in message
+    assert "train" in message
+
+
+def test_validation_split_is_carved_from_train(tiny_assets, loaded, tmp_path):
+    cfg = _data_cfg(tiny_assets, block_size=16, validation_split_percentage=10)
+    del cfg.data["validation_file"]
+    data = _prepare(cfg, loaded, tmp_path)
+    full = _prepare(_data_cfg(tiny_assets, block_size=16), loaded, tmp_path)
+    assert data.eval_samples and data.train_samples
+    assert data.train_samples < full.train_samples
+
+
+ROWS = [
+    {"body": "def add(a, b):\n    return a + b\n", "label": 1},
+    {"body": "class Point:\n    x: int = 0\n    y: int = 0\n", "label": 2},
+    {"body": "for i in range(10):\n    print(i)\n", "label": 3},
+] * 4
+
+
+def _write(path: Path, rows: list[dict]) -> Path:
+    if path.suffix == ".csv":
+        with path.open("w", newline="", encoding="utf-8") as fh:
+            writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)
+    elif path.suffix == ".jsonl":
+        path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    elif path.suffix == ".json":
+        path.write_text(json.dumps(rows), encoding="utf-8")
+    else:
+        path.write_text("".join(r["body"] for r in rows), encoding="utf-8")
+    return path
+
+
+@pytest.mark.parametrize("suffix", [".txt", ".json", ".jsonl", ".csv"])
+def test_each_file_type_loads_and_falls_back_to_the_first_column(
+    suffix, tiny_assets, loaded, tmp_path
+):
+    train = _write(tmp_path / f"train{suffix}", ROWS)
+    cfg = _data_cfg(tiny_assets, train_file=str(train), validation_file=str(train), block_size=8)
+    data = _prepare(cfg, loaded, tmp_path)
+    _, tokenizer = loaded
+    # the text loader yields lines, the others one example per row: the same code either way
+    bodies = [r["body"] for r in ROWS]
+    units = "".join(bodies).splitlines(keepends=True) if suffix == ".txt" else bodies
+    expected = sum(len(ids) for ids in tokenizer(units)["input_ids"])
+    assert data.train_samples == expected // 8
+    decoded = tokenizer.decode(data.train_dataset[0]["input_ids"])
+    assert decoded.startswith("def add")
+
+
+def test_unknown_text_column_is_an_error(tiny_assets, loaded, tmp_path):
+    train = _write(tmp_path / "train.jsonl", ROWS)
+    cfg = _data_cfg(tiny_assets, train_file=str(train), validation_file=str(train), text_column="x")
+    with pytest.raises(TrainingSetupError, match=r"\[data\] text_column = 'x'.*'body'"):
+        _prepare(cfg, loaded, tmp_path)
+
+
+def test_non_text_column_is_an_error(tiny_assets, loaded, tmp_path):
+    train = _write(tmp_path / "train.jsonl", ROWS)
+    cfg = _data_cfg(
+        tiny_assets, train_file=str(train), validation_file=str(train), text_column="label"
+    )
+    with pytest.raises(TrainingSetupError, match="not text"):
+        _prepare(cfg, loaded, tmp_path)
+
+
+def test_unsupported_file_type_is_refused_by_name(tiny_assets, loaded, tmp_path):
+    bad = tmp_path / "train.parquet"
+    bad.write_bytes(b"x")
+    cfg = _data_cfg(tiny_assets, train_file=str(bad))
+    with pytest.raises(TrainingSetupError, match=r"\[data\] train_file = .*train.parquet"):
+        _prepare(cfg, loaded, tmp_path)
+
+
+def _cache_files(root: Path) -> dict[str, int]:
+    return {str(p): p.stat().st_mtime_ns for p in root.rglob("cache-*.arrow")}
+
+
+def test_second_run_reuses_the_preprocessing_cache(tiny_assets, loaded, tmp_path):
+    cfg = _data_cfg(tiny_assets, block_size=16)
+    first = _prepare(cfg, loaded, tmp_path)
+    files = _cache_files(tmp_path / "cache")
+    assert len(files) >= 4  # tokenized + grouped, train + validation
+    second = _prepare(cfg, loaded, tmp_path)
+    assert _cache_files(tmp_path / "cache") == files  # nothing recomputed or rewritten
+    assert second.train_dataset["input_ids"][:5] == first.train_dataset["input_ids"][:5]
+    cfg.data["overwrite_cache"] = True
+    _prepare(cfg, loaded, tmp_path)
+    assert _cache_files(tmp_path / "cache") != files  # overwrite_cache really recomputes

@@ -1,0 +1,128 @@
+"""The event file reader: live files, torn lines, several readers, the reducer on resume."""
+
+from __future__ import annotations
+
+import json
+import threading
+
+from backend.events import (
+    EventTailer,
+    EventWriter,
+    RunView,
+    make_event,
+    read_events,
+    reduce_events,
+)
+
+
+def test_file_that_appears_later_is_read_from_its_start(tmp_path):
+    path = tmp_path / "events.jsonl"
+    tailer = EventTailer(path)
+    assert tailer.read_new() == []
+    with EventWriter(path) as writer:
+        writer.emit(make_event("phase", phase="loading_model", progress=None, detail=""))
+    events = tailer.read_new()
+    assert [e["type"] for e in events] == ["phase"]
+    assert tailer.read_new() == []
+
+
+def test_torn_last_line_is_held_back_then_completed(tmp_path):
+    path = tmp_path / "events.jsonl"
+    first = json.dumps(make_event("train_log", step=1, loss=2.0))
+    second = json.dumps(make_event("train_log", step=2, loss=1.5))
+    path.write_text(first + "\n" + second[:17])
+    tailer = EventTailer(path)
+    assert [e["step"] for e in tailer.read_new()] == [1]
+    with open(path, "a") as fh:
+        fh.write(second[17:] + "\n")
+    assert [e["step"] for e in tailer.read_new()] == [2]
+    assert tailer.bad_lines == 0
+
+
+def test_torn_last_line_of_a_killed_writer_is_skipped_by_the_final_read(tmp_path):
+    path = tmp_path / "events.jsonl"
+    good = json.dumps(make_event("train_log", step=1, loss=2.0))
+    path.write_text(good + "\n" + '{"v":1,"type":"train_log","st')
+    events = read_events(path)
+    assert [e["step"] for e in events] == [1]
+    view = reduce_events(events)
+    assert view.train_loss == [2.0]
+
+
+def test_garbage_line_in_the_middle_is_counted_not_fatal(tmp_path):
+    path = tmp_path / "events.jsonl"
+    a = json.dumps(make_event("train_log", step=1, loss=2.0))
+    b = json.dumps(make_event("train_log", step=2, loss=1.0))
+    path.write_text(f"{a}\nnot json\n[1, 2]\n{b}\n")
+    tailer = EventTailer(path)
+    assert [e["step"] for e in tailer.read_new()] == [1, 2]
+    assert tailer.bad_lines == 2
+
+
+def test_two_readers_on_one_live_file_each_see_every_event_once(tmp_path):
+    path = tmp_path / "events.jsonl"
+    writer = EventWriter(path)
+    readers = [EventTailer(path), EventTailer(path)]
+    seen: list[list[int]] = [[], []]
+    total = 400
+    done = threading.Event()
+
+    def write() -> None:
+        for step in range(total):
+            writer.emit(make_event("train_log", step=step, loss=float(step)))
+        done.set()
+
+    thread = threading.Thread(target=write)
+    thread.start()
+    while not done.is_set():
+        for reader, steps in zip(readers, seen, strict=True):
+            steps.extend(e["step"] for e in reader.read_new())
+    thread.join()
+    for reader, steps in zip(readers, seen, strict=True):
+        steps.extend(e["step"] for e in reader.read_final())
+        assert steps == list(range(total))
+        assert reader.bad_lines == 0
+    writer.close()
+
+
+def test_writer_keeps_lines_whole_with_two_threads(tmp_path):
+    # The worker writes from the training thread and the memory thread at once.
+    path = tmp_path / "events.jsonl"
+    writer = EventWriter(path)
+    payload = "x" * 5000
+
+    def write(kind: str) -> None:
+        for i in range(200):
+            writer.emit(make_event("log", message=f"{kind}{i}{payload}"))
+
+    threads = [threading.Thread(target=write, args=(k,)) for k in "ab"]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    writer.close()
+    tailer = EventTailer(path)
+    events = tailer.read_final()
+    assert len(events) == 400
+    assert tailer.bad_lines == 0
+
+
+def test_nan_loss_is_written_as_strict_json_and_flagged(tmp_path):
+    path = tmp_path / "events.jsonl"
+    with EventWriter(path) as writer:
+        writer.emit(make_event("train_log", step=3, loss=float("nan")))
+    raw = path.read_text()
+    json.loads(raw, parse_constant=lambda c: (_ for _ in ()).throw(ValueError(c)))
+    view = reduce_events(read_events(path))
+    assert view.nan_loss_steps == [3]
+
+
+def test_resumed_run_drops_the_stale_tail_of_the_curve():
+    view = RunView()
+    view.apply(make_event("run_started", max_steps=10, resume_step=None))
+    for step in range(1, 8):
+        view.apply(make_event("train_log", step=step, loss=10.0 - step))
+    view.apply(make_event("run_started", max_steps=10, resume_step=4))
+    assert view.train_steps == [1, 2, 3, 4]
+    view.apply(make_event("train_log", step=5, loss=1.0))
+    assert view.train_steps[-1] == 5 and view.train_loss[-1] == 1.0

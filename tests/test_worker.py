@@ -1,0 +1,224 @@
+"""The worker process end to end through ``clmtune train`` (real Trainer, tiny model)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+
+import pytest
+
+from backend.config import ConfigError, FieldError
+from backend.runs import list_checkpoints, read_run, read_run_json
+from backend.worker import classify_error
+from tests.run_helpers import (
+    DRILL_HOOKS,
+    cli_env,
+    clmtune,
+    events_of,
+    wait_finished,
+    wait_for,
+    write_config,
+)
+
+# ------------------------------------------------------------------ error → hint
+
+
+def test_out_of_memory_gets_the_batch_size_hint():
+    import torch
+
+    error, hint = classify_error(torch.OutOfMemoryError("CUDA out of memory. Tried 2 GiB"))
+    assert error.startswith("out of memory")
+    assert "per_device_train_batch_size" in hint
+    assert "gradient_accumulation_steps" in hint and "gradient_checkpointing" in hint
+    error, _ = classify_error(RuntimeError("CUDA error: out of memory\nmore lines"))
+    assert error.startswith("out of memory") and "\n" not in error
+
+
+def test_missing_file_and_config_errors_are_one_line():
+    error, hint = classify_error(FileNotFoundError(2, "No such file", "/data/train.txt"))
+    assert error == "missing file: /data/train.txt" and hint
+    exc = ConfigError([FieldError("training", "a", "bad"), FieldError("data", "b", "worse")])
+    error, _ = classify_error(exc)
+    assert "\n" not in error and "[training] a" in error and "[data] b" in error
+
+
+# ------------------------------------------------------------------ end to end
+
+
+@pytest.mark.slow
+def test_train_foreground_writes_run_json_and_every_event(tmp_path, tiny_assets):
+    config = write_config(tmp_path / "tiny.toml", tiny_assets, max_steps=8)
+    result = clmtune("train", str(config), "--run-dir", "run", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    run_dir = tmp_path / "run"
+    info = read_run_json(run_dir)
+    assert info["status"] == "completed"
+    assert info["host"] and isinstance(info["pid"], int) and info["world_size"] == 1
+    assert info["command"][1:3] == ["-m", "backend.worker"]
+    assert info["versions"]["torch"] and info["versions"]["transformers"]
+    assert info["end_time"] >= info["start_time"]
+    kinds = {e["type"] for e in events_of(run_dir)}
+    assert {
+        "run_started", "phase", "train_log", "eval", "memory", "checkpoint",
+        "final_metrics", "run_finished",
+    } <= kinds  # fmt: skip
+    logs = [e for e in events_of(run_dir) if e["type"] == "train_log"]
+    assert logs[-1]["step"] == 8 and logs[-1]["tokens_per_second"] > 0
+    evals = [e for e in events_of(run_dir) if e["type"] == "eval"]
+    assert evals[0]["metrics"]["perplexity"] > 1
+    assert [c.state for c in list_checkpoints(run_dir)] == ["complete", "complete"]
+    assert "completed" in result.stdout and "eval_loss" in result.stdout
+    # The frozen config sits next to the run and holds absolute paths.
+    assert "/" in (run_dir / "config.toml").read_text().split("train_file = ")[1][:3]
+
+
+@pytest.mark.slow
+def test_injected_out_of_memory_fails_with_the_hint(tmp_path, tiny_assets):
+    config = write_config(tmp_path / "tiny.toml", tiny_assets, max_steps=8, save_steps=2)
+    env = cli_env(CLMTUNE_TEST_CALLBACKS=DRILL_HOOKS, DRILL_OOM_AT="3")
+    result = clmtune("train", str(config), "--run-dir", "run", cwd=tmp_path, env=env)
+    assert result.returncode == 1
+    run_dir = tmp_path / "run"
+    info = read_run_json(run_dir)
+    assert info["status"] == "failed"
+    assert info["error"].startswith("out of memory") and "\n" not in info["error"]
+    assert "per_device_train_batch_size" in info["hint"]
+    assert "Traceback" not in json.dumps(info)
+    assert "Traceback" in (run_dir / "logs" / "worker.err").read_text()
+    finished = [e for e in events_of(run_dir) if e["type"] == "run_finished"]
+    assert finished[-1]["status"] == "failed" and finished[-1]["hint"] == info["hint"]
+    # Nothing else lost: the checkpoint saved before the failure is intact and resumable.
+    assert [(c.step, c.state) for c in list_checkpoints(run_dir)] == [(2, "complete")]
+    assert "per_device_train_batch_size" in result.stderr
+
+
+@pytest.mark.slow
+def test_nan_loss_is_visible_and_flagged(tmp_path, tiny_assets):
+    config = write_config(tmp_path / "tiny.toml", tiny_assets, max_steps=6, logging_steps=1)
+    env = cli_env(CLMTUNE_TEST_CALLBACKS=DRILL_HOOKS, DRILL_NAN_AT="3")
+    result = clmtune("train", str(config), "--run-dir", "run", cwd=tmp_path, env=env)
+    events = events_of(tmp_path / "run")
+    losses = {e["step"]: e["loss"] for e in events if e["type"] == "train_log"}
+    assert losses[4] == "nan"  # in the curve, not replaced by an average
+    warnings = [e for e in events if e["type"] == "warning" and e["code"] == "nan_loss"]
+    assert warnings and warnings[0]["step"] == 4
+    assert result.returncode in (0, 1)  # NaN need not be fatal; it must be flagged
+
+
+@pytest.mark.slow
+def test_worker_survives_the_hangup_of_the_terminal_that_started_it(tmp_path, tiny_assets):
+    config = write_config(tmp_path / "tiny.toml", tiny_assets, max_steps=6, save_steps=3)
+    env = cli_env(CLMTUNE_TEST_CALLBACKS=DRILL_HOOKS, DRILL_PAUSE_AT="2")
+    # A foreground `clmtune train` in its own session stands in for an SSH login shell.
+    cli = subprocess.Popen(
+        [sys.executable, "-m", "backend.cli", "train", str(config), "--run-dir", "run"],
+        cwd=tmp_path, env=env, start_new_session=True,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    run_dir = tmp_path / "run"
+    try:
+        wait_for(lambda: (run_dir / "drill.paused").exists(), what="the worker to pause")
+        worker = read_run_json(run_dir)["worker_pid"]
+        os.killpg(cli.pid, signal.SIGHUP)  # the terminal goes away
+        assert cli.wait(timeout=30) != 0
+        os.kill(worker, signal.SIGHUP)  # even sent to the worker itself
+        assert read_run(run_dir).status == "running"
+        (run_dir / "drill.continue").write_text("go")
+        assert wait_finished(run_dir) == "completed"
+    finally:
+        if cli.poll() is None:
+            cli.kill()
+    assert wait_for(lambda: not os.path.exists(f"/proc/{worker}") or _zombie(worker), 30)
+
+
+def _zombie(pid: int) -> bool:
+    import psutil
+
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+@pytest.mark.slow
+def test_missing_data_file_fails_with_its_name(tmp_path, tiny_assets):
+    from backend.launch import prepare_run_dir
+    from tests.fixtures import make_tiny_config
+
+    run_dir = prepare_run_dir(make_tiny_config(tiny_assets, max_steps=4), tmp_path / "run")
+    # The data file disappears between launch-time validation and the worker reading it.
+    train_file = tiny_assets.train_file
+    moved = train_file.with_suffix(".moved")
+    train_file.rename(moved)
+    try:
+        result = subprocess.run(
+            [sys.executable, "-m", "backend.worker", str(run_dir)],
+            env=cli_env(), capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+    finally:
+        moved.rename(train_file)
+    assert result.returncode == 1
+    info = read_run_json(run_dir)
+    assert info["status"] == "failed"
+    assert str(train_file) in info["error"] and "\n" not in info["error"]
+    assert "Traceback" in result.stderr and "Traceback" not in info["error"]
+
+
+def test_worker_refuses_a_dir_without_config(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "backend.worker", str(tmp_path / "nowhere")],
+        env=cli_env(), capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 2 and "no config.toml" in result.stderr
+    assert not (tmp_path / "nowhere").exists()
+
+
+def _foreground(config, tmp_path, env) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "backend.cli", "train", str(config), "--run-dir", "run"],
+        cwd=tmp_path, env=env, start_new_session=True, text=True,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+
+
+@pytest.mark.slow
+def test_ctrl_c_in_foreground_stops_with_a_checkpoint(tmp_path, tiny_assets):
+    config = write_config(tmp_path / "tiny.toml", tiny_assets, max_steps=8, save_steps=100)
+    env = cli_env(CLMTUNE_TEST_CALLBACKS=DRILL_HOOKS, DRILL_PAUSE_AT="2")
+    cli = _foreground(config, tmp_path, env)
+    run_dir = tmp_path / "run"
+    try:
+        wait_for(lambda: (run_dir / "drill.paused").exists(), what="the worker to pause")
+        cli.send_signal(signal.SIGINT)
+        out, err = cli.communicate(timeout=120)
+    finally:
+        if cli.poll() is None:
+            cli.kill()
+    assert cli.returncode == 3, out + err
+    assert "stopping" in out and "stopped at step 3" in out, out
+    assert read_run(run_dir).status == "stopped"
+    assert [(c.step, c.state) for c in list_checkpoints(run_dir)] == [(3, "complete")]
+
+
+@pytest.mark.slow
+def test_second_ctrl_c_aborts_without_waiting_for_the_save(tmp_path, tiny_assets):
+    config = write_config(tmp_path / "tiny.toml", tiny_assets, max_steps=8, save_steps=100)
+    env = cli_env(CLMTUNE_TEST_CALLBACKS=DRILL_HOOKS, DRILL_PAUSE_AT="2", DRILL_HANG_IN_SAVE="3")
+    cli = _foreground(config, tmp_path, env)
+    run_dir = tmp_path / "run"
+    try:
+        wait_for(lambda: (run_dir / "drill.paused").exists(), what="the worker to pause")
+        cli.send_signal(signal.SIGINT)
+        wait_for(lambda: (run_dir / "drill.in_save").exists(), what="the stop's save to begin")
+        cli.send_signal(signal.SIGINT)
+        out, err = cli.communicate(timeout=60)
+    finally:
+        if cli.poll() is None:
+            cli.kill()
+    assert cli.returncode == 130, out + err
+    assert "aborted" in out
+    assert wait_for(lambda: read_run(run_dir).status == "crashed", 30, "crashed status")
+    assert [c.state for c in list_checkpoints(run_dir)] != ["complete"]

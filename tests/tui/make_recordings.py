@@ -1,0 +1,186 @@
+"""Build the recorded event files under tests/tui/data/ (run: python -m tests.tui.make_recordings).
+
+Each recording is a realistic event sequence of one run, built with
+``backend.events.make_event`` and stamped with fixed times from ``T0`` so screens and
+snapshots that derive times from events are stable.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+from backend.events import EventWriter, make_event
+
+DATA = Path(__file__).with_name("data")
+T0 = 1_700_000_000.0  # 2023-11-14 22:13:20 UTC
+GIB = 1024**3
+MIB = 1024**2
+
+RECORDINGS = ("completed", "running_gpu", "failed", "tokenizing")
+
+
+class Recorder:
+    """Events with a fake clock: ``tick(seconds)`` advances the time stamped on the next ones."""
+
+    def __init__(self, start: float = T0) -> None:
+        self.now = start
+        self.events: list[dict[str, Any]] = []
+
+    def tick(self, seconds: float) -> None:
+        self.now += seconds
+
+    def emit(self, type_: str, **fields: Any) -> None:
+        event = make_event(type_, **fields)
+        event["time"] = round(self.now, 3)
+        self.events.append(event)
+
+
+def loss_at(step: int) -> float:
+    """A plausible decaying loss with a little deterministic noise."""
+    return 2.2 + 8.5 * math.exp(-step / 18.0) + 0.08 * math.sin(step * 1.7)
+
+
+def _start(rec: Recorder, run_dir: str, max_steps: int, world: int, devices: list[str]) -> None:
+    rec.emit(
+        "run_started", run_dir=run_dir, pid=4242, host="gpu-box", world_size=world,
+        devices=devices, num_params=1_234_567, trainable_params=1_234_567, max_steps=max_steps,
+        num_train_epochs=3.0, train_samples=480, eval_samples=48, block_size=64,
+        resumed_from=None, resume_step=None,
+        settings={"model": "tiny-gpt2", "data": "demo.txt", "packing": "group",
+                  "block_size": 64, "learning_rate": 5e-4, "per_device_train_batch_size": 8,
+                  "gradient_accumulation_steps": 1, "max_steps": max_steps, "seed": 42},
+    )
+
+
+def _prep(rec: Recorder, tokenize_until: float = 1.0) -> None:
+    for phase in ("loading_model", "loading_data"):
+        rec.emit("phase", phase=phase, progress=None, detail="")
+        rec.tick(0.5)
+    for i in range(1, 5):
+        progress = min(i / 4, tokenize_until)
+        rec.emit("phase", phase="tokenizing", progress=progress,
+                 detail=f"{int(progress * 528)}/528 examples")
+        rec.tick(0.4)
+        if tokenize_until < 1.0 and progress >= tokenize_until:
+            return  # a run caught mid-tokenizing
+    rec.emit("phase", phase="grouping", progress=1.0, detail="block_size 64")
+    rec.tick(0.3)
+    rec.emit("phase", phase="training", progress=None, detail="")
+
+
+def _memory(rec: Recorder, step: int, gpus: int) -> None:
+    devices = [
+        {"index": i, "name": "NVIDIA A100-SXM4-80GB",
+         "allocated": int((3.1 + 0.01 * step + 0.2 * i) * GIB),
+         "reserved": int(4.0 * GIB), "peak_allocated": int((3.5 + 0.012 * step) * GIB),
+         "used": int((5.2 + 0.2 * i) * GIB), "total": 80 * GIB}
+        for i in range(gpus)
+    ]
+    rec.emit("memory", step=step, devices=devices,
+             process_rss=int((900 + 3 * step) * MIB), system_used=int(9.5 * GIB),
+             system_total=16 * GIB)
+
+
+def _train(rec: Recorder, steps: range, max_steps: int, gpus: int,
+           eval_every: int, save_every: int, run_dir: str) -> None:
+    for step in steps:
+        rec.tick(0.25)
+        lr = 5e-4 * (1 - step / max_steps)
+        rec.emit("train_log", step=step, epoch=round(3 * step / max_steps, 3), loss=loss_at(step),
+                 learning_rate=lr, grad_norm=1.5 + 0.5 * math.cos(step / 3),
+                 tokens_per_second=8200.0 + 40 * (step % 5), samples_per_second=128.0,
+                 eta_seconds=(max_steps - step) * 0.25)
+        if step % 5 == 0:
+            _memory(rec, step, gpus)
+        if step % eval_every == 0:
+            rec.tick(0.4)
+            eval_loss = loss_at(step) + 0.15
+            rec.emit("eval", step=step, epoch=round(3 * step / max_steps, 3),
+                     metrics={"eval_loss": eval_loss, "eval_accuracy": 0.1 + step / 200,
+                              "perplexity": math.exp(eval_loss), "eval_runtime": 0.4})
+        if step % save_every == 0:
+            rec.tick(0.2)
+            rec.emit("checkpoint", step=step, path=f"{run_dir}/checkpoint-{step}", complete=True)
+
+
+def completed() -> list[dict[str, Any]]:
+    rec = Recorder()
+    run_dir = "runs/demo-completed"
+    _start(rec, run_dir, 60, 1, ["cpu"])
+    _prep(rec)
+    rec.emit("warning", code="no_gpu", message="No GPU found: training on the CPU is slow.")
+    _train(rec, range(1, 61), 60, 0, eval_every=20, save_every=20, run_dir=run_dir)
+    rec.emit("final_metrics", split="train",
+             metrics={"train_loss": 3.61, "train_runtime": 15.2, "train_samples": 480,
+                      "train_samples_per_second": 94.7, "train_steps_per_second": 3.95,
+                      "epoch": 3.0})
+    rec.emit("final_metrics", split="eval",
+             metrics={"eval_loss": 2.41, "eval_accuracy": 0.412, "perplexity": math.exp(2.41),
+                      "eval_samples": 48, "eval_runtime": 0.41,
+                      "eval_samples_per_second": 117.0, "eval_steps_per_second": 14.6,
+                      "epoch": 3.0})
+    rec.emit("phase", phase="finished", progress=None, detail="")
+    rec.emit("run_finished", status="completed", error=None, hint=None)
+    return rec.events
+
+
+def running_gpu() -> list[dict[str, Any]]:
+    rec = Recorder()
+    run_dir = "runs/gpt2-live"
+    _start(rec, run_dir, 100, 2, ["cuda:0", "cuda:1"])
+    _prep(rec)
+    rec.emit("log", message="`loss_type=None` was set in the config but it is unrecognised.")
+    _train(rec, range(1, 36), 100, 2, eval_every=25, save_every=30, run_dir=run_dir)
+    rec.emit("warning", code="grad_spike", message="grad norm 41.2 at step 33 (10x the median)")
+    return rec.events
+
+
+def failed() -> list[dict[str, Any]]:
+    rec = Recorder()
+    run_dir = "runs/big-oom"
+    _start(rec, run_dir, 200, 1, ["cuda:0"])
+    _prep(rec)
+    _train(rec, range(1, 8), 200, 1, eval_every=100, save_every=100, run_dir=run_dir)
+    rec.emit("run_finished", status="failed",
+             error="CUDA out of memory. Tried to allocate 2.00 GiB (GPU 0; 79.1 GiB total)",
+             hint="lower per_device_train_batch_size or block_size, or enable "
+                  "gradient_checkpointing")
+    return rec.events
+
+
+def tokenizing() -> list[dict[str, Any]]:
+    rec = Recorder()
+    _start(rec, "runs/fresh", 500, 1, ["cpu"])
+    _prep(rec, tokenize_until=0.5)
+    return rec.events
+
+
+def build(name: str) -> list[dict[str, Any]]:
+    """The events of recording ``name`` (one of RECORDINGS)."""
+    return {"completed": completed, "running_gpu": running_gpu, "failed": failed,
+            "tokenizing": tokenizing}[name]()
+
+
+def write(name: str, path: Path) -> Path:
+    """Write recording ``name`` as an events.jsonl at ``path`` through the real writer."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.unlink(missing_ok=True)
+    with EventWriter(path) as writer:
+        for event in build(name):
+            writer.emit(event)
+    return path
+
+
+def main() -> None:
+    for name in RECORDINGS:
+        out = write(name, DATA / f"{name}.jsonl")
+        print(f"{out}: {sum(1 for _ in out.open())} events")
+    # keep json import used for ad-hoc inspection: a manifest of what is recorded
+    (DATA / "MANIFEST.json").write_text(json.dumps({"t0": T0, "recordings": RECORDINGS}) + "\n")
+
+
+if __name__ == "__main__":
+    main()

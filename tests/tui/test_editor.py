@@ -1,0 +1,431 @@
+"""The settings editor screen: open, validate, refuse/save, presets, start, guards, snapshots."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+from textual.app import App
+from textual.widgets import Input, OptionList, Static
+
+from tests.tui.conftest import frozen_clock, wait_until
+from tui.messages import StartRunRequested
+from tui.screens.confirm import ConfirmScreen
+from tui.screens.editor import EditorScreen, PathPrompt, PresetPicker
+from tui.widgets.config_form import UNSET, ConfigForm
+
+try:  # Python 3.11+
+    import tomllib
+except ModuleNotFoundError:  # pragma: no cover - 3.10
+    import tomli as tomllib  # type: ignore[no-redef]
+
+pytestmark = pytest.mark.anyio
+SIZES = [pytest.param((80, 24), id="80x24"), pytest.param((120, 40), id="120x40")]
+
+GOOD_TOML = """\
+# a hand-written file
+[model]
+model_name_or_path = "./model"
+
+[data]
+train_file = "train.txt"
+
+[training]
+learning_rate = 0.0001
+max_steps = 20
+"""
+
+
+@pytest.fixture
+def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A folder with a valid run.toml, a (stub) local model and a training text."""
+    (tmp_path / "model").mkdir()
+    (tmp_path / "model" / "config.json").write_text('{"model_type": "gpt2"}')
+    (tmp_path / "train.txt").write_text("hello world\n" * 10)
+    (tmp_path / "run.toml").write_text(GOOD_TOML)
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+class EditorApp(App):
+    """Mounts one editor and records the StartRunRequested messages it posts."""
+
+    def __init__(self, editor: EditorScreen) -> None:
+        super().__init__()
+        self.editor = editor
+        self.started: list[StartRunRequested] = []
+
+    def on_mount(self) -> None:
+        self.push_screen(self.editor)
+
+    def on_start_run_requested(self, message: StartRunRequested) -> None:
+        self.started.append(message)
+
+
+async def ready(pilot: Any, editor: EditorScreen) -> ConfigForm:
+    """Wait for the schema, the document and its first validation."""
+    await wait_until(pilot, editor.ready.is_set, timeout=120)
+    form = editor.form
+    assert form is not None
+    await settled(pilot, form)
+    return form
+
+
+async def settled(pilot: Any, form: ConfigForm, condition: Any = lambda: True) -> None:
+    await wait_until(
+        pilot, lambda: condition() and form.validations > 0 and not form.validation_pending
+    )
+
+
+def text_of(editor: EditorScreen, selector: str) -> str:
+    return str(editor.query_one(selector, Static).content)
+
+
+def banner(editor: EditorScreen) -> str:
+    widget = editor.query_one("#editor-banner", Static)
+    return str(widget.content) if widget.has_class("-shown") else ""
+
+
+async def retype(pilot: Any, form: ConfigForm, section: str, key: str, text: str) -> None:
+    """Focus a field, clear it and type ``text`` as a user would."""
+    assert await form.focus_field(section, key)
+    await pilot.pause()
+    await pilot.press("end", *["backspace"] * 30, *text)
+
+
+@pytest.mark.parametrize("size", SIZES)
+async def test_opens_a_file_and_shows_the_command(project: Path, size) -> None:
+    editor = EditorScreen(Path("run.toml"))
+    app = EditorApp(editor)
+    async with app.run_test(size=size) as pilot:
+        form = await ready(pilot, editor)
+        assert form.document == tomllib.loads(GOOD_TOML)
+        assert form.error_count == 0
+        assert "run.toml" in text_of(editor, "#editor-title")
+        assert "modified" not in text_of(editor, "#editor-title")
+        assert text_of(editor, "#editor-command") == "$ clmtune train run.toml"
+        assert "valid" in text_of(editor, "#editor-status")
+        assert banner(editor) == ""
+        # The focused field's help is shown below the form.
+        assert "[model] model_name_or_path" in text_of(editor, "#editor-help")
+        # Every action is in the command palette.
+        titles = [c.title for c in editor.palette_commands()]
+        for name in ("Save", "Start run", "Open", "Preset", "Next error", "Save as"):
+            assert f"Settings: {name}" in titles
+
+
+async def test_bad_learning_rate_is_refused_then_saved_when_fixed(project: Path) -> None:
+    path = project / "run.toml"
+    before = path.read_bytes()
+    mtime = path.stat().st_mtime_ns
+    editor = EditorScreen(path)
+    app = EditorApp(editor)
+    async with app.run_test(size=(80, 24)) as pilot:
+        form = await ready(pilot, editor)
+        await retype(pilot, form, "training", "learning_rate", "-1")
+        await settled(pilot, form, lambda: form.value("training", "learning_rate") == -1.0)
+        row = form.row("training", "learning_rate")
+        assert row is not None
+        assert "must be > 0" in str(row.query_one(".field-message", Static).content)
+        assert "1 error" in text_of(editor, "#editor-status")
+        assert "modified" in text_of(editor, "#editor-title")
+        # The message is on screen, right under the field.
+        message = row.query_one(".field-message")
+        assert message.region.y == row.query_one("#in-training-learning_rate").region.y + 1
+        assert editor.screen.region.contains_region(message.region)
+
+        await pilot.press("ctrl+s")
+        await wait_until(pilot, lambda: "Not saved" in banner(editor))
+        assert path.read_bytes() == before
+        assert path.stat().st_mtime_ns == mtime
+
+        await retype(pilot, form, "training", "learning_rate", "0.001")
+        await settled(pilot, form, lambda: form.value("training", "learning_rate") == 0.001)
+        assert form.error_count == 0
+        await pilot.press("ctrl+s")
+        await wait_until(pilot, lambda: not editor.is_dirty)
+        saved = tomllib.loads(path.read_text())
+        assert saved["training"] == {"learning_rate": 0.001, "max_steps": 20}
+        assert saved["model"] == {"model_name_or_path": "./model"}
+        assert "modified" not in text_of(editor, "#editor-title")
+        assert not list(project.glob(".*.tmp")), "the atomic write left its temp file"
+
+
+async def test_f8_walks_the_errors(project: Path) -> None:
+    (project / "run.toml").write_text(
+        GOOD_TOML.replace("learning_rate = 0.0001", "learning_rate = -0.5").replace(
+            '"train.txt"', '"nope.txt"'
+        )
+    )
+    editor = EditorScreen(Path("run.toml"))
+    app = EditorApp(editor)
+    async with app.run_test(size=(80, 24)) as pilot:
+        form = await ready(pilot, editor)
+        fields = form.error_fields()
+        assert fields == [("data", "train_file"), ("training", "learning_rate")]
+        await pilot.press("f8")
+        await wait_until(
+            pilot,
+            lambda: (
+                editor.focused is not None
+                and editor.focused.id == f"in-{fields[0][0]}-{fields[0][1]}"
+            ),
+        )
+        await pilot.press("f8")
+        await wait_until(
+            pilot,
+            lambda: (
+                editor.focused is not None
+                and editor.focused.id == f"in-{fields[1][0]}-{fields[1][1]}"
+            ),
+        )
+
+
+async def test_missing_and_broken_files_are_reported(project: Path) -> None:
+    editor = EditorScreen(Path("nope.toml"))
+    app = EditorApp(editor)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await ready(pilot, editor)
+        assert "nope.toml: no such file" in banner(editor)
+
+    (project / "broken.toml").write_text("[training\nlearning_rate = \n")
+    editor = EditorScreen(Path("broken.toml"))
+    app = EditorApp(editor)
+    async with app.run_test(size=(80, 24)) as pilot:
+        form = await ready(pilot, editor)
+        assert "not valid TOML" in banner(editor)
+        assert form.document == {}
+        # Opening another missing file through the dialog: still no crash, a message.
+        await pilot.press("ctrl+o")
+        await wait_until(pilot, lambda: isinstance(app.screen, PathPrompt))
+        app.screen.query_one(Input).value = str(project / "missing" / "x.toml")
+        await pilot.press("enter")
+        await wait_until(pilot, lambda: "x.toml: no such file" in banner(editor))
+        assert app.screen is editor
+
+
+async def test_unknown_preset_is_reported(project: Path) -> None:
+    editor = EditorScreen(preset="nope")
+    app = EditorApp(editor)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await ready(pilot, editor)
+        text = banner(editor)
+        assert "unknown preset 'nope'" in text and "demo" in text and "gpt2-text" in text
+
+
+async def test_preset_from_the_picker(project: Path) -> None:
+    editor = EditorScreen(Path("run.toml"))
+    app = EditorApp(editor)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await ready(pilot, editor)
+        await pilot.press("ctrl+n")
+        await wait_until(pilot, lambda: isinstance(app.screen, PresetPicker))
+        options = app.screen.query_one(OptionList)
+        options.highlighted = [o.id for o in options.options].index("gpt2-text")
+        await pilot.press("enter")
+        await wait_until(pilot, lambda: isinstance(app.screen, PathPrompt))
+        assert app.screen.query_one(Input).value == str(project / "gpt2-text.toml")
+        await pilot.press("enter")
+        await wait_until(pilot, lambda: editor.preset == "gpt2-text")
+        form = editor.form
+        assert form is not None
+        assert form.value("model", "model_name_or_path") == "gpt2"
+        assert form.value("training", "learning_rate") == 5e-5
+        assert form.value("data", "train_file") == "train.txt"
+        assert editor.is_dirty and not (project / "gpt2-text.toml").exists()
+        assert "gpt2-text.toml" in text_of(editor, "#editor-title")
+
+
+async def test_start_saves_and_posts_start_run_requested(project: Path) -> None:
+    editor = EditorScreen(Path("run.toml"), runs_dir=Path("runs"))
+    app = EditorApp(editor)
+    async with app.run_test(size=(80, 24)) as pilot:
+        form = await ready(pilot, editor)
+        await retype(pilot, form, "training", "max_steps", "7")
+        await settled(pilot, form, lambda: form.value("training", "max_steps") == 7)
+        await pilot.press("ctrl+r")
+        await wait_until(pilot, lambda: bool(app.started))
+        message = app.started[0]
+        assert message.config_path == Path("run.toml")
+        assert tomllib.loads(message.config_path.read_text())["training"]["max_steps"] == 7
+        assert message.run_dir is not None and message.run_dir.parent == Path("runs")
+        assert message.run_dir.name.startswith("run-")
+
+
+async def test_start_refuses_invalid_settings(project: Path) -> None:
+    editor = EditorScreen(Path("run.toml"))
+    app = EditorApp(editor)
+    async with app.run_test(size=(80, 24)) as pilot:
+        form = await ready(pilot, editor)
+        await retype(pilot, form, "data", "train_file", "gone.txt")
+        await settled(pilot, form, lambda: form.value("data", "train_file") == "gone.txt")
+        await pilot.press("f5")
+        await wait_until(pilot, lambda: "Not started" in banner(editor))
+        assert app.started == []
+        assert (
+            tomllib.loads((project / "run.toml").read_text())["data"]["train_file"] == "train.txt"
+        )
+
+
+async def test_unsaved_changes_guard(project: Path) -> None:
+    editor = EditorScreen(Path("run.toml"))
+    app = EditorApp(editor)
+    async with app.run_test(size=(80, 24)) as pilot:
+        form = await ready(pilot, editor)
+        await retype(pilot, form, "training", "max_steps", "9")
+        await settled(pilot, form, lambda: form.value("training", "max_steps") == 9)
+        await pilot.press("escape")
+        await wait_until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+        await pilot.press("n")
+        await wait_until(pilot, lambda: app.screen is editor)
+        assert form.value("training", "max_steps") == 9
+        await pilot.press("escape")
+        await wait_until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+        await pilot.press("y")
+        await wait_until(pilot, lambda: editor not in app.screen_stack)
+    assert "max_steps = 20" in (project / "run.toml").read_text()
+
+
+async def test_save_as_keeps_relative_paths_working(project: Path) -> None:
+    (project / "sub").mkdir()
+    editor = EditorScreen(Path("run.toml"))
+    app = EditorApp(editor)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await ready(pilot, editor)
+        await pilot.press("f2")
+        await wait_until(pilot, lambda: isinstance(app.screen, PathPrompt))
+        app.screen.query_one(Input).value = str(project / "sub" / "copy.toml")
+        await pilot.press("enter")
+        await wait_until(
+            pilot, lambda: (project / "sub" / "copy.toml").exists() and not editor.is_dirty
+        )
+    copy = tomllib.loads((project / "sub" / "copy.toml").read_text())
+    assert copy["data"]["train_file"] == os.path.join("..", "train.txt")
+    assert (project / "run.toml").read_text() == GOOD_TOML
+
+
+@pytest.mark.slow  # builds the demo's tiny model in a subprocess (torch import)
+async def test_demo_preset_builds_its_assets_on_save(project: Path) -> None:
+    editor = EditorScreen(preset="demo")
+    app = EditorApp(editor)
+    async with app.run_test(size=(80, 24)) as pilot:
+        form = await ready(pilot, editor)
+        assert form.error_count == 0  # the missing demo files are built on save
+        assert "builds the offline demo" in banner(editor)
+        await pilot.press("ctrl+s")
+        # A subprocess builds the tiny model and texts (imports torch): seconds.
+        await wait_until(pilot, lambda: (project / "demo.toml").exists(), timeout=300)
+        await wait_until(pilot, lambda: not editor.is_dirty)
+        text = (project / "demo.toml").read_text()
+        assert text.startswith("# clmtune preset 'demo'")  # the commented preset
+        assert (project / "clmtune-demo" / "model" / "config.json").exists()
+        assert not list(project.glob(".demo.init.toml"))
+        assert form.value("training", "max_steps") is not UNSET
+        await pilot.press("ctrl+r")
+        await wait_until(pilot, lambda: bool(app.started))
+        assert app.started[0].config_path == project / "demo.toml"
+
+
+# ----------------------------------------------------------------- snapshots
+
+
+def _snapshot_app(screen_factory: Any) -> App:
+    from tui.app import ClmtuneApp
+
+    class SnapApp(ClmtuneApp):
+        def on_mount(self) -> None:
+            super().on_mount()
+            self.push_screen(screen_factory())
+
+    return SnapApp(Path("runs"), clock=frozen_clock, remember_theme=False)
+
+
+async def _editor_settled(pilot: Any) -> None:
+    editor = pilot.app.screen
+    assert isinstance(editor, EditorScreen)
+    await ready(pilot, editor)
+    for field in editor.query(Input):
+        field.cursor_blink = False
+    await pilot.pause()
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_snapshot_editor_demo_preset(project: Path, snap_compare: Any, size) -> None:
+    app = _snapshot_app(lambda: EditorScreen(preset="demo"))
+    assert snap_compare(app, terminal_size=size, run_before=_editor_settled)
+
+
+HYGIENE = """
+import asyncio, sys
+from pathlib import Path
+from textual.app import App
+from tui.screens.editor import EditorScreen
+from tui.screens.metrics import MetricsScreen
+
+async def main():
+    app = App()
+    async with app.run_test(size=(80, 24)) as pilot:
+        editor = EditorScreen(Path("run.toml"))
+        await app.push_screen(editor)
+        await editor.ready.wait()
+        assert await editor.save()  # validation + the backend's atomic save
+        metrics = MetricsScreen(Path("hf"))
+        await app.push_screen(metrics)
+        await metrics.ready.wait()
+asyncio.run(main())
+print(",".join(m for m in ("torch", "transformers", "datasets", "evaluate") if m in sys.modules))
+"""
+
+
+def test_editor_and_metrics_load_no_training_library(project: Path) -> None:
+    import subprocess
+    import sys
+
+    (project / "hf").mkdir()
+    (project / "hf" / "trainer_state.json").write_text('{"log_history": [{"loss": 1, "step": 1}]}')
+    root = Path(__file__).resolve().parents[2]
+    env = dict(os.environ, PYTHONPATH=str(root))
+    proc = subprocess.run(
+        [sys.executable, "-c", HYGIENE],
+        capture_output=True,
+        text=True,
+        cwd=project,
+        env=env,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip().splitlines()[-1:] in ([""], []), proc.stdout
+
+
+async def test_launch_failure_is_shown_in_the_editor(project: Path) -> None:
+    from tui.messages import LaunchFailed
+
+    editor = EditorScreen(Path("run.toml"))
+    app = EditorApp(editor)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await ready(pilot, editor)
+        editor.post_message(LaunchFailed("run.toml: [data] train_file: no such file"))
+        await wait_until(pilot, lambda: "Not started: run.toml" in banner(editor))
+
+
+@pytest.mark.parametrize(
+    ("keys", "answer"), [(("y",), True), (("n",), False), (("escape",), False), (("enter",), False)]
+)
+async def test_confirm_screen_keys(keys: tuple[str, ...], answer: bool) -> None:
+    answers: list[bool] = []
+
+    class ConfirmApp(App):
+        def on_mount(self) -> None:
+            self.push_screen(
+                ConfirmScreen("Delete run?", "It cannot be undone.", yes="Delete"), answers.append
+            )
+
+    app = ConfirmApp()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        assert "Delete (y)" in str(app.screen.query_one("#confirm-yes").label)
+        await pilot.press(*keys)  # enter presses the focused "Cancel": never a stray yes
+        await wait_until(pilot, lambda: bool(answers))
+    assert answers == [answer]

@@ -1,0 +1,220 @@
+"""Pilot tests of the live screen, fed the same EventsArrived batches the tailer posts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from textual.events import MouseScrollDown
+from textual.widgets import TabbedContent
+
+from backend.events import make_event
+from tests.tui.conftest import (
+    fake_checkpoint,
+    frozen_clock,
+    recorded_run,
+    recording,
+    wait_until,
+)
+from tui.app import ClmtuneApp
+from tui.messages import EventsArrived, RunStatusChanged
+from tui.screens.live import LiveScreen
+from tui.widgets.checkpoint_table import CheckpointTable
+from tui.widgets.final_table import FinalTable
+from tui.widgets.log_view import LogView
+from tui.widgets.loss_chart import LossChart
+from tui.widgets.memory_panel import MemoryPanel
+from tui.widgets.phase_bar import PhaseBar
+
+pytestmark = pytest.mark.anyio
+
+SIZES = [(80, 24), (120, 40)]
+
+
+def _app(root: Path) -> ClmtuneApp:
+    return ClmtuneApp(root, clock=frozen_clock, remember_theme=False)
+
+
+async def _open(app: ClmtuneApp, pilot: Any, run_dir: Path, rec: str | None) -> LiveScreen:
+    screen = LiveScreen(run_dir, follow=False)
+    await app.push_screen(screen)
+    if rec is not None:
+        screen.post_message(EventsArrived(run_dir, recording(rec)))
+    await pilot.pause()
+    return screen
+
+
+def _text(widget: Any) -> str:
+    return str(widget.render())
+
+
+def _table_rows(table: Any) -> list[list[str]]:
+    return [[str(c) for c in table.get_row_at(i)] for i in range(table.row_count)]
+
+
+@pytest.mark.parametrize("size", SIZES)
+async def test_completed_run_shows_curves_final_table_and_checkpoints(runs_root, size):
+    run_dir = recorded_run(runs_root, "demo", "completed", status="completed")
+    for step in (20, 40, 60):
+        fake_checkpoint(run_dir, step, eval_loss=3.0)
+    app = _app(runs_root)
+    async with app.run_test(size=size) as pilot:
+        screen = await _open(app, pilot, run_dir, "completed")
+        chart = screen.query_one(LossChart)
+        assert len(chart.train_y) == 60 and len(chart.eval_y) == 3
+        assert chart.plotted_points == 63  # few points: nothing thinned away
+        assert "finished" in _text(screen.query_one(PhaseBar))
+        assert "completed" in _text(screen.query_one("#live-title"))
+        assert "tiny-gpt2" in _text(screen.query_one("#live-title"))
+        assert screen.query_one(TabbedContent).active == "tab-final"
+        rows = dict((r[0], r[1:]) for r in _table_rows(screen.query_one(FinalTable)))
+        assert rows["perplexity"][1] == "11.13"
+        assert rows["accuracy"][1] == "41.20%"
+        table = screen.query_one(CheckpointTable)
+        await wait_until(pilot, lambda: len(table.rows_shown) == 3)
+        assert [r.step for r in table.rows_shown] == [60, 40, 20]
+        assert all(r.state == "complete" for r in table.rows_shown)
+        assert not screen.query_one("#error-panel").has_class("-shown")
+
+
+async def test_failed_run_shows_error_and_hint_and_keeps_running(runs_root):
+    run_dir = recorded_run(runs_root, "oom", "failed", status="failed")
+    app = _app(runs_root)
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await _open(app, pilot, run_dir, "failed")
+        panel = screen.query_one("#error-panel")
+        assert panel.has_class("-shown")
+        assert "CUDA out of memory" in _text(panel)
+        assert "gradient_checkpointing" in _text(panel)
+        assert screen.query_one(TabbedContent).active == "tab-log"
+        assert app.is_running
+
+
+async def test_running_gpu_run_memory_log_and_warnings(runs_root):
+    run_dir = recorded_run(runs_root, "live", "running_gpu", status="running")
+    app = _app(runs_root)
+    async with app.run_test(size=(120, 40)) as pilot:
+        screen = await _open(app, pilot, run_dir, "running_gpu")
+        assert screen.status == "running"
+        assert run_dir in app.running_runs
+        await pilot.pause()
+        memory = screen.query_one(MemoryPanel)
+        heads = [_text(w) for w in memory.query(".memory-head")]
+        assert len(heads) == 2 and heads[0].startswith("GPU0 A100")
+        log = screen.query_one(LogView)
+        assert log.warning_count == 1
+        bar = _text(screen.query_one(PhaseBar))
+        assert "35/100" in bar and "ETA" in bar and "tok/s" in bar
+
+
+async def test_tokenizing_phase_progress_before_step_one(runs_root):
+    run_dir = recorded_run(runs_root, "fresh", "tokenizing")
+    app = _app(runs_root)
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await _open(app, pilot, run_dir, "tokenizing")
+        bar = _text(screen.query_one(PhaseBar))
+        assert bar.startswith("tokenizing") and "50%" in bar and "264/528" in bar
+
+
+async def test_batches_accumulate_and_checkpoint_event_lists_disk(runs_root):
+    run_dir = recorded_run(runs_root, "live", "running_gpu", status="running")
+    app = _app(runs_root)
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await _open(app, pilot, run_dir, "running_gpu")
+        chart = screen.query_one(LossChart)
+        assert len(chart.train_y) == 35
+        fake_checkpoint(run_dir, 36)
+        screen.post_message(EventsArrived(run_dir, [
+            make_event("train_log", step=36, loss=3.5, learning_rate=1e-4),
+            make_event("checkpoint", step=36, path=str(run_dir / "checkpoint-36"),
+                       complete=True),
+        ]))
+        await pilot.pause()
+        assert len(chart.train_y) == 36
+        table = screen.query_one(CheckpointTable)
+        await wait_until(pilot, lambda: any(r.step == 36 for r in table.rows_shown))
+
+
+async def test_crash_detected_from_run_json_status(runs_root):
+    run_dir = recorded_run(runs_root, "live", "running_gpu", status="running")
+    app = _app(runs_root)
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await _open(app, pilot, run_dir, "running_gpu")
+        screen.post_message(RunStatusChanged(run_dir, "crashed", None, None))
+        await pilot.pause()
+        assert screen.status == "crashed"
+        assert "crashed" in _text(screen.query_one("#live-title"))
+        assert screen.query_one("#error-panel").has_class("-shown")
+        assert run_dir not in app.running_runs
+
+
+async def test_log_scale_toggle_and_zoom_keys(runs_root):
+    run_dir = recorded_run(runs_root, "demo", "completed", status="completed")
+    app = _app(runs_root)
+    async with app.run_test(size=(120, 40)) as pilot:
+        screen = await _open(app, pilot, run_dir, "completed")
+        chart = screen.query_one(LossChart)
+        await pilot.press("l")
+        assert chart.log_scale
+        await pilot.press("l")
+        assert not chart.log_scale
+        chart.focus()
+        await pilot.pause()
+        full = (chart._x_min, chart._x_max)
+        await pilot.press("plus", "plus")
+        assert chart._x_max - chart._x_min < full[1] - full[0]
+        await pilot.press("0")
+        await pilot.pause()
+        assert (chart._x_min, chart._x_max) == full
+
+
+async def test_mouse_wheel_zoom_rethins(runs_root):
+    run_dir = recorded_run(runs_root, "demo", "completed")
+    app = _app(runs_root)
+    async with app.run_test(size=(120, 40)) as pilot:
+        screen = await _open(app, pilot, run_dir, None)
+        steps = list(range(1, 50_001))
+        screen.post_message(EventsArrived(run_dir, [
+            make_event("train_log", step=s, loss=1.0 + (s % 97) / 97) for s in steps
+        ]))
+        await pilot.pause()
+        chart = screen.query_one(LossChart)
+        whole = chart.plotted_points
+        assert whole <= 2 * chart._columns() + 2
+        plot = chart.query_one("#plot").region
+        sx, sy = plot.x + plot.width // 2, plot.y + plot.height // 2
+        for _ in range(20):  # the wheel over the plot area, as a terminal reports it
+            chart.post_message(MouseScrollDown(
+                chart, sx - chart.region.x, sy - chart.region.y, 0, 1, 0, False, False, False,
+                screen_x=sx, screen_y=sy,
+            ))
+        await pilot.pause()
+        assert chart._x_max - chart._x_min < 50_000 * 0.8
+        # a narrower window re-thins at the same resolution: ~ as many points, not fewer
+        assert chart.plotted_points >= whole * 0.5
+
+
+async def test_follows_the_file_for_real(runs_root):
+    """The real tailer thread: replay, then new lines appended by a writer show up."""
+    from backend.events import EventWriter
+
+    run_dir = recorded_run(runs_root, "live", "running_gpu", status="running")
+    app = _app(runs_root)
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = LiveScreen(run_dir, poll_s=0.05)
+        await app.push_screen(screen)
+        chart = screen.query_one(LossChart)
+        await wait_until(pilot, lambda: len(chart.train_y) == 35)
+        with EventWriter(run_dir / "events.jsonl") as writer:
+            writer.emit(make_event("train_log", step=36, loss=3.0))
+        await wait_until(pilot, lambda: len(chart.train_y) == 36)
+
+
+async def test_escape_returns_to_runs(runs_root):
+    run_dir = recorded_run(runs_root, "demo", "completed", status="completed")
+    app = _app(runs_root)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await _open(app, pilot, run_dir, "completed")
+        await pilot.press("escape")
+        assert type(app.screen).__name__ == "RunsScreen"

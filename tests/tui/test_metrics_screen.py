@@ -1,0 +1,256 @@
+"""The saved-metrics screen on a finished clmtune run, a plain Hugging Face dir, and junk."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from textual.app import App
+from textual.widgets import Static, TabbedContent
+
+from tests.tui.conftest import frozen_clock, recorded_run, wait_until
+from tui.screens.metrics import MetricsScreen, history_from_events, load_saved_run
+from tui.widgets.loss_chart import LossChart
+from tui.widgets.metrics_table import LogHistoryTable, ResultsTable, format_cell
+
+pytestmark = pytest.mark.anyio
+
+TRAIN_RESULTS = {
+    "epoch": 3.0,
+    "total_flos": 12345.0,
+    "train_loss": 3.61,
+    "train_runtime": 15.2,
+    "train_samples": 480,
+    "train_samples_per_second": 94.7,
+    "train_steps_per_second": 3.95,
+}
+EVAL_RESULTS = {
+    "epoch": 3.0,
+    "eval_accuracy": 0.412,
+    "eval_loss": 2.41,
+    "eval_runtime": 0.41,
+    "eval_samples": 48,
+    "eval_samples_per_second": 117.0,
+    "eval_steps_per_second": 14.6,
+    "perplexity": 11.133961145065307,
+}
+
+
+def write_results(run_dir: Path) -> None:
+    (run_dir / "train_results.json").write_text(json.dumps(TRAIN_RESULTS))
+    (run_dir / "eval_results.json").write_text(json.dumps(EVAL_RESULTS))
+    (run_dir / "all_results.json").write_text(json.dumps({**TRAIN_RESULTS, **EVAL_RESULTS}))
+
+
+@pytest.fixture
+def finished_run(runs_root: Path) -> Path:
+    """A completed clmtune run: recorded events, run.json, config.toml, the results files."""
+    run_dir = recorded_run(runs_root, "demo-completed", "completed", status="completed")
+    (run_dir / "config.toml").write_text('[model]\nmodel_name_or_path = "./clmtune-demo/model"\n')
+    write_results(run_dir)
+    return run_dir
+
+
+@pytest.fixture
+def hf_run(tmp_path: Path) -> Path:
+    """What a plain run_clm.py leaves: trainer_state.json, *_results.json, a checkpoint."""
+    run_dir = tmp_path / "hf-out"
+    (run_dir / "checkpoint-30").mkdir(parents=True)
+    history: list[dict[str, Any]] = []
+    for step in range(5, 31, 5):
+        history.append(
+            {
+                "epoch": step / 10,
+                "grad_norm": 1.5,
+                "learning_rate": 5e-5 * (1 - step / 30),
+                "loss": 4.0 - step / 10,
+                "step": step,
+            }
+        )
+        if step % 15 == 0:
+            history.append(
+                {
+                    "epoch": step / 10,
+                    "eval_loss": 3.5 - step / 20,
+                    "eval_runtime": 0.5,
+                    "step": step,
+                }
+            )
+    history.append(
+        {
+            "epoch": 3.0,
+            "step": 30,
+            "total_flos": 1.0,
+            "train_loss": 2.9,
+            "train_runtime": 9.0,
+            "train_samples_per_second": 10.0,
+            "train_steps_per_second": 3.3,
+        }
+    )
+    state = {"global_step": 30, "max_steps": 30, "log_history": history}
+    (run_dir / "trainer_state.json").write_text(json.dumps(state))
+    (run_dir / "checkpoint-30" / "trainer_state.json").write_text(json.dumps(state))
+    (run_dir / "config.json").write_text(json.dumps({"_name_or_path": "gpt2"}))
+    write_results(run_dir)
+    return run_dir
+
+
+class MetricsApp(App):
+    def __init__(self, screen: MetricsScreen) -> None:
+        super().__init__()
+        self.metrics = screen
+
+    def on_mount(self) -> None:
+        self.push_screen(self.metrics)
+
+
+def summary_text(screen: MetricsScreen) -> str:
+    return str(screen.query_one("#summary", Static).content)
+
+
+@pytest.mark.parametrize(
+    "size", [pytest.param((80, 24), id="80x24"), pytest.param((120, 40), id="120x40")]
+)
+async def test_finished_run(finished_run: Path, size) -> None:
+    screen = MetricsScreen(finished_run)
+    app = MetricsApp(screen)
+    async with app.run_test(size=size) as pilot:
+        await wait_until(pilot, screen.ready.is_set)
+        text = summary_text(screen)
+        for expected in (
+            "completed",
+            "./clmtune-demo/model",
+            "60 / 60",
+            "2023-11-14 22:13",
+            "20s",
+            "2.41",
+            "11.13",
+            "0.412",
+        ):
+            assert expected in text, expected
+        results = screen.query_one(ResultsTable)
+        assert [str(c.label) for c in results.columns.values()] == [
+            "metric",
+            "train_results.json",
+            "eval_results.json",
+            "all_results.json",
+        ]
+        assert results.metric_names[0] == "eval_loss"  # losses first
+        assert "perplexity" in results.metric_names
+        history = screen.query_one(LogHistoryTable)
+        assert history.row_total == 63  # 60 train logs + 3 evals, from events.jsonl
+        assert "events.jsonl" in str(screen.query_one("#history-source", Static).content)
+        chart = screen.query_one(LossChart)
+        assert len(chart.train_x) == 60 and len(chart.eval_x) == 3
+
+        await pilot.press("2")
+        assert screen.query_one(TabbedContent).active == "results"
+        await pilot.press("3")
+        assert screen.query_one(TabbedContent).active == "history"
+        await pilot.press("1", "l")
+        assert chart.log_scale
+        titles = [c.title for c in screen.palette_commands()]
+        assert {"Metrics: Back", "Metrics: Reload", "Metrics: Log scale"} <= set(titles)
+        await pilot.press("escape")
+        await wait_until(pilot, lambda: screen not in app.screen_stack)
+
+
+async def test_plain_hugging_face_dir(hf_run: Path) -> None:
+    screen = MetricsScreen(hf_run)
+    app = MetricsApp(screen)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_until(pilot, screen.ready.is_set)
+        text = summary_text(screen)
+        assert "Hugging Face dir" in text
+        assert "gpt2" in text and "30 / 30" in text
+        assert "0.412" in text  # accuracy from eval_results.json
+        assert "1 (0 resumable, last 30)" in text  # no weights in checkpoint-30
+        history = screen.query_one(LogHistoryTable)
+        assert history.row_total == 8  # 6 train logs + 2 evals; the totals row is dropped
+        assert [str(c.label) for c in history.columns.values()][:5] == [
+            "step",
+            "epoch",
+            "loss",
+            "learning_rate",
+            "grad_norm",
+        ]
+        assert "trainer_state.json" in str(screen.query_one("#history-source", Static).content)
+        chart = screen.query_one(LossChart)
+        assert list(chart.eval_x) == [15.0, 30.0]
+
+
+async def test_not_a_run_dir(tmp_path: Path) -> None:
+    (tmp_path / "empty").mkdir()
+    for target, words in (
+        (tmp_path / "empty", "not a run folder"),
+        (tmp_path / "missing", "no such folder"),
+    ):
+        screen = MetricsScreen(target)
+        app = MetricsApp(screen)
+        async with app.run_test(size=(80, 24)) as pilot:
+            await wait_until(pilot, screen.ready.is_set)
+            problem = screen.query_one("#metrics-problem", Static)
+            assert problem.has_class("-shown") and words in str(problem.content)
+
+
+def test_damaged_files_do_not_raise(finished_run: Path) -> None:
+    (finished_run / "all_results.json").write_text("{not json")
+    (finished_run / "trainer_state.json").write_text('{"log_history": 5}')
+    with open(finished_run / "events.jsonl", "a") as fh:
+        fh.write('{"type": "train_log", "step": 61, "lo')  # torn last line
+    saved = load_saved_run(finished_run)
+    assert saved.problem is None
+    assert "all" not in saved.summary.metrics
+    assert len(saved.history) == 63
+
+
+def test_history_from_events_drops_the_stale_tail_of_a_resume() -> None:
+    events = [{"type": "train_log", "step": s, "loss": 1.0} for s in (10, 20, 30)]
+    events.append({"type": "run_started", "resume_step": 20})
+    events += [{"type": "train_log", "step": 30, "loss": 0.5}]
+    rows = history_from_events(events)
+    assert [(r["step"], r["loss"]) for r in rows] == [(10, 1.0), (20, 1.0), (30, 0.5)]
+
+
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [
+        (None, "-"),
+        (3, "3"),
+        (3.0, "3"),
+        (0.41234567, "0.4123"),
+        (1e-5, "1.00e-05"),
+        ("nan", "nan"),
+        (123456, "123_456"),
+    ],
+)
+def test_format_cell(value: Any, text: str) -> None:
+    assert str(format_cell(value)) == text
+
+
+# ----------------------------------------------------------------- snapshots
+
+
+@pytest.mark.parametrize(
+    "size", [pytest.param((80, 24), id="80x24"), pytest.param((120, 40), id="120x40")]
+)
+def test_snapshot_metrics(finished_run: Path, snap_compare: Any, size, monkeypatch) -> None:
+    from tui.app import ClmtuneApp
+
+    monkeypatch.chdir(finished_run.parent.parent)  # the title shows runs/demo-completed
+
+    class SnapApp(ClmtuneApp):
+        def on_mount(self) -> None:
+            super().on_mount()
+            self.push_screen(MetricsScreen(Path("runs/demo-completed")))
+
+    async def loaded(pilot: Any) -> None:
+        screen = pilot.app.screen
+        assert isinstance(screen, MetricsScreen)
+        await wait_until(pilot, screen.ready.is_set)
+        await pilot.pause()
+
+    app = SnapApp(finished_run.parent, clock=frozen_clock, remember_theme=False)
+    assert snap_compare(app, terminal_size=size, run_before=loaded)

@@ -1,0 +1,298 @@
+"""``clmtune-tui``: the app shell. Screens live in tui/screens, layout in themes/app.tcss.
+
+Startup stays lean (first paint ≤ 0.5 s): only the runs screen is imported here; the
+live view (numpy, textual-plot), the editor and the metrics screens are imported when
+first shown. Nothing here imports torch, transformers, datasets or evaluate.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from textual import on, work
+from textual.app import App, SystemCommand
+from textual.binding import Binding
+from textual.screen import Screen
+from textual.worker import Worker, WorkerState
+
+import themes
+from tui.messages import LaunchFailed, ResumeRequested, StartRunRequested, StopRequested
+from tui.screens.runs import RunsScreen
+
+if TYPE_CHECKING:
+    import subprocess
+
+LAUNCH_WORKER = "launch"
+STOP_WORKER = "stop"
+REAP_S = 2.0
+
+
+def one_line(error: BaseException) -> str:
+    """A user-facing message from an exception: its text, or its type when it has none."""
+    text = str(error).strip()
+    return text or type(error).__name__
+
+
+class ClmtuneApp(App):
+    """Runs list, live dashboards, settings editor and saved metrics."""
+
+    CSS_PATH = str(themes.CSS_FILE)
+    TITLE = "clmtune"
+    BINDINGS = [
+        Binding("n", "new_run", "New"),
+        Binding("o", "open_toml", "Open TOML"),
+        Binding("t", "toggle_theme", "Theme"),
+        Binding("question_mark", "help", "Help"),
+        Binding("q", "quit", "Quit"),
+    ]
+
+    def __init__(
+        self,
+        runs_dir: Path = Path("runs"),
+        config_path: Path | None = None,
+        *,
+        clock: Callable[[], float] = time.time,
+        remember_theme: bool = True,
+    ) -> None:
+        super().__init__()
+        self.runs_dir = Path(runs_dir)
+        self.config_path = config_path
+        self.clock = clock  # every displayed time derives from this or event timestamps
+        self.remember_theme = remember_theme
+        # Which runs are live: the runs listing, overridden by what an open live view knows.
+        self.listed_running: set[Path] = set()
+        self.live_status: dict[Path, str] = {}
+        self._children: list[subprocess.Popen[Any]] = []
+        self._quit_warned = False
+        for theme in themes.THEMES:
+            self.register_theme(theme)
+        name = themes.load_theme_name() if remember_theme else themes.DEFAULT_THEME
+        self.theme = name if name in self.available_themes else themes.DEFAULT_THEME
+
+    @property
+    def running_runs(self) -> set[Path]:
+        """Runs believed to be training now (quitting warns about them)."""
+        listed = {p for p in self.listed_running if self.live_status.get(p, "running") == "running"}
+        return listed | {p for p, s in self.live_status.items() if s == "running"}
+
+    def get_default_screen(self) -> Screen:
+        return RunsScreen()
+
+    def on_mount(self) -> None:
+        self.theme_changed_signal.subscribe(self, self._remember_theme)
+        self.set_interval(REAP_S, self._reap_children)
+
+    # ---- navigation -----------------------------------------------------------
+
+    def open_live(self, run_dir: Path) -> None:
+        """Show the live view of ``run_dir`` (reuse it when it is already on top)."""
+        from tui.screens.live import LiveScreen  # numpy + textual-plot: load on first use
+
+        if isinstance(self.screen, LiveScreen) and self.screen.run_dir == Path(run_dir):
+            return
+        self.push_screen(LiveScreen(Path(run_dir)))
+
+    def open_metrics(self, run_dir: Path) -> None:
+        from tui.screens.metrics import MetricsScreen  # the editor helper's module
+
+        self.push_screen(MetricsScreen(Path(run_dir)))
+
+    def action_new_run(self) -> None:
+        from tui.screens.editor import EditorScreen  # the editor helper's module
+
+        preset = None if self.running_runs or self._has_runs() else "demo"
+        self.push_screen(EditorScreen(preset=preset, runs_dir=self.runs_dir))
+
+    def action_open_toml(self) -> None:
+        from tui.screens.editor import EditorScreen  # the editor helper's module
+
+        path = self.config_path
+        selected = getattr(self.screen, "selected", None)
+        if selected is not None and (Path(selected.path) / "config.toml").is_file():
+            path = Path(selected.path) / "config.toml"
+        self.push_screen(EditorScreen(path=path, runs_dir=self.runs_dir))
+
+    def _has_runs(self) -> bool:
+        screen = next((s for s in self.screen_stack if isinstance(s, RunsScreen)), None)
+        return bool(screen and screen.table.runs)
+
+    def action_help(self) -> None:
+        if self.screen.query("HelpPanel"):
+            self.action_hide_help_panel()
+        else:
+            self.action_show_help_panel()
+
+    # ---- theme ----------------------------------------------------------------
+
+    def action_toggle_theme(self) -> None:
+        self.theme = (
+            themes.LIGHT.name if self.theme == themes.DARK.name else themes.DARK.name
+        )
+
+    def _remember_theme(self, theme: Any) -> None:
+        if self.remember_theme:
+            try:
+                themes.save_theme_name(theme.name)
+            except OSError as error:
+                self.notify(f"Could not remember the theme: {one_line(error)}",
+                            severity="warning")
+
+    # ---- launching, resuming, stopping ----------------------------------------
+
+    @on(StartRunRequested)
+    def _start_requested(self, message: StartRunRequested) -> None:
+        self._launch(config_path=message.config_path, run_dir=message.run_dir)
+
+    @on(ResumeRequested)
+    def _resume_requested(self, message: ResumeRequested) -> None:
+        self._launch(run_dir=message.run_dir, resume=str(message.checkpoint))
+
+    @work(thread=True, name=LAUNCH_WORKER, group=LAUNCH_WORKER, exit_on_error=False)
+    def _launch(
+        self, *, config_path: Path | None = None, run_dir: Path | None = None,
+        resume: str | None = None,
+    ) -> Any:
+        """Validate and spawn the worker process (backend.launch); raises ConfigError."""
+        from backend.launch import start_run
+
+        return start_run(config_path, run_dir=run_dir, runs_root=self.runs_dir, resume=resume,
+                         check_hardware=False)
+
+    def resume_run(self, run_dir: Path, checkpoint: Path | None, *, status: str) -> None:
+        """Confirm (with the backend's settings-change warnings), then resume ``run_dir``."""
+        if status == "running":
+            self.notify("The run is still running: stop it first.", severity="warning")
+            return
+        from backend.launch import resume_warnings
+        from backend.runs import RunError, resolve_resume
+
+        try:
+            ckpt = resolve_resume(run_dir, str(checkpoint) if checkpoint else "last")
+            warnings = resume_warnings(run_dir, ckpt)
+        except RunError as error:
+            self.notify(one_line(error), severity="error")
+            return
+        except Exception as error:  # noqa: BLE001 - a damaged run dir must not end the app
+            self.notify(f"Cannot resume {run_dir.name}: {one_line(error)}", severity="error")
+            return
+        from tui.screens.confirm import ConfirmScreen  # the editor helper's module
+
+        body = f"Resume {run_dir.name} from {ckpt.name}."
+        if warnings:
+            body += "\n\nThese settings changed since the checkpoint:\n" + "\n".join(
+                f"• {w}" for w in warnings
+            )
+
+        def done(yes: bool | None) -> None:
+            if yes:
+                self.post_message(ResumeRequested(Path(run_dir), ckpt))
+
+        self.push_screen(ConfirmScreen(f"Resume from {ckpt.name}?", body, yes="Resume"), done)
+
+    @on(StopRequested)
+    def _stop_requested(self, message: StopRequested) -> None:
+        self._stop(message.run_dir)
+
+    @work(thread=True, name=STOP_WORKER, group=STOP_WORKER, exit_on_error=False)
+    def _stop(self, run_dir: Path) -> bool:
+        from backend.launch import request_stop
+
+        return request_stop(run_dir)
+
+    @on(Worker.StateChanged)
+    def _worker_state(self, event: Worker.StateChanged) -> None:
+        """The one place worker results and failures land."""
+        worker = event.worker
+        if event.state == WorkerState.SUCCESS:
+            if worker.name == LAUNCH_WORKER and worker.result is not None:
+                launched = worker.result
+                if getattr(launched, "process", None) is not None:
+                    self._children.append(launched.process)
+                self.live_status[Path(launched.run_dir)] = "running"
+                self._quit_warned = False
+                self.open_live(Path(launched.run_dir))
+            elif worker.name == STOP_WORKER:
+                if worker.result:
+                    self.notify("Stop requested: the run saves a checkpoint and stops.")
+                else:
+                    self.notify("That run is not running.", severity="warning")
+        elif event.state == WorkerState.ERROR and worker.error is not None:
+            text = one_line(worker.error)
+            if worker.name == LAUNCH_WORKER:
+                self.notify(text, title="Cannot start the run", severity="error", timeout=12)
+                self.screen.post_message(LaunchFailed(text))
+            else:
+                self.notify(text, title=f"{worker.name or 'background task'} failed",
+                            severity="error", timeout=8)
+
+    def _reap_children(self) -> None:
+        # A finished worker we spawned stays a zombie (and looks alive to a pid check,
+        # hiding a crash) until it is waited for.
+        self._children = [p for p in self._children if p.poll() is None]
+
+    # ---- palette and quitting --------------------------------------------------
+
+    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        palette = getattr(screen, "palette_commands", None)
+        if palette is not None:
+            yield from palette()
+        yield SystemCommand("New run", "Settings editor with the offline demo preset (n)",
+                            self.action_new_run)
+        yield SystemCommand("Open TOML", "Edit a run settings file (o)", self.action_open_toml)
+        yield SystemCommand("Toggle theme", "Switch the dark / light palette (t)",
+                            self.action_toggle_theme)
+        yield from super().get_system_commands(screen)
+
+    async def action_quit(self) -> None:
+        if self.running_runs and not self._quit_warned:
+            self._quit_warned = True
+            self.notify(
+                "Training keeps running in the background after you quit; reopen it with "
+                "clmtune-tui. Press q again to quit.",
+                title="A run is live",
+                timeout=8,
+            )
+            return
+        message = None
+        if self.running_runs:
+            names = ", ".join(sorted(p.name for p in self.running_runs))
+            message = (f"Training keeps running: {names}.\n"
+                       f"Reattach with: clmtune-tui {self.runs_dir}")
+        self.exit(message=message)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="clmtune-tui",
+        description="Terminal dashboard: configure, start, watch, stop and resume "
+        "fine-tuning runs.",
+    )
+    parser.add_argument("runs_dir", nargs="?", default="runs", type=Path,
+                        help="folder holding the runs (default: ./runs)")
+    parser.add_argument("--config", type=Path, default=None,
+                        help="a run settings TOML to open with 'o'")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``clmtune-tui``."""
+    args = parse_args(argv)
+    if args.runs_dir.exists() and not args.runs_dir.is_dir():
+        print(f"clmtune-tui: {args.runs_dir} is a file; pass a folder of runs.", file=sys.stderr)
+        return 2
+    if args.config is not None and not args.config.is_file():
+        print(f"clmtune-tui: --config {args.config} does not exist; pass a TOML file.",
+              file=sys.stderr)
+        return 2
+    app = ClmtuneApp(args.runs_dir, args.config)
+    app.run()
+    return app.return_code or 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

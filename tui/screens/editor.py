@@ -1,0 +1,910 @@
+"""The settings editor: open, edit, validate and save a run's TOML, start from a preset, launch.
+
+The form comes from the backend's schema, loaded in a thread worker (the first
+load introspects ``TrainingArguments`` in a subprocess and takes a few seconds).
+Files are read here with ``tomllib`` rather than ``load_config`` so an invalid
+file still opens and its problems show next to the fields; saving goes through
+``backend.config.save_config``, which writes atomically and refuses invalid
+settings, so a good file is never replaced by a broken one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+from collections.abc import Iterable
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+from textual import on, work
+from textual.app import ComposeResult, SystemCommand
+from textual.binding import Binding
+from textual.containers import Vertical
+from textual.content import Content
+from textual.screen import ModalScreen, Screen
+from textual.suggester import SuggestFromList
+from textual.widgets import Footer, Input, Label, LoadingIndicator, OptionList, Static
+from textual.widgets.option_list import Option
+from textual.worker import Worker, WorkerState
+
+from backend.config import SECTIONS
+from tui.messages import LaunchFailed, StartRunRequested
+from tui.screens.confirm import ConfirmScreen
+from tui.widgets.config_form import ConfigForm, Document, summary_text
+
+try:  # Python 3.11+
+    import tomllib
+except ModuleNotFoundError:  # pragma: no cover - 3.10
+    import tomli as tomllib  # type: ignore[no-redef]
+
+# The schema does not change while the TUI runs: load it once per process.
+_SCHEMA: Any = None
+
+
+def load_schema() -> Any:
+    """The backend's UI schema, cached for the process (call from a thread)."""
+    global _SCHEMA
+    if _SCHEMA is None:
+        from backend.config import load_schema_for_ui
+
+        _SCHEMA = load_schema_for_ui()
+    return _SCHEMA
+
+
+class FileProblem(Exception):
+    """A TOML file that cannot be opened; the message is one line for the user."""
+
+
+def read_document(path: Path) -> Document:
+    """Parse a TOML settings file into ``{section: {key: value}}`` (no validation)."""
+    try:
+        with open(path, "rb") as fh:
+            data = tomllib.load(fh)
+    except FileNotFoundError:
+        raise FileProblem(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise FileProblem(f"{path}: is a folder, not a TOML file") from None
+    except OSError as exc:
+        raise FileProblem(f"{path}: cannot read it ({exc.strerror or exc})") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise FileProblem(f"{path}: not valid TOML ({exc}); fix it in a text editor") from None
+    except UnicodeDecodeError:
+        raise FileProblem(f"{path}: not a text file") from None
+    return data
+
+
+def parse_preset(text: str, name: str) -> Document:
+    """A preset's rendered TOML as a document."""
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:  # a bug in the preset, but say so instead of crashing
+        raise FileProblem(f"preset {name!r} rendered invalid TOML: {exc}") from None
+
+
+def preset_names() -> list[tuple[str, str]]:
+    """``(name, description)`` of every preset the backend offers."""
+    from backend.presets import PRESETS
+
+    out: list[tuple[str, str]] = []
+    items = PRESETS.items() if isinstance(PRESETS, dict) else ((p, "") for p in PRESETS)
+    for name, info in items:
+        if isinstance(info, str):
+            desc = info
+        else:
+            desc = str(getattr(info, "summary", "") or getattr(info, "description", "") or "")
+        out.append((str(name), desc.strip().splitlines()[0] if desc.strip() else ""))
+    return out
+
+
+def render_preset_document(name: str, dest: Path) -> Document:
+    """Render a preset for a TOML at ``dest`` (relative paths are relative to it)."""
+    from backend.presets import render_preset
+
+    known = [n for n, _ in preset_names()]
+    if name not in known:
+        raise FileProblem(f"unknown preset {name!r}; choose one of: {', '.join(known)}")
+    return parse_preset(render_preset(name, dest), name)
+
+
+def rebase_paths(doc: Document, old_source: Path, new_dir: Path) -> Document:
+    """Rewrite relative local paths so they still point at the same files from ``new_dir``.
+
+    Which settings hold local paths is the backend's call (``RunConfig.resolved``:
+    path fields, and model/tokenizer/dataset references that look like paths).
+    """
+    resolved = build_config(doc, old_source).resolved()
+    out = {s: dict(v) if isinstance(v, dict) else v for s, v in doc.items()}
+    for section, values in out.items():
+        if not isinstance(values, dict):
+            continue
+        absolute = getattr(resolved, section, {}) if section in SECTIONS else {}
+        for key, value in values.items():
+            new = absolute.get(key)
+            if isinstance(value, str) and isinstance(new, str) and new != value:
+                try:
+                    values[key] = os.path.relpath(new, new_dir.absolute())
+                except ValueError:  # another drive on Windows
+                    values[key] = new
+    return out
+
+
+def build_config(doc: Document, path: Path | None) -> Any:
+    """A backend ``RunConfig`` holding the document's set values."""
+    from backend.config import RunConfig
+
+    return RunConfig(  # absolute source: base_dir() must not depend on the cwd later
+        model=dict(doc.get("model", {})),
+        data=dict(doc.get("data", {})),
+        training=dict(doc.get("training", {})),
+        launch=dict(doc.get("launch", {})),
+        source=Path(path).absolute() if path is not None else None,
+    )
+
+
+def unique_path(path: Path) -> Path:
+    """``path`` or ``stem-2.toml``, ``stem-3.toml``… whichever does not exist yet."""
+    if not path.exists():
+        return path
+    n = 2
+    while (candidate := path.with_name(f"{path.stem}-{n}{path.suffix}")).exists():
+        n += 1
+    return candidate
+
+
+def binding_commands(screen: Screen[Any], prefix: str) -> Iterable[SystemCommand]:
+    """Command-palette entries for a screen's described bindings (the app's
+    ``get_system_commands`` asks the active screen for ``palette_commands()``)."""
+    for binding in screen.BINDINGS:
+        if not isinstance(binding, Binding) or not binding.description or not binding.show:
+            continue
+        keys = binding.key.replace(",", " / ")
+        action = getattr(screen, f"action_{binding.action.split('(')[0]}", None)
+        doc = (action.__doc__ or "").strip().splitlines()[0] if action is not None else ""
+        yield SystemCommand(
+            f"{prefix}{binding.description}",
+            f"{doc} ({keys})" if doc else f"key: {keys}",
+            partial(screen.run_action, binding.action),
+        )
+
+
+# --------------------------------------------------------------------------- dialogs
+
+
+class PathPrompt(ModalScreen["Path | None"]):
+    """Ask for a file path (enter accepts, escape cancels)."""
+
+    DEFAULT_CSS = """
+    PathPrompt { align: center middle; background: $background 60%; }
+    PathPrompt > Vertical {
+        width: 70; max-width: 95%; height: auto;
+        border: thick $primary; background: $surface; padding: 1 2;
+    }
+    PathPrompt Label { width: 1fr; margin-bottom: 1; }
+    PathPrompt #prompt-hint { color: $text-muted; margin-top: 1; margin-bottom: 0; }
+    """
+
+    BINDINGS = [Binding("escape", "cancel", "Cancel")]
+
+    def __init__(
+        self,
+        title: str,
+        value: str = "",
+        suggestions: list[str] | None = None,
+        hint: str = "enter: OK · escape: cancel",
+    ) -> None:
+        super().__init__()
+        self.prompt_title = title
+        self.initial = value
+        self.suggestions = suggestions or []
+        self.hint = hint
+
+    def compose(self) -> ComposeResult:
+        with Vertical():
+            yield Label(self.prompt_title, markup=False)
+            yield Input(
+                self.initial,
+                id="prompt-input",
+                suggester=SuggestFromList(self.suggestions) if self.suggestions else None,
+            )
+            yield Label(self.hint, id="prompt-hint", markup=False)
+
+    @on(Input.Submitted)
+    def _submit(self, event: Input.Submitted) -> None:
+        event.stop()
+        text = event.value.strip()
+        self.dismiss(Path(text).expanduser() if text else None)
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+
+class PresetPicker(ModalScreen["str | None"]):
+    """Choose a preset from a list."""
+
+    DEFAULT_CSS = """
+    PresetPicker { align: center middle; background: $background 60%; }
+    PresetPicker > Vertical {
+        width: 70; max-width: 95%; height: auto; max-height: 90%;
+        border: thick $primary; background: $surface; padding: 1 2;
+    }
+    PresetPicker OptionList { height: auto; max-height: 12; }
+    """
+
+    BINDINGS = [Binding("escape", "cancel", "Cancel")]
+
+    def __init__(self, presets: list[tuple[str, str]]) -> None:
+        super().__init__()
+        self.presets = presets
+
+    def compose(self) -> ComposeResult:
+        with Vertical():
+            yield Label("Start from a preset (enter picks, escape cancels)")
+            yield OptionList(
+                *[
+                    Option(Content.assemble((name, "bold"), f"  {desc}" if desc else ""), id=name)
+                    for name, desc in self.presets
+                ],
+                id="preset-list",
+            )
+
+    @on(OptionList.OptionSelected)
+    def _picked(self, event: OptionList.OptionSelected) -> None:
+        event.stop()
+        self.dismiss(event.option.id)
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+
+# --------------------------------------------------------------------------- the screen
+
+
+class EditorScreen(Screen[None]):
+    """Edit a run's settings; save them; start the run."""
+
+    DEFAULT_CSS = """
+    EditorScreen { layout: vertical; }
+    EditorScreen #editor-title {
+        height: 1; width: 1fr; padding: 0 1;
+        background: $panel; color: $text; text-style: bold;
+        text-wrap: nowrap; text-overflow: ellipsis;
+    }
+    EditorScreen #editor-banner {
+        display: none; height: auto; max-height: 4; padding: 0 1;
+        color: $text-error; background: $error 15%;
+    }
+    EditorScreen #editor-banner.-shown { display: block; }
+    EditorScreen #editor-banner.-info { color: $text-warning; background: $warning 10%; }
+    EditorScreen #editor-body { height: 1fr; }
+    EditorScreen #editor-loading-box { height: 1fr; align: center middle; }
+    EditorScreen #editor-loading-label { width: auto; color: $text-muted; }
+    EditorScreen LoadingIndicator { height: 1; }
+    EditorScreen #editor-help {
+        height: 2; padding: 0 1; color: $text-muted; background: $boost;
+    }
+    EditorScreen #editor-command {
+        height: auto; max-height: 3; padding: 0 1; color: $text-accent;
+    }
+    EditorScreen #editor-status { height: 1; padding: 0 1; text-wrap: nowrap; }
+    """
+
+    BINDINGS = [
+        Binding("ctrl+s", "save", "Save"),
+        Binding("ctrl+r,f5", "start", "Start run"),
+        Binding("ctrl+o", "open", "Open"),
+        Binding("ctrl+n", "preset", "Preset"),
+        Binding("f8", "next_error", "Next error"),
+        Binding("ctrl+y", "copy_command", "Copy cmd"),
+        Binding("f2", "save_as", "Save as"),
+        Binding("escape", "back", "Back"),
+        # The app's one-letter keys mean the same here when no text field has the focus.
+        Binding("o", "open", "Open", show=False),
+        Binding("n", "preset", "Preset", show=False),
+        Binding("q", "back", "Back", show=False),
+    ]
+
+    def palette_commands(self) -> Iterable[SystemCommand]:
+        """This screen's actions for the command palette."""
+        yield from binding_commands(self, "Settings: ")
+
+    def __init__(
+        self,
+        path: Path | None = None,
+        preset: str | None = None,
+        runs_dir: Path = Path("runs"),
+    ) -> None:
+        super().__init__()
+        self.path: Path | None = Path(path) if path is not None else None
+        self.initial_preset = preset
+        self.runs_dir = Path(runs_dir)
+        self.schema: Any = None
+        self.form: ConfigForm | None = None
+        self.preset: str | None = None  # the preset the current document came from
+        self._saved_doc: Document | None = None  # None: never saved (a new file)
+        self.ready = asyncio.Event()  # set when a document is shown (tests await it)
+        self.busy = False
+
+    # -- layout
+
+    def compose(self) -> ComposeResult:
+        yield Static("Settings", id="editor-title", markup=False)
+        yield Static("", id="editor-banner", markup=False)
+        with Vertical(id="editor-body"):
+            with Vertical(id="editor-loading-box"):
+                yield LoadingIndicator()
+                yield Label("Loading the settings schema…", id="editor-loading-label")
+        yield Static("", id="editor-help", markup=False)
+        yield Static("", id="editor-command", markup=False)
+        yield Static("", id="editor-status")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self._load_schema()
+
+    @work(thread=True, exclusive=True, group="schema")
+    def _load_schema(self) -> Any:
+        return load_schema()
+
+    @on(Worker.StateChanged)
+    async def _worker_changed(self, event: Worker.StateChanged) -> None:
+        worker = event.worker
+        if worker.name != "_load_schema":
+            return
+        if worker.state == WorkerState.SUCCESS:
+            self.schema = worker.result
+            await self._initial_document()
+        elif worker.state == WorkerState.ERROR:
+            self._loading_text(f"Could not load the settings schema: {worker.error}")
+            self.show_banner(
+                f"Could not load the settings schema ({worker.error}); "
+                "check the installation (python -m backend.config)."
+            )
+
+    def _loading_text(self, text: str) -> None:
+        for label in self.query("#editor-loading-label").results(Label):
+            label.update(text)
+
+    async def _initial_document(self) -> None:
+        if self.path is not None:
+            await self.open_file(self.path, missing_ok=True)
+        elif self.initial_preset is not None:
+            await self.load_preset(self.initial_preset)
+        else:
+            await self.show_document({}, base_dir=Path.cwd(), saved=None)
+        if self.form is None:  # the file or preset failed: still give an empty form
+            await self.show_document({}, base_dir=Path.cwd(), saved=None)
+
+    # -- showing a document
+
+    @property
+    def base_dir(self) -> Path:
+        return (self.path.parent if self.path is not None else Path.cwd()).resolve()
+
+    async def show_document(self, doc: Document, *, base_dir: Path, saved: Document | None) -> None:
+        """Replace the form with one editing ``doc``."""
+        body = self.query_one("#editor-body")
+        form = ConfigForm(
+            self.schema,
+            doc,
+            base_dir=base_dir,
+            source=self.path,
+            validator=self._validate,
+            id="form",
+        )
+        self._saved_doc = saved  # before mounting: the first validation reads it
+        with self.app.batch_update():
+            await body.remove_children()
+            await body.mount(form)
+        self.form = form
+        self._update_title()
+        self._update_command()
+        first = next(iter(form.query("FieldRow")), None)
+        if first is not None:
+            first.focus_editor()
+            self._show_help(first)
+        self.ready.set()
+
+    async def open_file(self, path: Path, *, missing_ok: bool = False) -> bool:
+        """Open a TOML file; problems are shown in the banner. Returns True when opened."""
+        path = Path(path).expanduser()
+        if missing_ok and not path.exists():
+            self.path = path
+            self.preset = None
+            await self.show_document({}, base_dir=self.base_dir, saved=None)
+            self.show_banner(
+                f"{path}: no such file yet; ctrl+s creates it from these settings.", info=True
+            )
+            return True
+        try:
+            doc = await asyncio.to_thread(read_document, path)
+        except FileProblem as exc:
+            self.show_banner(str(exc))
+            return False
+        self.path = path
+        self.preset = None
+        await self.show_document(doc, base_dir=self.base_dir, saved=doc)
+        self.hide_banner()
+        return True
+
+    async def load_preset(self, name: str, dest: Path | None = None) -> bool:
+        """Show a preset's settings, to be saved at ``dest`` (default ./<name>.toml)."""
+        dest = Path(dest) if dest is not None else unique_path(Path.cwd() / f"{name}.toml")
+        try:
+            doc = await asyncio.to_thread(render_preset_document, name, dest)
+        except FileProblem as exc:
+            self.show_banner(str(exc))
+            return False
+        except Exception as exc:  # the backend's own error (e.g. a missing preset module)
+            self.show_banner(f"preset {name!r}: {exc}")
+            return False
+        self.path = dest
+        self.preset = name
+        await self.show_document(doc, base_dir=self.base_dir, saved=None)
+        extra = ""
+        if self._needs_demo_assets(dest):
+            extra = " and builds the offline demo model and data (a few seconds)"
+        self.show_banner(
+            f"Preset {name!r}, not saved yet: ctrl+s writes {display_path(dest)}{extra}.", info=True
+        )
+        return True
+
+    # -- state display
+
+    @property
+    def is_dirty(self) -> bool:
+        """Whether the form holds settings that are not in the file."""
+        if self.form is None:
+            return False
+        if self._saved_doc is None:  # a new file: dirty once something is set
+            return bool(self.form.document)
+        return self.form.document != _sections_only(self._saved_doc)
+
+    def show_banner(self, text: str, *, info: bool = False) -> None:
+        banner = self.query_one("#editor-banner", Static)
+        banner.update(text)
+        banner.set_class(True, "-shown")
+        banner.set_class(info, "-info")
+
+    def hide_banner(self) -> None:
+        self.query_one("#editor-banner", Static).set_class(False, "-shown")
+
+    def _update_title(self) -> None:
+        name = display_path(self.path) if self.path is not None else "(new file)"
+        parts = ["Settings", name]
+        if self.preset:
+            parts.append(f"preset {self.preset}")
+        text = " · ".join(parts) + ("  ● modified" if self.is_dirty else "")
+        self.query_one("#editor-title", Static).update(text)
+
+    def _update_status(self, note: str = "") -> None:
+        if self.form is None:
+            return
+        summary = summary_text(self.form.error_count, self.form.warning_count)
+        if self.form.error_count:
+            summary = summary + Content(" — f8 jumps to the next")
+        if note:
+            summary = summary + Content(f" · {note}")
+        self.query_one("#editor-status", Static).update(summary)
+
+    def command_text(self) -> str:
+        """The equivalent headless command for the current settings."""
+        if self.form is None:
+            return ""
+        path = Path(display_path(self.path)) if self.path is not None else Path("run.toml")
+        try:
+            from backend.config import command_line
+
+            return command_line(build_config(self.form.document, path), path)
+        except Exception:  # settings half-typed: fall back to the plain form
+            return f"clmtune train {path}"
+
+    def _update_command(self) -> None:
+        self.query_one("#editor-command", Static).update(f"$ {self.command_text()}")
+
+    @on(ConfigForm.Changed)
+    def _changed(self) -> None:
+        self._update_title()
+
+    @on(ConfigForm.Validated)
+    def _validated(self) -> None:
+        self._update_status()
+        self._update_command()
+        self._update_title()
+
+    @on(LaunchFailed)
+    def _launch_failed(self, message: LaunchFailed) -> None:
+        # The app posts this to the active screen when start_run refused or failed.
+        self.show_banner(f"Not started: {message.message}")
+        self._update_status("not started")
+
+    @on(ConfigForm.FieldFocused)
+    def _field_focused(self, event: ConfigForm.FieldFocused) -> None:
+        self._show_help(event.row)
+
+    def _show_help(self, row: Any) -> None:
+        self.query_one("#editor-help", Static).update(
+            f"[{row.section}] {row.key}: {row.help_text}".replace("\n", " ")
+        )
+
+    # -- actions
+
+    def action_save(self) -> None:
+        """Save to the current file (asks for a name when there is none)."""
+        self._save_flow(False)
+
+    def action_save_as(self) -> None:
+        """Save under a new name."""
+        self._save_flow(True)
+
+    @work(exclusive=True, group="dialog")
+    async def _save_flow(self, ask: bool) -> None:
+        await self.save(ask=ask)
+
+    async def save(self, *, ask: bool = False) -> bool:
+        """Validate and save atomically. Returns True when the file was written.
+
+        Dialogs (file name, overwrite) need a worker: call from one when ``ask``
+        or when the document has no file yet.
+        """
+        form = self.form
+        if form is None or self.busy:
+            return False
+        problems = form.validate_now()
+        if problems.error_count:
+            self._refuse(f"Not saved: {problems.error_count} error(s) in the settings.")
+            return False
+        target = self.path
+        if ask or target is None:
+            target = await self.app.push_screen_wait(
+                PathPrompt(
+                    "Save settings as (TOML file):",
+                    str(target or Path.cwd() / "run.toml"),
+                    _toml_suggestions(self.runs_dir),
+                )
+            )
+            if target is None:
+                return False
+            if target.exists() and target != self.path:
+                ok = await self.app.push_screen_wait(
+                    ConfirmScreen(
+                        "Overwrite?", f"{target} exists. Replace it with these settings?", "Replace"
+                    )
+                )
+                if not ok:
+                    return False
+        doc = form.document
+        unsaved_preset = self.preset is not None and self._saved_doc is None
+        if (
+            not unsaved_preset
+            and self.path is not None
+            and target.parent.resolve() != self.base_dir
+        ):
+            # A preset's relative paths are meant for wherever it lands; a file's are not.
+            doc = rebase_paths(doc, self.path, target.parent)
+        if unsaved_preset and self._needs_demo_assets(target):
+            if not await self._build_demo_assets(target):
+                return False
+        text = None
+        if unsaved_preset and self.preset is not None:
+            text = _preset_text_if_unchanged(self.preset, doc, target)
+        return await self._write(doc, target, text)
+
+    async def _write(self, doc: Document, target: Path, text: str | None = None) -> bool:
+        """Save ``doc`` (or a preset's commented ``text`` holding the same settings)."""
+        from backend.config import ConfigError, save_config
+
+        self.busy = True
+        try:
+            if text is None:
+                await asyncio.to_thread(save_config, build_config(doc, target), target)
+            else:
+                await asyncio.to_thread(_save_text, doc, self.schema, text, target)
+        except ConfigError as exc:
+            first = exc.errors[0] if exc.errors else exc
+            self._refuse(f"Not saved: {first}")
+            return False
+        except OSError as exc:
+            self._refuse(f"Not saved: {target}: {exc.strerror or exc}")
+            return False
+        finally:
+            self.busy = False
+        moved = self.path is None or target.resolve() != self.path.resolve()
+        self.path = target
+        if moved or self._saved_doc is None:
+            # Relative paths now resolve from the file's folder: rebuild the form around it.
+            await self.show_document(doc, base_dir=self.base_dir, saved=doc)
+        else:
+            self._saved_doc = doc
+        self.hide_banner()
+        self._update_title()
+        self._update_status(f"saved {target.name}")
+        self.notify(f"Saved {target}", timeout=3)
+        return True
+
+    def _needs_demo_assets(self, target: Path) -> bool:
+        return (
+            self.preset is not None
+            and preset_builds_assets(self.preset)
+            and not demo_assets_present(target)
+        )
+
+    def _validate(
+        self, doc: Document, schema: Any, base_dir: Path, source: Path | None
+    ) -> tuple[list[Any], list[str]]:
+        """The backend's validation, minus the demo files that saving will build."""
+        from backend.config import validate_document
+
+        errors, warnings = validate_document(
+            doc, schema, base_dir=base_dir, for_launch=False, source=source
+        )
+        if self.preset is not None and self._saved_doc is None and self.path is not None:
+            if self._needs_demo_assets(self.path):
+                errors = [e for e in errors if not _is_demo_path(doc, e)]
+        return errors, warnings
+
+    async def _build_demo_assets(self, target: Path) -> bool:
+        """Build the demo's tiny model and texts beside ``target`` in a subprocess.
+
+        Building them imports torch and transformers, which the TUI process never
+        does; ``clmtune init --preset demo`` writes them into ``clmtune-demo/``.
+        """
+        self.busy = True
+        self.show_banner("Building the offline demo model and data (first time only)…", info=True)
+        self._update_status("building the demo…")
+        try:
+            code, output = await asyncio.to_thread(_run_demo_init, target)
+        finally:
+            self.busy = False
+        if code != 0 or not demo_assets_present(target):
+            last = (output.strip().splitlines() or [f"exit code {code}"])[-1]
+            self._refuse(f"Building the demo failed: {last}")
+            return False
+        return True
+
+    def _refuse(self, message: str) -> None:
+        self.show_banner(message)
+        self._update_status()
+        self.notify(message, severity="error", timeout=5)
+
+    def action_open(self) -> None:
+        """Open a TOML file (asks first when there are unsaved changes)."""
+        self._open_flow()
+
+    @work(exclusive=True, group="dialog")
+    async def _open_flow(self) -> None:
+        if not await self._discard_ok():
+            return
+        path = await self.app.push_screen_wait(
+            PathPrompt(
+                "Open settings (TOML file):",
+                str(self.path or Path.cwd()),
+                _toml_suggestions(self.runs_dir),
+            )
+        )
+        if path is not None:
+            await self.open_file(path)
+
+    def action_preset(self) -> None:
+        """Start from a preset."""
+        self._preset_flow()
+
+    @work(exclusive=True, group="dialog")
+    async def _preset_flow(self) -> None:
+        try:
+            presets = preset_names()
+        except Exception as exc:
+            self.show_banner(f"presets unavailable: {exc}")
+            return
+        if not await self._discard_ok():
+            return
+        name = await self.app.push_screen_wait(PresetPicker(presets))
+        if name is None:
+            return
+        dest = await self.app.push_screen_wait(
+            PathPrompt(
+                f"Save the {name!r} settings as:", str(unique_path(Path.cwd() / f"{name}.toml"))
+            )
+        )
+        if dest is not None:
+            await self.load_preset(name, dest)
+
+    async def _discard_ok(self) -> bool:
+        if not self.is_dirty:
+            return True
+        return bool(
+            await self.app.push_screen_wait(
+                ConfirmScreen(
+                    "Unsaved changes", "Discard the changes to these settings?", yes="Discard"
+                )
+            )
+        )
+
+    async def action_next_error(self) -> None:
+        """Focus the next field with an error."""
+        if self.form is None:
+            return
+        fields = self.form.error_fields()
+        if not fields:
+            self.notify("No errors.", timeout=2)
+            return
+        focused = self.focused
+        current = None
+        for row in self.form.query("FieldRow"):
+            if focused is not None and focused in row.walk_children():
+                current = (row.section, row.key)
+        index = 0
+        if current in fields:
+            index = (fields.index(current) + 1) % len(fields)
+        await self.form.focus_field(*fields[index])
+
+    def action_copy_command(self) -> None:
+        """Copy the equivalent command line to the clipboard."""
+        text = self.command_text()
+        self.app.copy_to_clipboard(text)
+        self.notify(f"Copied: {text}", timeout=3)
+
+    def action_start(self) -> None:
+        """Validate for launch, save, and ask the app to start the run."""
+        self._start_flow()
+
+    @work(exclusive=True, group="dialog")
+    async def _start_flow(self) -> None:
+        form = self.form
+        if form is None or self.busy:
+            return
+        problems = form.validate_now()
+        if problems.error_count:
+            self._refuse(f"Not started: {problems.error_count} error(s) in the settings.")
+            return
+        launch_errors = await self._launch_errors()
+        if launch_errors:
+            self._refuse(f"Not started: {launch_errors[0]}")
+            first = launch_errors[0]
+            await form.focus_field(
+                str(getattr(first, "section", "")), str(getattr(first, "key", ""))
+            )
+            return
+        if self.is_dirty or self.path is None or not self.path.exists():
+            if not await self.save():
+                return
+        assert self.path is not None
+        run_dir = _default_run_dir(self.path, self.runs_dir)
+        self.post_message(StartRunRequested(config_path=self.path, run_dir=run_dir))
+        self._update_status("starting…")
+
+    async def _launch_errors(self) -> list[Any]:
+        """Errors that only matter for a launch (missing data files, hardware)."""
+        form = self.form
+        assert form is not None
+        try:
+            from backend.config import validate_document
+
+            errors, _ = await asyncio.to_thread(
+                partial(
+                    validate_document,
+                    form.document,
+                    self.schema,
+                    base_dir=self.base_dir,
+                    for_launch=True,
+                    source=self.path,
+                )
+            )
+        except Exception as exc:
+            return [f"validation failed: {exc}"]
+        # The demo's assets are built on save, so its missing files are not an error yet.
+        if self.preset is not None and self._saved_doc is None:
+            errors = [e for e in errors if not _is_demo_path(form.document, e)]
+        return list(errors)
+
+    def action_back(self) -> None:
+        """Leave the editor (asks first when there are unsaved changes)."""
+        self._back_flow()
+
+    @work(exclusive=True, group="dialog")
+    async def _back_flow(self) -> None:
+        if not await self._discard_ok():
+            return
+        if len(self.app.screen_stack) > 1:
+            self.dismiss(None)
+        else:
+            self.app.exit()
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _sections_only(doc: Document) -> Document:
+    return {s: dict(v) for s, v in doc.items() if isinstance(v, dict) and v} | {
+        s: v for s, v in doc.items() if not isinstance(v, dict)
+    }
+
+
+def _toml_suggestions(runs_dir: Path) -> list[str]:
+    found = [str(p) for p in sorted(Path.cwd().glob("*.toml"))]
+    try:
+        found += [str(p) for p in sorted(runs_dir.glob("*/config.toml"))]
+    except OSError:
+        pass
+    return found
+
+
+def _default_run_dir(config_path: Path, runs_dir: Path) -> Path | None:
+    try:
+        from backend.launch import default_run_dir
+    except ImportError:  # the launcher decides
+        return None
+    return default_run_dir(config_path, runs_dir)
+
+
+def preset_builds_assets(name: str) -> bool:
+    """Whether a preset needs files built by the backend (the offline demo)."""
+    from backend.presets import PRESETS
+
+    return bool(getattr(PRESETS.get(name), "builds_demo_assets", False))
+
+
+def demo_assets_present(target: Path) -> bool:
+    """Whether the demo's model and texts exist beside ``target``."""
+    from backend.presets import demo_dir
+
+    folder = demo_dir(target)
+    return all(
+        (folder / name).exists() for name in ("model/config.json", "train.txt", "validation.txt")
+    )
+
+
+def _is_demo_path(doc: Document, error: Any) -> bool:
+    from backend.presets import DEMO_DIR_NAME
+
+    value = doc.get(getattr(error, "section", ""), {}).get(getattr(error, "key", ""))
+    return isinstance(value, str) and DEMO_DIR_NAME in Path(value).parts
+
+
+def _preset_text_if_unchanged(name: str, doc: Document, target: Path) -> str | None:
+    """The preset's commented TOML for ``target`` when ``doc`` holds exactly its settings."""
+    from backend.presets import render_preset
+
+    text = render_preset(name, target)
+    return text if tomllib.loads(text) == doc else None
+
+
+def _save_text(doc: Document, schema: Any, text: str, target: Path) -> None:
+    """Validate ``doc`` like save_config does, then write ``text`` atomically."""
+    from backend.config import ConfigError, atomic_write_text, validate_document
+
+    errors, _ = validate_document(doc, schema, base_dir=target.absolute().parent, source=target)
+    if errors:
+        raise ConfigError(errors)
+    atomic_write_text(target, text)
+
+
+def display_path(path: Path) -> str:
+    """A path relative to the working folder when inside it (shorter, and stable in tests)."""
+    try:
+        rel = os.path.relpath(Path(path).absolute(), Path.cwd().absolute())
+    except ValueError:
+        return str(path)
+    return str(path) if rel.startswith("..") else rel
+
+
+def _run_demo_init(target: Path) -> tuple[int, str]:
+    """Build the demo's assets next to ``target`` with the CLI (a separate process)."""
+    # init writes a TOML too: give it a scratch name in the same folder (the assets go
+    # beside it) and keep the user's own file out of its way.
+    scratch = target.with_name(f".{target.stem}.init.toml")
+    cmd = [sys.executable, "-m", "backend.cli", "init", "--preset", "demo", "--force", str(scratch)]
+    root = Path(__file__).resolve().parents[2]  # so a source checkout finds `backend`
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(root), env.get("PYTHONPATH")) if p)
+    try:
+        proc = subprocess.run(
+            cmd, capture_output=True, text=True, timeout=900, env=env, stdin=subprocess.DEVNULL
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return 1, str(exc)
+    finally:
+        scratch.unlink(missing_ok=True)
+    return proc.returncode, proc.stdout + proc.stderr

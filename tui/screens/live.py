@@ -1,0 +1,307 @@
+"""Live view of one run: loss chart, signals, memory, checkpoints, log and final metrics.
+
+A thread worker (:class:`tui.tailer.RunFollower`) replays the whole events file, then
+follows it, posting :class:`EventsArrived` batches. The screen folds each batch into a
+:class:`backend.events.RunView` (the same reducer every UI uses) and updates the widgets
+inside one ``batch_update``. Finished and live runs take the same path.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult, SystemCommand
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.screen import Screen
+from textual.widgets import Footer, Static, TabbedContent, TabPane
+from textual.worker import get_current_worker
+
+from backend.events import RunView
+from tui.messages import CheckpointsListed, EventsArrived, RunStatusChanged, StopRequested
+from tui.tailer import RunFollower
+from tui.widgets.checkpoint_table import CheckpointRow, CheckpointTable
+from tui.widgets.final_table import FinalTable
+from tui.widgets.log_view import LogView
+from tui.widgets.loss_chart import LossChart, SignalsPanel
+from tui.widgets.memory_panel import MemoryPanel
+from tui.widgets.phase_bar import PhaseBar
+
+if TYPE_CHECKING:
+    from tui.app import ClmtuneApp
+
+ENDED = ("completed", "stopped", "failed", "crashed")
+
+
+def list_checkpoint_rows(run_dir: Path) -> list[CheckpointRow] | None:
+    """Checkpoints as classified on disk by backend.runs (None if that module is missing)."""
+    try:
+        from backend.runs import list_checkpoints
+    except ImportError:
+        return None
+    return [CheckpointRow.from_info(info) for info in list_checkpoints(run_dir)]
+
+
+class LiveScreen(Screen):
+    """Dashboard of one run; works the same for a running and a finished run."""
+
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (110, "-wide")]
+    VERTICAL_BREAKPOINTS = [(0, "-short"), (34, "-tall")]
+
+    BINDINGS = [
+        Binding("escape", "back", "Runs"),
+        Binding("s", "stop", "Stop"),
+        Binding("r", "resume", "Resume"),
+        Binding("l", "log_scale", "Log scale"),
+        Binding("m", "metrics", "Metrics"),
+        Binding("tab", "app.focus_next", "Focus", show=False),
+    ]
+
+    app: ClmtuneApp
+
+    def __init__(self, run_dir: Path, *, poll_s: float = 0.3, follow: bool = True) -> None:
+        super().__init__()
+        self.run_dir = Path(run_dir)
+        self.view = RunView()
+        self.poll_s = poll_s
+        self.follow = follow  # False in tests that inject EventsArrived themselves
+        self.disk_status: RunStatusChanged | None = None
+        self._shown_status: str | None = None
+        self._event_marks: list[CheckpointRow] = []
+
+    # ---- layout -------------------------------------------------------------
+
+    def compose(self) -> ComposeResult:
+        yield Static(self.run_dir.name, classes="title-bar", id="live-title")
+        yield PhaseBar(id="phase-bar")
+        yield Static(id="error-panel")
+        with Horizontal(id="live-main"):
+            yield LossChart(id="loss-chart")
+            with Vertical(id="live-side"):
+                yield SignalsPanel(id="signals")
+                yield MemoryPanel(id="memory")
+        with TabbedContent(id="live-tabs"):
+            with TabPane("Checkpoints", id="tab-checkpoints"):
+                yield CheckpointTable(id="checkpoints")
+            with TabPane("Log", id="tab-log"):
+                yield LogView(id="log")
+            with TabPane("Final", id="tab-final"):
+                yield FinalTable(id="final")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        # After the first refresh every nested widget is composed; start filling then.
+        self.call_after_refresh(self._start)
+
+    def _start(self) -> None:
+        self._render_all([])
+        if self.follow:
+            self._follow()
+        self.set_interval(1.0, self._tick)
+
+    # ---- data in ------------------------------------------------------------
+
+    @work(thread=True, exclusive=True, group="follow", exit_on_error=False)
+    def _follow(self) -> None:
+        worker = get_current_worker()
+        RunFollower(self.run_dir, self.post_message, poll_s=self.poll_s).run(
+            lambda: worker.is_cancelled
+        )
+
+    @on(EventsArrived)
+    def _events_arrived(self, message: EventsArrived) -> None:
+        message.stop()
+        if Path(message.run_dir) != self.run_dir:
+            return
+        self.view.apply_all(message.events)
+        with self.app.batch_update():
+            self._render_all(message.events)
+        if any(
+            e.get("type") in ("checkpoint", "run_started", "run_finished") for e in message.events
+        ):
+            self._list_checkpoints()
+
+    @on(RunStatusChanged)
+    def _status_changed(self, message: RunStatusChanged) -> None:
+        message.stop()
+        if Path(message.run_dir) != self.run_dir:
+            return
+        self.disk_status = message
+        with self.app.batch_update():
+            self._render_status()
+
+    @work(thread=True, exclusive=True, group="checkpoints", exit_on_error=False)
+    def _list_checkpoints(self) -> None:
+        rows = list_checkpoint_rows(self.run_dir)
+        if rows is not None:
+            self.post_message(CheckpointsListed(self.run_dir, rows))
+
+    @on(CheckpointsListed)
+    def _checkpoints_listed(self, message: CheckpointsListed) -> None:
+        message.stop()
+        self.query_one(CheckpointTable).update_checkpoints(message.checkpoints)
+
+    # ---- rendering ----------------------------------------------------------
+
+    @property
+    def status(self) -> str:
+        """The run's status: the events' view, unless run.json knows better (crashed)."""
+        disk = self.disk_status.status if self.disk_status else None
+        if disk == "crashed" and self.view.status in ("running", "unknown"):
+            return "crashed"
+        if self.view.status == "unknown" and disk:
+            return disk
+        return self.view.status
+
+    def _model_name(self) -> str:
+        settings = (self.view.started or {}).get("settings") or {}
+        model = settings.get("model_name_or_path") or (settings.get("model") or {})
+        if isinstance(model, dict):
+            model = model.get("model_name_or_path") or model.get("config_name") or ""
+        return str(model or "")
+
+    def _render_all(self, events: list[dict[str, Any]]) -> None:
+        view = self.view
+        self.query_one(PhaseBar).show(view, self.app.clock())
+        truncated = any(e.get("type") == "run_started" for e in events)
+        self.query_one(LossChart).set_data(
+            view.train_steps, view.train_loss, view.eval_steps, view.eval_loss, reset=truncated
+        )
+        self.query_one(SignalsPanel).update_signals(view.learning_rate, view.grad_norm)
+        if any(e.get("type") == "memory" for e in events):
+            self.query_one(MemoryPanel).update_memory(view.memory)
+        self.query_one(LogView).add_events(events)
+        if any(e.get("type") == "checkpoint" for e in events):
+            self._show_event_checkpoints()
+        if any(e.get("type") in ("final_metrics", "run_started") for e in events):
+            self.query_one(FinalTable).update_metrics(view.final_metrics)
+        self._render_status()
+
+    def _show_event_checkpoints(self) -> None:
+        # Shown at once from the events; replaced by the on-disk health when listed.
+        evals = dict(zip(self.view.eval_steps, self.view.eval_loss, strict=False))
+        rows = [CheckpointRow.from_mark(m, evals.get(m.step)) for m in self.view.checkpoints]
+        table = self.query_one(CheckpointTable)
+        if len(rows) > len(table.rows_shown):
+            table.update_checkpoints(rows)
+
+    def _render_status(self) -> None:
+        status = self.status
+        title = Text(self.run_dir.name, style="bold")
+        title.append(f"  {status}")
+        model = self._model_name()
+        if model:
+            title.append(f"  {model}")
+        self.query_one("#live-title", Static).update(title)
+        error = self.view.error or (self.disk_status.error if self.disk_status else None)
+        hint = self.view.hint or (self.disk_status.hint if self.disk_status else None)
+        panel = self.query_one("#error-panel", Static)
+        if status in ("failed", "crashed"):
+            body = Text(f"{status}: ", style="bold")
+            body.append(
+                error
+                or (
+                    "the worker process is gone without a final event"
+                    if status == "crashed"
+                    else "no error message"
+                )
+            )
+            if hint:
+                body.append(f"\nhint: {hint}")
+            elif status == "crashed":
+                body.append(
+                    "\nhint: see the Log tab (logs/worker.err); resume from a checkpoint with r"
+                )
+            panel.update(body)
+            panel.add_class("-shown")
+        else:
+            panel.remove_class("-shown")
+        if status != self._shown_status:
+            previous, self._shown_status = self._shown_status, status
+            self._on_status_change(previous, status)
+
+    def _on_status_change(self, previous: str | None, status: str) -> None:
+        if status != "unknown":
+            self.app.live_status[self.run_dir] = status
+        tabs = self.query_one(TabbedContent)
+        if status in ("completed", "stopped") and self.view.final_metrics:
+            tabs.active = "tab-final"
+        elif status in ("failed", "crashed"):
+            tabs.active = "tab-log"
+
+    def _tick(self) -> None:
+        if self.status == "running":
+            self.query_one(PhaseBar).show(self.view, self.app.clock())
+
+    # ---- actions ------------------------------------------------------------
+
+    def action_back(self) -> None:
+        self.app.pop_screen()
+
+    def action_log_scale(self) -> None:
+        chart = self.query_one(LossChart)
+        chart.toggle_log()
+        self.notify(f"Loss axis: {'log' if chart.log_scale else 'linear'} scale", timeout=2)
+
+    def action_metrics(self) -> None:
+        self.app.open_metrics(self.run_dir)
+
+    def action_stop(self) -> None:
+        if self.status != "running":
+            self.notify("This run is not running.", severity="warning")
+            return
+        from tui.screens.confirm import ConfirmScreen  # the editor helper's module
+
+        def done(yes: bool | None) -> None:
+            if yes:
+                self.post_message(StopRequested(self.run_dir))
+
+        self.app.push_screen(
+            ConfirmScreen(
+                "Stop training?",
+                "The worker saves a checkpoint at the next step and stops. "
+                "You can resume from it later (r).",
+                yes="Save and stop",
+            ),
+            done,
+        )
+
+    def action_resume(self) -> None:
+        if self.status == "running":
+            self.notify("The run is still running: stop it first (s).", severity="warning")
+            return
+        row = self.query_one(CheckpointTable).selected
+        if row is None:
+            self.notify("No checkpoint to resume from.", severity="warning")
+            return
+        # The table may still show what the events said; the disk has the last word
+        # (a checkpoint can be half-written, or rotated away by save_total_limit).
+        on_disk = {r.step: r for r in list_checkpoint_rows(self.run_dir) or []}
+        row = on_disk.get(row.step)
+        if row is None:
+            self.notify("That checkpoint is no longer on disk.", severity="warning")
+            self._list_checkpoints()
+            return
+        if not row.resumable:
+            self.notify(
+                f"checkpoint-{row.step} is {row.state}: pick a complete one.", severity="warning"
+            )
+            return
+        self.app.resume_run(self.run_dir, row.path, status=self.status)
+
+    def palette_commands(self) -> Iterable[SystemCommand]:
+        yield SystemCommand("Stop run", "Save a checkpoint and stop (s)", self.action_stop)
+        yield SystemCommand(
+            "Resume from checkpoint",
+            "Resume from the checkpoint selected in the table (r)",
+            self.action_resume,
+        )
+        yield SystemCommand("Toggle log scale", "Loss axis linear / log (l)", self.action_log_scale)
+        yield SystemCommand(
+            "Saved metrics", "Inspect this run's saved metrics (m)", self.action_metrics
+        )
+        yield SystemCommand("Back to runs", "Return to the runs list (escape)", self.action_back)

@@ -1,0 +1,358 @@
+"""Saved metrics of a past run, drawn from disk.
+
+Works on our run dirs (run.json, events.jsonl, config.toml) and on plain
+Hugging Face output dirs that only hold ``trainer_state.json`` and the
+``*_results.json`` files. Everything is read in a thread worker by
+:func:`load_saved_run`; the screen only renders what it returns.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from textual import on, work
+from textual.app import ComposeResult, SystemCommand
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.screen import Screen
+from textual.widgets import Footer, Static, TabbedContent, TabPane
+from textual.worker import Worker, WorkerState
+
+from backend.events import EVENTS_FILE, read_events, reduce_events, to_float
+from tui import fmt
+from tui.screens.editor import binding_commands, display_path
+from tui.widgets.metrics_table import LogHistoryTable, ResultsTable
+
+TRAINER_STATE = "trainer_state.json"
+
+
+@dataclass
+class SavedRun:
+    """What the metrics screen shows, read from a run dir."""
+
+    path: Path
+    summary: Any  # backend.runs.RunSummary
+    history: list[dict[str, Any]] = field(default_factory=list)
+    history_source: str = ""  # "trainer_state.json" | "events.jsonl" | ""
+    train_x: list[float] = field(default_factory=list)
+    train_y: list[float] = field(default_factory=list)
+    eval_x: list[float] = field(default_factory=list)
+    eval_y: list[float] = field(default_factory=list)
+    accuracy: float | None = None
+    problem: str | None = None  # the dir is not a run dir / unreadable
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        with open(path, encoding="utf-8") as fh:
+            return json.load(fh)
+    except (OSError, ValueError):
+        return None
+
+
+def _trainer_state(run_dir: Path, summary: Any) -> dict | None:
+    state = _read_json(run_dir / TRAINER_STATE)
+    if isinstance(state, dict):
+        return state
+    for ckpt in reversed(getattr(summary, "checkpoints", []) or []):
+        state = _read_json(Path(ckpt.path) / TRAINER_STATE)
+        if isinstance(state, dict):
+            return state
+    return None
+
+
+def history_from_events(events: list[dict]) -> list[dict[str, Any]]:
+    """Log-history rows (HF's shape) rebuilt from train_log / eval events."""
+    rows: list[dict[str, Any]] = []
+    for e in events:
+        kind = e.get("type")
+        if kind == "run_started" and e.get("resume_step") is not None:
+            # A resume re-logs the steps after its checkpoint: keep the newer rows.
+            cut = int(e["resume_step"])
+            rows = [r for r in rows if (r.get("step") or 0) <= cut]
+        elif kind == "train_log":
+            row = {k: e.get(k) for k in ("step", "epoch", "loss", "learning_rate", "grad_norm")}
+            rows.append({k: v for k, v in row.items() if v is not None})
+        elif kind == "eval":
+            metrics = {k: to_float(v) for k, v in (e.get("metrics") or {}).items()}
+            rows.append({"step": e.get("step"), "epoch": e.get("epoch"), **metrics})
+    return rows
+
+
+def _curves(history: list[dict[str, Any]]) -> tuple[list[float], ...]:
+    tx, ty, ex, ey = [], [], [], []
+    for entry in history:
+        step = to_float(entry.get("step"))
+        if step is None:
+            continue
+        loss = to_float(entry.get("loss"))
+        if loss is not None and math.isfinite(loss):
+            tx.append(step)
+            ty.append(loss)
+        eval_loss = to_float(entry.get("eval_loss"))
+        if eval_loss is not None and math.isfinite(eval_loss):
+            ex.append(step)
+            ey.append(eval_loss)
+    return tx, ty, ex, ey
+
+
+def load_saved_run(run_dir: Path) -> SavedRun:
+    """Read everything the metrics screen shows. Never raises on a damaged dir."""
+    from backend.runs import is_run_dir, read_run
+
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        return SavedRun(run_dir, None, problem=f"{run_dir}: no such folder")
+    if not is_run_dir(run_dir):
+        return SavedRun(
+            run_dir,
+            None,
+            problem=f"{run_dir}: not a run folder (no run.json, events.jsonl, "
+            "trainer_state.json or checkpoint-N/)",
+        )
+    summary = read_run(run_dir)
+    saved = SavedRun(run_dir, summary)
+    state = _trainer_state(run_dir, summary)
+    if state is not None and isinstance(state.get("log_history"), list):
+        saved.history = [e for e in state["log_history"] if isinstance(e, dict)]
+        saved.history_source = TRAINER_STATE
+    events_path = run_dir / EVENTS_FILE
+    events = read_events(events_path) if events_path.exists() else []
+    event_history = history_from_events(events)
+    # events.jsonl is newer than the last trainer_state.json save when a run was stopped
+    # between checkpoints: use whichever knows more steps.
+    if event_history and _last_step(event_history) > _last_step(saved.history):
+        saved.history = event_history
+        saved.history_source = EVENTS_FILE
+    saved.train_x, saved.train_y, saved.eval_x, saved.eval_y = _curves(saved.history)
+    if events and not saved.train_x:
+        view = reduce_events(events)
+        saved.train_x, saved.train_y = list(view.train_steps), list(view.train_loss)
+        saved.eval_x, saved.eval_y = list(view.eval_steps), list(view.eval_loss)
+    saved.accuracy = _accuracy(summary.metrics, saved.history)
+    return saved
+
+
+def _last_step(history: list[dict[str, Any]]) -> float:
+    steps = [to_float(e.get("step")) for e in history]
+    return max((s for s in steps if s is not None), default=-1.0)
+
+
+def _accuracy(metrics: dict[str, dict], history: list[dict[str, Any]]) -> float | None:
+    for split in ("eval", "all"):
+        value = to_float((metrics.get(split) or {}).get("eval_accuracy"))
+        if value is not None:
+            return value
+    for entry in reversed(history):
+        value = to_float(entry.get("eval_accuracy"))
+        if value is not None:
+            return value
+    return None
+
+
+def _when(ts: float | None) -> str:
+    if ts is None:
+        return "-"
+    return time.strftime("%Y-%m-%d %H:%M", time.localtime(ts))
+
+
+def summary_lines(saved: SavedRun) -> list[tuple[str, str]]:
+    """``(label, value)`` pairs for the summary panel."""
+    s = saved.summary
+    steps = f"{s.global_step}" + (f" / {s.max_steps}" if s.max_steps else "")
+    lines = [
+        ("status", s.status + ("" if s.source == "clmtune" else "  (Hugging Face dir)")),
+        (
+            "model",
+            display_path(Path(s.model))
+            if s.model and Path(s.model).is_absolute()
+            else (s.model or "-"),
+        ),
+        ("steps", steps),
+        ("started", _when(s.started)),
+        ("duration", fmt.duration(s.duration)),
+        ("last loss", fmt.num(s.last_loss)),
+        ("best eval loss", fmt.num(s.best_eval_loss)),
+        ("perplexity", fmt.num(s.perplexity)),
+        ("accuracy", fmt.num(saved.accuracy)),
+        ("checkpoints", _checkpoint_text(s.checkpoints)),
+    ]
+    if s.world_size and s.world_size > 1:
+        lines.append(("processes", str(s.world_size)))
+    if s.resumed_from:
+        lines.append(("resumed from", Path(s.resumed_from).name))
+    if s.error:
+        lines.append(("error", str(s.error)))
+    if s.hint:
+        lines.append(("hint", str(s.hint)))
+    return lines
+
+
+def _checkpoint_text(checkpoints: list[Any]) -> str:
+    if not checkpoints:
+        return "none"
+    resumable = sum(1 for c in checkpoints if getattr(c, "resumable", False))
+    last = checkpoints[-1]
+    return f"{len(checkpoints)} ({resumable} resumable, last {last.step})"
+
+
+class MetricsScreen(Screen[None]):
+    """The saved metrics of one run: summary, loss curve, results files, log history."""
+
+    DEFAULT_CSS = """
+    MetricsScreen #metrics-title {
+        height: 1; padding: 0 1; background: $panel; text-style: bold;
+        text-wrap: nowrap; text-overflow: ellipsis;
+    }
+    MetricsScreen #metrics-problem {
+        display: none; height: auto; padding: 0 1; color: $text-error;
+    }
+    MetricsScreen #metrics-problem.-shown { display: block; }
+    MetricsScreen TabbedContent { height: 1fr; }
+    MetricsScreen TabPane { padding: 0; }
+    MetricsScreen #overview-box { height: 1fr; }
+    MetricsScreen #summary {
+        width: auto; max-width: 50%; height: auto; padding: 0 1;
+        text-wrap: nowrap; text-overflow: ellipsis;
+    }
+    MetricsScreen #metrics-chart-box { width: 1fr; height: 1fr; min-height: 8; }
+    MetricsScreen #metrics-chart { height: 1fr; }
+    MetricsScreen #metrics-chart-empty { color: $text-muted; padding: 1 2; }
+    MetricsScreen ResultsTable, MetricsScreen LogHistoryTable { height: 1fr; }
+    MetricsScreen #history-source { height: 1; color: $text-muted; padding: 0 1; }
+    MetricsScreen .summary-label { color: $text-muted; }
+    """
+
+    BINDINGS = [
+        Binding("escape,b", "back", "Back"),
+        Binding("1", "tab('overview')", "Overview"),
+        Binding("2", "tab('results')", "Results"),
+        Binding("3", "tab('history')", "Log history"),
+        Binding("l", "log_scale", "Log scale"),
+        Binding("f5,ctrl+r", "reload", "Reload"),
+    ]
+
+    def palette_commands(self) -> Iterable[SystemCommand]:
+        """This screen's actions for the command palette."""
+        yield from binding_commands(self, "Metrics: ")
+
+    def __init__(self, run_dir: Path) -> None:
+        super().__init__()
+        self.run_dir = Path(run_dir)
+        self.saved: SavedRun | None = None
+        self.ready = asyncio.Event()  # set after each load is shown (tests await it)
+
+    def compose(self) -> ComposeResult:
+        yield Static(f"Metrics · {display_path(self.run_dir)}", id="metrics-title", markup=False)
+        yield Static("", id="metrics-problem", markup=False)
+        with TabbedContent(initial="overview"):
+            with TabPane("Overview (1)", id="overview"):
+                with Horizontal(id="overview-box"):
+                    yield Static("Loading…", id="summary")
+                    with Vertical(id="metrics-chart-box"):
+                        yield from self._chart()
+            with TabPane("Results (2)", id="results"):
+                yield ResultsTable(id="results-table")
+            with TabPane("Log history (3)", id="history"):
+                yield Static("", id="history-source", markup=False)
+                yield LogHistoryTable(id="history-table")
+        yield Footer()
+
+    def _chart(self) -> ComposeResult:
+        try:
+            from tui.widgets.loss_chart import LossChart
+        except ImportError:  # pragma: no cover - the chart ships with the app
+            yield Static("", id="metrics-chart-empty")
+            return
+        yield LossChart(id="metrics-chart")
+
+    def on_mount(self) -> None:
+        self.reload()
+
+    def reload(self) -> None:
+        """Read the run dir again (in a thread)."""
+        self.ready.clear()
+        self._load()
+
+    @work(thread=True, exclusive=True, group="metrics-load")
+    def _load(self) -> SavedRun:
+        return load_saved_run(self.run_dir)
+
+    @on(Worker.StateChanged)
+    def _loaded(self, event: Worker.StateChanged) -> None:
+        if event.worker.name != "_load":
+            return
+        if event.worker.state == WorkerState.SUCCESS:
+            self.show(event.worker.result)
+        elif event.worker.state == WorkerState.ERROR:
+            self._problem(f"{self.run_dir}: could not be read ({event.worker.error})")
+            self.ready.set()
+
+    def _problem(self, text: str) -> None:
+        problem = self.query_one("#metrics-problem", Static)
+        problem.update(text)
+        problem.set_class(True, "-shown")
+        self.query_one("#summary", Static).update("")
+
+    def show(self, saved: SavedRun) -> None:
+        """Render a loaded run."""
+        self.saved = saved
+        if saved.problem or saved.summary is None:
+            self._problem(saved.problem or f"{self.run_dir}: nothing to show")
+            self.ready.set()
+            return
+        self.query_one("#metrics-problem", Static).set_class(False, "-shown")
+        width = max(len(label) for label, _ in summary_lines(saved))
+        text = "\n".join(f"{label:<{width}}  {value}" for label, value in summary_lines(saved))
+        self.query_one("#summary", Static).update(text)
+        self.query_one("#results-table", ResultsTable).set_results(saved.summary.metrics)
+        self.query_one("#history-table", LogHistoryTable).set_history(saved.history)
+        source = saved.history_source or "no log history"
+        self.query_one("#history-source", Static).update(
+            f"{len(saved.history)} entries from {source}"
+        )
+        self._draw_chart(saved)
+        self.ready.set()
+
+    def _draw_chart(self, saved: SavedRun) -> None:
+        try:
+            from tui.widgets.loss_chart import LossChart
+
+            chart = self.query_one("#metrics-chart", LossChart)
+        except Exception:
+            return
+        chart.set_data(saved.train_x, saved.train_y, saved.eval_x, saved.eval_y)
+
+    # -- actions
+
+    def action_back(self) -> None:
+        """Return to the previous screen."""
+        if len(self.app.screen_stack) > 1:
+            self.dismiss(None)
+        else:
+            self.app.exit()
+
+    def action_tab(self, tab: str) -> None:
+        """Show one tab."""
+        self.query_one(TabbedContent).active = tab
+
+    def action_log_scale(self) -> None:
+        """Toggle the loss chart's log scale."""
+        try:
+            from tui.widgets.loss_chart import LossChart
+
+            chart = self.query_one("#metrics-chart", LossChart)
+        except Exception:
+            return
+        chart.toggle_log()
+
+    def action_reload(self) -> None:
+        """Read the run dir again."""
+        self.reload()

@@ -1,0 +1,86 @@
+"""Checkpoints of a run: step, time, eval loss, health; the cursor picks what to resume."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rich.text import Text
+from textual.widgets import DataTable
+
+from tui import fmt
+
+HEALTH_CLASSES = {
+    "complete": "checkpoint-table--ok",
+    "weights-only": "checkpoint-table--warn",
+    "partial": "checkpoint-table--bad",
+}
+
+
+@dataclass
+class CheckpointRow:
+    """What the table shows of one checkpoint (from backend.runs or from the events)."""
+
+    step: int
+    path: Path
+    state: str
+    time: float | None
+    eval_loss: float | None
+
+    @property
+    def resumable(self) -> bool:
+        return self.state == "complete"
+
+    @classmethod
+    def from_info(cls, info: Any) -> CheckpointRow:
+        """From ``backend.runs.CheckpointInfo``."""
+        return cls(int(info.step), Path(info.path), str(info.state), info.mtime, info.eval_loss)
+
+    @classmethod
+    def from_mark(cls, mark: Any, eval_loss: float | None = None) -> CheckpointRow:
+        """From a ``backend.events.CheckpointMark`` (only what the events say)."""
+        state = "complete" if mark.complete else "partial"
+        return cls(int(mark.step), Path(mark.path), state, mark.time or None, eval_loss)
+
+
+class CheckpointTable(DataTable):
+    """Newest checkpoint first; ``selected`` is the row under the cursor."""
+
+    COMPONENT_CLASSES = DataTable.COMPONENT_CLASSES | set(HEALTH_CLASSES.values())
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(cursor_type="row", **kwargs)
+        self.rows_shown: list[CheckpointRow] = []
+
+    def on_mount(self) -> None:
+        self.add_column("Step", key="step", width=8)
+        self.add_column("Saved", key="time", width=8)
+        self.add_column("Eval loss", key="eval", width=9)
+        self.add_column("Health", key="health", width=12)
+
+    @property
+    def selected(self) -> CheckpointRow | None:
+        if 0 <= self.cursor_row < len(self.rows_shown):
+            return self.rows_shown[self.cursor_row]
+        return None
+
+    def update_checkpoints(self, rows: Sequence[CheckpointRow]) -> None:
+        keep = self.selected.path if self.selected is not None else None
+        self.rows_shown = sorted(rows, key=lambda r: r.step, reverse=True)
+        self.clear()
+        for row in self.rows_shown:
+            style = str(self.get_component_rich_style(HEALTH_CLASSES.get(row.state,
+                                                      "checkpoint-table--bad"), partial=True))
+            self.add_row(
+                str(row.step),
+                fmt.clock_time(row.time),
+                fmt.num(row.eval_loss),
+                Text(row.state, style=style),
+                key=str(row.path),
+            )
+        for index, row in enumerate(self.rows_shown):
+            if row.path == keep:
+                self.move_cursor(row=index, animate=False, scroll=False)
+                break

@@ -1,0 +1,209 @@
+"""Loss chart (train + eval, zoom/pan, log scale) and the lr / grad-norm strips.
+
+The chart keeps references to the raw histories and thins them to ≤ 2 points per
+braille pixel column (:func:`tui.thin.thin_minmax`) on every redraw, for the x
+window on screen, so zooming into 100k steps shows the detail that is there.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.reactive import reactive
+from textual.widgets import Label, Sparkline
+from textual_hires_canvas import Canvas
+from textual_plot import HiResMode, LegendLocation, NumericAxisFormatter, PlotWidget
+
+from tui import fmt
+from tui.thin import log10_positive, thin_minmax
+
+SPARK_POINTS = 400  # tail of lr / grad norm shown in the strips
+
+
+class ArrayCache:
+    """A float array mirroring an append-only list, converting only the new tail.
+
+    Converting a 100k-element list costs ~6 ms per redraw; a batch adds a few points.
+    ``reset()`` after the list was truncated (a resumed run re-logs its steps).
+    """
+
+    def __init__(self) -> None:
+        self.source: Sequence[float] | None = None
+        self.array: np.ndarray = np.empty(0)
+
+    def reset(self) -> None:
+        self.source = None
+
+    def get(self, values: Sequence[float]) -> np.ndarray:
+        n = len(values)
+        if values is not self.source or n < self.array.size:
+            self.array = np.asarray(values, dtype=np.float64)
+            self.source = values
+        elif n > self.array.size:
+            tail = np.asarray(values[self.array.size :], dtype=np.float64)
+            self.array = np.concatenate([self.array, tail])
+        return self.array
+
+
+class LogAxisFormatter(NumericAxisFormatter):
+    """Ticks placed in log10 space, labelled with the real values."""
+
+    def get_labels_for_ticks(self, ticks: Sequence[float]) -> list[str]:
+        return [fmt.num(10.0**t, 3) for t in ticks]
+
+
+class LossChart(PlotWidget, inherit_bindings=False):
+    """Train and eval loss on one chart. Mouse wheel zooms, drag pans; keys below."""
+
+    COMPONENT_CLASSES = PlotWidget.COMPONENT_CLASSES | {"loss-chart--train", "loss-chart--eval"}
+
+    BINDINGS = [
+        Binding("plus,equals_sign", "zoom_in", "Zoom in", show=False),
+        Binding("minus", "zoom_out", "Zoom out", show=False),
+        Binding("left", "pan_left", "Pan left", show=False),
+        Binding("right", "pan_right", "Pan right", show=False),
+        Binding("up", "pan_up", "Pan up", show=False),
+        Binding("down", "pan_down", "Pan down", show=False),
+        Binding("0", "reset_scales", "Reset zoom", show=False),
+    ]
+
+    log_scale: reactive[bool] = reactive(False, init=False)
+    # Tighter margins than textual-plot's defaults: every row counts at 80x24.
+    margin_top = reactive(1)
+    margin_bottom = reactive(1)
+    margin_left = reactive(7)
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.train_x: Sequence[float] = []
+        self.train_y: Sequence[float] = []
+        self.eval_x: Sequence[float] = []
+        self.eval_y: Sequence[float] = []
+        self.plotted_points = 0  # after thinning, for tests and the bench
+        self._cache = [ArrayCache() for _ in range(4)]
+
+    def on_mount(self) -> None:
+        self.set_ylabel("loss")
+        self.show_legend(LegendLocation.TOPRIGHT)
+        self.redraw()
+
+    def set_data(
+        self,
+        train_x: Sequence[float],
+        train_y: Sequence[float],
+        eval_x: Sequence[float],
+        eval_y: Sequence[float],
+        *,
+        reset: bool = False,
+    ) -> None:
+        """Point the chart at the (growing) histories and redraw.
+
+        ``reset``: the histories were truncated (resume) rather than only appended to.
+        """
+        if reset:
+            for cache in self._cache:
+                cache.reset()
+        self.train_x, self.train_y = train_x, train_y
+        self.eval_x, self.eval_y = eval_x, eval_y
+        self.redraw()
+
+    def _columns(self) -> int:
+        try:
+            width = self.query_one("#plot", Canvas).size.width
+        except Exception:  # noqa: BLE001 - not composed yet
+            width = 0
+        # One bucket per terminal column: min + max = 2 points per column.
+        return max(width - 2, 20)
+
+    def _window(self) -> tuple[float | None, float | None]:
+        # While the user has zoomed or panned, thin only what is on screen.
+        if self._auto_x_min and self._auto_x_max:
+            return None, None
+        return self._x_min, self._x_max
+
+    def _series(self, which: int, x: Sequence[float],
+                y: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
+        lo, hi = self._window()
+        xa, ya = self._cache[2 * which].get(x), self._cache[2 * which + 1].get(y)
+        xs, ys = thin_minmax(xa, ya, self._columns(), lo, hi)
+        if self.log_scale:
+            xs, ys = log10_positive(xs, ys)
+        return xs, ys
+
+    def redraw(self) -> None:
+        """Re-thin for the current window and width, then re-plot."""
+        if not self.is_mounted:
+            return
+        train_style = str(self.get_component_rich_style("loss-chart--train", partial=True))
+        eval_style = str(self.get_component_rich_style("loss-chart--eval", partial=True))
+        tx, ty = self._series(0, self.train_x, self.train_y)
+        ex, ey = self._series(1, self.eval_x, self.eval_y)
+        self.clear()
+        self.plotted_points = len(tx) + len(ex)
+        self.plot(tx, ty, line_style=train_style or "white", hires_mode=HiResMode.BRAILLE,
+                  label="train")
+        if len(ex):
+            self.plot(ex, ey, line_style=eval_style or "yellow", hires_mode=HiResMode.BRAILLE)
+            self.scatter(ex, ey, marker="•", marker_style=eval_style or "yellow", label="eval")
+
+    def watch_log_scale(self, log_scale: bool) -> None:
+        self.set_y_formatter(LogAxisFormatter() if log_scale else NumericAxisFormatter())
+        self.set_ylabel("loss (log)" if log_scale else "loss")
+        # y limits in the old scale are meaningless now; keep the x window.
+        self._auto_y_min = self._auto_y_max = True
+        self.redraw()
+
+    def toggle_log(self) -> None:
+        """Switch the y axis between linear and log scale."""
+        self.log_scale = not self.log_scale
+
+    def action_reset_scales(self) -> None:
+        super().action_reset_scales()
+        self.redraw()
+
+    @on(PlotWidget.ScaleChanged)
+    def _rethin_on_zoom(self, event: PlotWidget.ScaleChanged) -> None:
+        event.stop()
+        self.redraw()
+
+    def on_resize(self) -> None:
+        self.redraw()
+
+    def notify_style_update(self) -> None:
+        super().notify_style_update()
+        if self.is_mounted:
+            self.call_later(self.redraw)  # line colours come from the theme
+
+
+def _tail(values: Sequence[float], n: int = SPARK_POINTS) -> list[float]:
+    return [v for v in values[-n:] if isinstance(v, float) and math.isfinite(v)]
+
+
+class SignalsPanel(Vertical):
+    """Learning rate and grad norm as sparklines with their latest values."""
+
+    def compose(self) -> ComposeResult:
+        with Horizontal(classes="signal"):
+            yield Label("lr   -", id="lr-value", classes="signal-label")
+            yield Sparkline([], id="lr-spark")
+        with Horizontal(classes="signal"):
+            yield Label("grad -", id="gn-value", classes="signal-label")
+            yield Sparkline([], id="gn-spark")
+
+    def update_signals(self, learning_rate: Sequence[float], grad_norm: Sequence[float]) -> None:
+        lr_tail, gn_tail = _tail(learning_rate), _tail(grad_norm)
+        self.query_one("#lr-value", Label).update(
+            f"lr   {fmt.num(lr_tail[-1] if lr_tail else None, 3)}"
+        )
+        self.query_one("#gn-value", Label).update(
+            f"grad {fmt.num(gn_tail[-1] if gn_tail else None, 3)}"
+        )
+        self.query_one("#lr-spark", Sparkline).data = lr_tail
+        self.query_one("#gn-spark", Sparkline).data = gn_tail

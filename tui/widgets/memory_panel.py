@@ -1,0 +1,91 @@
+"""Memory per GPU (allocated / reserved / peak, device used / total, short history).
+
+Without a GPU it shows the worker process RSS and the system memory instead.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from textual.app import ComposeResult
+from textual.containers import Vertical
+from textual.widgets import Label, Sparkline
+
+from backend.events import to_float
+from tui import fmt
+
+HISTORY = 120  # samples in the sparkline
+
+
+def device_lines(sample: dict[str, Any]) -> list[tuple[str, str]]:
+    """``(headline, detail)`` per device of one memory event (CPU only: one pair)."""
+    rows: list[tuple[str, str]] = []
+    for dev in sample.get("devices") or []:
+        name = str(dev.get("name") or "").removeprefix("NVIDIA ")
+        head = (
+            f"GPU{dev.get('index', len(rows))} {name} "
+            f"{fmt.human_bytes(to_float(dev.get('used')))}"
+            f"/{fmt.human_bytes(to_float(dev.get('total')))}"
+        )
+        detail = (
+            f"alloc {fmt.human_bytes(to_float(dev.get('allocated')))}"
+            f" resv {fmt.human_bytes(to_float(dev.get('reserved')))}"
+            f" peak {fmt.human_bytes(to_float(dev.get('peak_allocated')))}"
+        )
+        rows.append((head, detail))
+    if not rows:
+        rows.append(
+            (
+                "CPU (no GPU)",
+                f"rss {fmt.human_bytes(to_float(sample.get('process_rss')))}"
+                f" · sys {fmt.human_bytes(to_float(sample.get('system_used')))}"
+                f"/{fmt.human_bytes(to_float(sample.get('system_total')))}",
+            )
+        )
+    return rows
+
+
+def history(samples: Sequence[dict[str, Any]], index: int) -> list[float]:
+    """The series drawn for device ``index``: allocated bytes (process RSS without GPU)."""
+    out: list[float] = []
+    for sample in samples[-HISTORY:]:
+        devices = sample.get("devices") or []
+        if devices:
+            value = to_float(devices[index].get("allocated")) if index < len(devices) else None
+        else:
+            value = to_float(sample.get("process_rss"))
+        if value is not None:
+            out.append(value)
+    return out
+
+
+class MemoryPanel(Vertical):
+    """One headline, one detail line and a sparkline per device."""
+
+    def compose(self) -> ComposeResult:
+        yield Label("memory: waiting for the first sample", classes="memory-empty")
+
+    def update_memory(self, samples: Sequence[dict[str, Any]]) -> None:
+        if not samples:
+            return
+        rows = device_lines(samples[-1])
+        if len(self.query(".memory-head")) != len(rows):
+            self.remove_children()
+            widgets: list[Any] = []
+            for i in range(len(rows)):
+                widgets += [
+                    Label(classes="memory-head", id=f"mem-head-{i}"),
+                    Label(classes="memory-detail", id=f"mem-detail-{i}"),
+                    Sparkline([], id=f"mem-spark-{i}"),
+                ]
+            self.mount_all(widgets)
+            self.call_after_refresh(self._fill, samples, rows)
+        else:
+            self._fill(samples, rows)
+
+    def _fill(self, samples: Sequence[dict[str, Any]], rows: list[tuple[str, str]]) -> None:
+        for i, (head, detail) in enumerate(rows):
+            self.query_one(f"#mem-head-{i}", Label).update(head)
+            self.query_one(f"#mem-detail-{i}", Label).update(detail)
+            self.query_one(f"#mem-spark-{i}", Sparkline).data = history(samples, i)

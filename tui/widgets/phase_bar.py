@@ -1,0 +1,73 @@
+"""One line: phase, progress bar, step / max, throughput, ETA and elapsed time."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.text import Text
+from textual.widgets import Static
+
+from tui import fmt
+
+PHASE_LABELS = {
+    "starting": "starting",
+    "loading_model": "loading model",
+    "loading_data": "loading data",
+    "tokenizing": "tokenizing",
+    "grouping": "grouping",
+    "training": "training",
+    "evaluating": "evaluating",
+    "saving": "saving",
+    "finished": "finished",
+}
+
+
+def progress_fraction(view: Any) -> float | None:
+    """Progress of the current phase: the phase's own (tokenizing…) or step / max_steps."""
+    if view.phase in ("tokenizing", "grouping", "loading_data") and view.phase_progress is not None:
+        return view.phase_progress
+    if view.max_steps:
+        return min(view.step / view.max_steps, 1.0)
+    return view.phase_progress
+
+
+def elapsed(view: Any, now: float) -> float | None:
+    """Seconds the run has taken, from event timestamps (``now`` only while it runs)."""
+    if view.start_time is None:
+        return None
+    end = view.end_time if view.end_time is not None else now
+    if view.status != "running" and view.end_time is None and view.last_event_time is not None:
+        end = view.last_event_time  # crashed / unknown: the last sign of life
+    return max(end - view.start_time, 0.0)
+
+
+class PhaseBar(Static):
+    """Phase and progress of a run, as text (stable in every terminal and snapshot)."""
+
+    COMPONENT_CLASSES = {"phase-bar--phase", "phase-bar--bar", "phase-bar--dim"}
+
+    def show(self, view: Any, now: float) -> None:
+        fraction = progress_fraction(view)
+        phase = PHASE_LABELS.get(view.phase, view.phase)
+        text = Text()
+        text.append(f"{phase} ", style=self._style("phase-bar--phase"))
+        text.append(fmt.bar(fraction, 10), style=self._style("phase-bar--bar"))
+        text.append(f" {fraction * 100:3.0f}%" if fraction is not None else "")
+        steps = f"{view.step}/{view.max_steps}" if view.max_steps else str(view.step)
+        text.append(f" · step {steps}")
+        if view.epoch is not None:
+            text.append(f" ep {view.epoch:.2f}", style=self._style("phase-bar--dim"))
+        if view.tokens_per_second is not None:
+            text.append(f" · {fmt.si(view.tokens_per_second)} tok/s")
+        elif view.samples_per_second is not None:
+            text.append(f" · {fmt.si(view.samples_per_second)} samp/s")
+        if view.status == "running" and view.eta_seconds is not None:
+            text.append(f" · ETA {fmt.duration(view.eta_seconds)}")
+        text.append(f" · {fmt.duration(elapsed(view, now))} elapsed",
+                    style=self._style("phase-bar--dim"))
+        if view.phase_detail and view.phase != "training":
+            text.append(f"  {view.phase_detail}", style=self._style("phase-bar--dim"))
+        self.update(text)
+
+    def _style(self, component: str) -> str:
+        return str(self.get_component_rich_style(component, partial=True))
