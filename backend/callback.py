@@ -24,7 +24,6 @@ own ``rng_state_{rank}.pth`` with no barrier after it, hence the barrier in
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import time
@@ -33,9 +32,9 @@ from typing import Any
 
 from transformers import TrainerCallback
 
-from backend.events import Emit, make_event
+from backend.events import Emit, make_event, perplexity
 from backend.memory import MemorySampler
-from backend.runs import COMPLETE_MARKER, STOP_FILE
+from backend.runs import COMPLETE_MARKER, STOP_FILE, write_json_atomic
 
 
 class StopControl:
@@ -87,16 +86,6 @@ class StopControl:
                 pass
 
 
-def perplexity(loss: float | None) -> float | None:
-    """exp(loss), ``inf`` on overflow, None without a loss."""
-    if loss is None:
-        return None
-    try:
-        return math.exp(loss)
-    except OverflowError:
-        return math.inf
-
-
 def _float(value: Any) -> float | None:
     if value is None or isinstance(value, bool):
         return None
@@ -107,15 +96,10 @@ def _float(value: Any) -> float | None:
 
 
 def write_complete_marker(checkpoint: Path, *, step: int, world_size: int) -> None:
-    """Write ``checkpoint/.clmtune-complete`` atomically (temp file + rename)."""
+    """Write ``checkpoint/.clmtune-complete`` atomically (temp file, fsync, rename)."""
     files = sorted(p.name for p in checkpoint.iterdir() if p.name != COMPLETE_MARKER)
-    tmp = checkpoint / f"{COMPLETE_MARKER}.tmp"
     payload = {"step": step, "time": time.time(), "world_size": world_size, "files": files}
-    with open(tmp, "w", encoding="utf-8") as fh:
-        json.dump(payload, fh)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, checkpoint / COMPLETE_MARKER)
+    write_json_atomic(checkpoint / COMPLETE_MARKER, payload)
 
 
 class EventCallback(TrainerCallback):

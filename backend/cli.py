@@ -5,7 +5,8 @@ Exit codes (``clmtune train`` mirrors the run's final status):
 - 0: success (run ``completed``)
 - 1: the run ``failed`` or ``crashed`` (or ``stop`` found nothing running)
 - 2: bad input (unknown file, invalid settings, no complete checkpoint, …):
-  one line per problem on stderr, never a traceback
+  one line per problem on stderr, never a traceback; also a run that the worker
+  refused on its settings or data once loaded (a block size the data cannot fill)
 - 3: the run ``stopped`` on request (a complete checkpoint was saved; resume
   with ``--resume last``). Not 130: a stop is asked for, not an abort, and may
   come from another terminal or the TUI.
@@ -88,6 +89,14 @@ def _fmt_size(size: int) -> str:
     return f"{size} B"
 
 
+def _esc(value: Any) -> str:
+    """``value`` as literal text in rich markup: messages name settings as ``[data] key``,
+    which rich would otherwise take for a style tag and drop."""
+    from rich.markup import escape
+
+    return escape(str(value))
+
+
 def _console(stderr: bool = False) -> Any:
     from rich.console import Console
 
@@ -128,7 +137,7 @@ def _report_event(console: Any, event: dict) -> None:
     kind = event.get("type")
     if kind == "phase" and event.get("phase") != "training":
         detail = f": {event['detail']}" if event.get("detail") else ""
-        console.print(f"[dim]{event.get('phase')}{detail}[/]")
+        console.print(f"[dim]{_esc(event.get('phase'))}{_esc(detail)}[/]")
     elif kind == "eval":
         metrics = event.get("metrics") or {}
         console.print(
@@ -142,19 +151,18 @@ def _report_event(console: Any, event: dict) -> None:
         )
     elif kind == "checkpoint":
         state = "complete" if event.get("complete") else "incomplete"
-        console.print(f"checkpoint {Path(str(event.get('path'))).name} saved ({state})")
+        console.print(f"checkpoint {_esc(Path(str(event.get('path'))).name)} saved ({state})")
     elif kind == "warning":
-        console.print(f"[yellow]warning:[/] {event.get('message')}")
+        console.print(f"[yellow]warning:[/] {_esc(event.get('message'))}")
     elif kind == "log":
-        console.print(f"[dim]{event.get('message')}[/]")
+        console.print(f"[dim]{_esc(event.get('message'))}[/]")
 
 
-def _final_table(console: Any, view: Any, summary: Any) -> None:
+def _metrics_tables(console: Any, metrics: dict[str, Any]) -> None:
+    """One table per split ("train", "eval") of final metrics."""
     from rich.table import Table
+    from rich.text import Text
 
-    metrics = dict(summary.metrics)
-    for split, values in view.final_metrics.items():
-        metrics.setdefault(split, values)
     for split in ("train", "eval"):
         values = metrics.get(split)
         if not values:
@@ -163,8 +171,16 @@ def _final_table(console: Any, view: Any, summary: Any) -> None:
         table.add_column("metric")
         table.add_column("value", justify="right")
         for key, value in sorted(values.items()):
-            table.add_row(key, _fmt_float(value) if not isinstance(value, str) else value)
+            shown = value if isinstance(value, str) else _fmt_float(value)
+            table.add_row(Text(str(key)), Text(shown))
         console.print(table)
+
+
+def _final_table(console: Any, view: Any, summary: Any) -> None:
+    metrics = dict(summary.metrics)
+    for split, values in view.final_metrics.items():
+        metrics.setdefault(split, values)
+    _metrics_tables(console, metrics)
 
 
 def _tail_until_exit(launched: Any, console: Any, interrupts: _Interrupts) -> tuple[str, Any]:
@@ -229,14 +245,14 @@ def _tail_until_exit(launched: Any, console: Any, interrupts: _Interrupts) -> tu
 
 def _cmd_train(args: argparse.Namespace) -> int:
     from backend.launch import start_run
-    from backend.runs import read_run
+    from backend.runs import read_run, read_run_json
 
     console = _console()
     config_path = Path(args.file) if args.file else None
     if config_path is None and args.run_dir is None:
         raise BadInput("train: give a config file, or --run-dir of an existing run with --resume")
-    if config_path is not None and not config_path.is_file():
-        raise BadInput(f"{config_path}: no such file (create one with: clmtune init {config_path})")
+    if config_path is not None:
+        _need_settings_file(config_path)
     if config_path is None and args.resume is None:
         raise BadInput("train: without a config file, --resume last|PATH is needed")
     launched = start_run(
@@ -245,58 +261,71 @@ def _cmd_train(args: argparse.Namespace) -> int:
         resume=args.resume,
     )
     for warning in launched.warnings:
-        _console(stderr=True).print(f"[yellow]warning:[/] {warning}")
+        _console(stderr=True).print(f"[yellow]warning:[/] {_esc(warning)}")
     if launched.resume_from:
-        console.print(f"resuming from {launched.resume_from}")
-    console.print(f"run dir: {launched.run_dir}")
+        console.print(f"resuming from {_esc(launched.resume_from)}")
+    console.print(f"run dir: {_esc(launched.run_dir)}")
     if args.detach:
         console.print(
             f"training in the background (pid {launched.pid}).\n"
-            f"  watch: clmtune-tui {launched.run_dir.parent}"
-            f"   or   clmtune show {launched.run_dir}\n"
-            f"  stop:  clmtune stop {launched.run_dir}"
+            f"  watch: clmtune-tui {_esc(launched.run_dir.parent)}"
+            f"   or   clmtune show {_esc(launched.run_dir)}\n"
+            f"  stop:  clmtune stop {_esc(launched.run_dir)}"
         )
         return EXIT_OK
     with _Interrupts() as interrupts:
         outcome, view = _tail_until_exit(launched, console, interrupts)
     if outcome == "aborted":
         console.print(
-            f"resume later with: clmtune train --run-dir {launched.run_dir} --resume last"
+            f"resume later with: clmtune train --run-dir {_esc(launched.run_dir)} --resume last"
         )
         return EXIT_ABORTED
     summary = read_run(launched.run_dir)
     _final_table(console, view, summary)
-    return _print_status(summary)
+    code = _print_status(summary)
+    if summary.status == "failed" and read_run_json(launched.run_dir).get("bad_input"):
+        return EXIT_BAD_INPUT  # e.g. a block size the data cannot fill: found only by the run
+    return code
 
 
 def _print_status(summary: Any) -> int:
     err = _console(stderr=True)
     status = summary.status
     if status == "completed":
-        _console().print(f"[green]completed[/] at step {summary.global_step}: {summary.path}")
+        _console().print(f"[green]completed[/] at step {summary.global_step}: {_esc(summary.path)}")
     elif status == "stopped":
         resumable = [c for c in summary.checkpoints if c.resumable]
         where = f" ({resumable[-1].path.name})" if resumable else ""
         _console().print(
-            f"[yellow]stopped[/] at step {summary.global_step}{where}; continue with:"
-            f" clmtune train --run-dir {summary.path} --resume last"
+            f"[yellow]stopped[/] at step {summary.global_step}{_esc(where)}; continue with:"
+            f" clmtune train --run-dir {_esc(summary.path)} --resume last"
         )
     else:
-        err.print(f"[red]{status}[/]: {summary.error or 'the worker ended without a status'}")
+        error = summary.error or "the worker ended without a status"
+        err.print(f"[red]{status}[/]: {_esc(error)}")
         if summary.hint:
-            err.print(f"hint: {summary.hint}")
+            err.print(f"hint: {_esc(summary.hint)}")
         if status == "crashed":
-            err.print(f"resume with: clmtune train --run-dir {summary.path} --resume last")
+            err.print(f"resume with: clmtune train --run-dir {_esc(summary.path)} --resume last")
     return STATUS_EXIT.get(status, EXIT_FAILED)
 
 
 # ------------------------------------------------------------------ stop / runs / show
 
 
+def _need_settings_file(path: Path) -> None:
+    if path.is_dir():
+        raise BadInput(f"{path}: is a folder; give the path of a settings file (TOML)")
+    if not path.is_file():
+        raise BadInput(f"{path}: no such file (create one with: clmtune init {path})")
+
+
 def _need_run_dir(path: str) -> Path:
     from backend.runs import is_run_dir
 
     run_dir = Path(path)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise BadInput(f"{run_dir}: is a file, not a run directory; give the run's folder")
     if not run_dir.is_dir():
         raise BadInput(f"{run_dir}: no such run directory")
     if not is_run_dir(run_dir):
@@ -311,7 +340,7 @@ def _cmd_stop(args: argparse.Namespace) -> int:
     run_dir = _need_run_dir(args.run_dir)
     if not request_stop(run_dir):
         status = read_run(run_dir).status
-        _console(stderr=True).print(f"{run_dir}: not running (status {status})")
+        _console(stderr=True).print(f"{_esc(run_dir)}: not running (status {status})")
         return EXIT_FAILED
     print(f"stop requested: {run_dir} saves a checkpoint at the next step and exits")
     if not args.wait:
@@ -322,7 +351,7 @@ def _cmd_stop(args: argparse.Namespace) -> int:
         if summary.status != "running":
             return _print_status(summary)
         time.sleep(POLL_S)
-    _console(stderr=True).print(f"{run_dir}: still running after {args.timeout:.0f} s")
+    _console(stderr=True).print(f"{_esc(run_dir)}: still running after {args.timeout:.0f} s")
     return EXIT_FAILED
 
 
@@ -341,10 +370,13 @@ def _checkpoint_text(summary: Any) -> str:
 def _cmd_runs(args: argparse.Namespace) -> int:
     from rich import box
     from rich.table import Table
+    from rich.text import Text
 
     from backend.runs import list_runs
 
     root = Path(args.dir)
+    if root.exists() and not root.is_dir():
+        raise BadInput(f"{root}: is a file; give the folder that holds the runs")
     runs = list_runs(root)
     if args.json:
         print(json.dumps([r.to_json() for r in runs], indent=2))
@@ -352,30 +384,38 @@ def _cmd_runs(args: argparse.Namespace) -> int:
     if not runs:
         print(f"no runs under {root}")
         return EXIT_OK
-    table = Table(header_style="bold", box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
-    for name in (
-        "name",
-        "status",
-        "model",
-        "step",
-        "loss",
-        "best eval",
-        "ppl",
-        "started",
-        "time",
-        "ckpts",
-    ):
-        justify = "right" if name in ("step", "loss", "eval", "ppl", "time") else "left"
-        table.add_column(name, justify=justify, no_wrap=name in ("status", "step", "started"))
-    for run in runs:
-        steps = f"{run.global_step}/{run.max_steps}" if run.max_steps else str(run.global_step)
-        table.add_row(
-            run.name, run.status, _short_model(run.model), steps, _fmt_float(run.last_loss),
-            _fmt_float(run.best_eval_loss), _fmt_float(run.perplexity),
-            _fmt_time(run.started, "%m-%d %H:%M"), _fmt_duration(run.duration),
-            _checkpoint_text(run),
-        )  # fmt: skip
-    _console().print(table)
+    rows = [
+        {
+            "name": run.name, "status": run.status, "model": _short_model(run.model),
+            "step": f"{run.global_step}/{run.max_steps}" if run.max_steps else str(run.global_step),
+            "loss": _fmt_float(run.last_loss), "best eval": _fmt_float(run.best_eval_loss),
+            "ppl": _fmt_float(run.perplexity), "started": _fmt_time(run.started, "%m-%d %H:%M"),
+            "time": _fmt_duration(run.duration), "ckpts": _checkpoint_text(run),
+        }
+        for run in runs
+    ]  # fmt: skip
+    console = _console()
+    if not console.is_terminal:
+        # Piped to grep/awk or a file: whole lines, never cut to 80 columns.
+        console.width = 1000
+    columns = ["name", "status", "model", "step", "loss", "best eval", "ppl", "started", "time",
+               "ckpts"]  # fmt: skip
+    # On a narrow terminal whole columns give way, least useful first; cells are never cut
+    # (the name is what people type next: clmtune show runs/NAME).
+    optional = ["started", "model", "ppl", "time", "best eval"]
+    while True:
+        table = Table(header_style="bold", box=box.SIMPLE_HEAD, pad_edge=False,
+                      collapse_padding=True)  # fmt: skip
+        for name in columns:
+            right = name in ("step", "loss", "best eval", "ppl", "time")
+            table.add_column(name, justify="right" if right else "left", no_wrap=True)
+        for row in rows:
+            table.add_row(*(Text(row[name]) for name in columns))
+        unbounded = console.options.update_width(100_000)
+        if not optional or console.measure(table, options=unbounded).maximum <= console.width:
+            break
+        columns.remove(optional.pop(0))
+    console.print(table)
     return EXIT_OK
 
 
@@ -406,7 +446,7 @@ def _cmd_show(args: argparse.Namespace) -> int:
     if summary.error:
         rows += [("error", summary.error), ("hint", summary.hint or "-")]
     for key, value in rows:
-        facts.add_row(key, value)
+        facts.add_row(key, Text(str(value)))
     console.print(facts)
     if summary.checkpoints:
         table = Table(title="checkpoints", header_style="bold")
@@ -415,18 +455,10 @@ def _cmd_show(args: argparse.Namespace) -> int:
         for c in summary.checkpoints:
             table.add_row(
                 str(c.step), c.state, _fmt_time(c.mtime), _fmt_float(c.eval_loss),
-                _fmt_size(c.size_bytes), c.reason or "",
+                _fmt_size(c.size_bytes), Text(c.reason or ""),
             )  # fmt: skip
         console.print(table)
-    for split in ("train", "eval"):
-        values = summary.metrics.get(split)
-        if values:
-            table = Table(title=f"{split} metrics", header_style="bold")
-            table.add_column("metric")
-            table.add_column("value", justify="right")
-            for key, value in sorted(values.items()):
-                table.add_row(key, _fmt_float(value) if not isinstance(value, str) else value)
-            console.print(table)
+    _metrics_tables(console, summary.metrics)
     if summary.settings:
         table = Table(title="settings", header_style="bold")
         table.add_column("setting")
@@ -446,8 +478,7 @@ def _cmd_check(args: argparse.Namespace) -> int:
     from backend.config import check_file
 
     path = Path(args.file)
-    if not path.is_file():
-        raise BadInput(f"{path}: no such file")
+    _need_settings_file(path)
     return int(check_file(path))
 
 

@@ -966,26 +966,32 @@ def _range_problem(spec: FieldSpec, value: float) -> str | None:
     limits = (spec.minimum, spec.maximum, spec.exclusive_minimum, spec.exclusive_maximum)
     if isinstance(value, float) and not math.isfinite(value) and any(x is not None for x in limits):
         return f"must be a finite number, got {value}"
-    if spec.minimum is not None and value < spec.minimum:
-        return f"must be ≥ {_num(spec.minimum)}{_upto(spec)}, got {_num(value)}"
-    if spec.exclusive_minimum is not None and value <= spec.exclusive_minimum:
-        return f"must be > {_num(spec.exclusive_minimum)}{_upto(spec)}, got {_num(value)}"
-    if spec.maximum is not None and value > spec.maximum:
-        return f"must be ≤ {_num(spec.maximum)}, got {_num(value)}"
-    if spec.exclusive_maximum is not None and value >= spec.exclusive_maximum:
-        return f"must be < {_num(spec.exclusive_maximum)}, got {_num(value)}"
+    below = (spec.minimum is not None and value < spec.minimum) or (
+        spec.exclusive_minimum is not None and value <= spec.exclusive_minimum
+    )
+    above = (spec.maximum is not None and value > spec.maximum) or (
+        spec.exclusive_maximum is not None and value >= spec.exclusive_maximum
+    )
+    if below or above:
+        return f"must be {_bounds(spec)}, got {_num(value)}"
     if spec.name in _STEPS_OR_RATIO and value > 1 and not float(value).is_integer():
         return (f"must be a whole number of steps, or a ratio of the total steps below 1; "
                 f"got {_num(value)}")
     return None
 
 
-def _upto(spec: FieldSpec) -> str:
+def _bounds(spec: FieldSpec) -> str:
+    """The whole allowed range, e.g. "≥ 1 and ≤ 99", whichever end a value crossed."""
+    parts = []
+    if spec.minimum is not None:
+        parts.append(f"≥ {_num(spec.minimum)}")
+    elif spec.exclusive_minimum is not None:
+        parts.append(f"> {_num(spec.exclusive_minimum)}")
     if spec.maximum is not None:
-        return f" and ≤ {_num(spec.maximum)}"
-    if spec.exclusive_maximum is not None:
-        return f" and < {_num(spec.exclusive_maximum)}"
-    return ""
+        parts.append(f"≤ {_num(spec.maximum)}")
+    elif spec.exclusive_maximum is not None:
+        parts.append(f"< {_num(spec.exclusive_maximum)}")
+    return " and ".join(parts)
 
 
 def _num(x: float) -> str:
@@ -1679,7 +1685,7 @@ def check_file(path: str | Path) -> int:
             print(str(error), file=sys.stderr)
         return 2
     except SchemaUnavailable as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"clmtune: error: {exc}", file=sys.stderr)
         return 2
     warnings = cfg.warnings + [str(p) for p in _hardware_problems(cfg)]
     for warning in warnings:

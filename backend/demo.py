@@ -21,6 +21,8 @@ import sysconfig
 from dataclasses import dataclass
 from pathlib import Path
 
+from backend.events import read_json
+
 MARKER = ".clmtune-demo-complete"
 EOS = "<|endoftext|>"
 BUILD_VERSION = 1
@@ -113,10 +115,7 @@ def _signature(size: str) -> dict[str, object]:
 
 
 def _is_complete(dest: Path, size: str) -> bool:
-    try:
-        return json.loads((dest / MARKER).read_text(encoding="utf-8")) == _signature(size)
-    except (OSError, ValueError):
-        return False
+    return read_json(dest / MARKER) == _signature(size)
 
 
 def stdlib_sources(names: tuple[str, ...]) -> list[str]:
@@ -229,33 +228,13 @@ def build_demo_assets(dest_dir: Path, size: str = "demo") -> DemoAssets:
     return _assets(dest)
 
 
-# The demo preset's settings (keys are Hugging Face argument names). Measured to finish,
-# evaluation included, well within 2 minutes on 2 CPU cores.
-DEMO_DATA: dict[str, object] = {"block_size": 128}
-DEMO_TRAINING: dict[str, object] = {
-    "max_steps": 300,
-    "per_device_train_batch_size": 16,
-    "per_device_eval_batch_size": 16,
-    "learning_rate": 2e-3,
-    "lr_scheduler_type": "cosine",
-    "warmup_steps": 20,
-    "logging_steps": 5,
-    "eval_strategy": "steps",
-    "eval_steps": 50,
-    "save_strategy": "steps",
-    "save_steps": 100,
-    "seed": 42,
-}
-
-
 def demo_sections(assets: DemoAssets) -> dict[str, dict[str, object]]:
-    """The ``[model]``, ``[data]`` and ``[training]`` settings of the demo preset."""
-    return {
-        "model": {"model_name_or_path": str(assets.model_dir)},
-        "data": {
-            "train_file": str(assets.train_file),
-            "validation_file": str(assets.validation_file),
-            **DEMO_DATA,
-        },
-        "training": dict(DEMO_TRAINING),
-    }
+    """The ``[model]``, ``[data]`` and ``[training]`` settings of the demo preset.
+
+    The values are defined once, in the ``demo`` preset of ``backend.presets`` (what
+    ``clmtune init --preset demo`` writes); here the asset paths are absolute.
+    """
+    # Imported here: backend.presets imports this module's builder lazily, in turn.
+    from backend.presets import preset_sections
+
+    return preset_sections("demo", assets)

@@ -109,6 +109,25 @@ def to_float(value: Any) -> float | None:
     return None
 
 
+def perplexity(loss: float | None) -> float | None:
+    """exp(loss), ``inf`` on overflow, None without a loss (the one definition for all)."""
+    if loss is None:
+        return None
+    try:
+        return math.exp(loss)
+    except OverflowError:
+        return math.inf
+
+
+def read_json(path: str | os.PathLike[str]) -> Any:
+    """A small JSON file's content, or None when it is missing, unreadable or torn."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            return json.load(fh)
+    except (OSError, ValueError):
+        return None
+
+
 class EventWriter:
     """Append events to ``events.jsonl``; one ``write`` + ``flush`` per event.
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from backend.events import EVENTS_FILE
+from backend.events import EVENTS_FILE, read_json
 from backend.runs import (
     CONFIG_TOML,
     RUN_JSON,
@@ -344,12 +344,14 @@ def _setting(cfg: Any, section: str, key: str) -> Any:
 
 
 def _old_config(checkpoint: Path, run_dir: Path) -> Any | None:
-    from backend.config import RunConfig
-    from backend.runs import _read_toml
+    from backend.config import ConfigError, RunConfig, read_toml
 
     for candidate in (checkpoint.parent / CONFIG_TOML, run_dir / CONFIG_TOML):
         if candidate.is_file():
-            data = _read_toml(candidate)
+            try:
+                data = read_toml(candidate)
+            except ConfigError:
+                continue  # unreadable: no settings to compare with, so no warnings
             sections = {
                 k: v
                 for k, v in data.items()
@@ -369,11 +371,11 @@ def resume_warnings(run_dir: Path, checkpoint: Path, cfg: RunConfig | None = Non
     """Settings that differ from the checkpoint's and so break exact continuation.
 
     The checkpoint's own settings come from the frozen ``config.toml`` of the
-    run that wrote it and from its ``trainer_state.json`` (``train_batch_size``)
-    and completion marker (world size); reading ``training_args.bin`` would
-    need torch.
+    run that wrote it (else, in a plain Hugging Face dir, ``train_batch_size`` of
+    its ``trainer_state.json``) and from its completion marker (world size);
+    reading ``training_args.bin`` would need torch.
     """
-    from backend.runs import COMPLETE_MARKER, _read_json
+    from backend.runs import COMPLETE_MARKER
 
     run_dir, checkpoint = Path(run_dir), Path(checkpoint)
     if cfg is None:
@@ -390,18 +392,19 @@ def resume_warnings(run_dir: Path, checkpoint: Path, cfg: RunConfig | None = Non
                     f"[{section}] {key} was {before!r} at {checkpoint.name}, now {now!r}:"
                     f" {what} changes, the run will not continue exactly"
                 )
-    state = _read_json(checkpoint / "trainer_state.json")
+    # Without a frozen config (a plain Hugging Face dir) the trainer state tells the batch
+    # size; with one, the config wins: Trainer copies train_batch_size from the checkpoint
+    # it resumed, so after one resume with a new batch size the state holds a stale value.
+    state = read_json(checkpoint / "trainer_state.json") if old is None else None
     bs_now = _setting(cfg, "training", "per_device_train_batch_size")
     if isinstance(state, dict) and isinstance(state.get("train_batch_size"), int) and bs_now:
-        if state["train_batch_size"] != int(bs_now) and not any(
-            "per_device_train_batch_size" in w for w in found
-        ):
+        if state["train_batch_size"] != int(bs_now):
             found.append(
                 f"[training] per_device_train_batch_size was {state['train_batch_size']} at"
                 f" {checkpoint.name}, now {bs_now}: the batch size changes, the run will not"
                 " continue exactly"
             )
-    marker = _read_json(checkpoint / COMPLETE_MARKER)
+    marker = read_json(checkpoint / COMPLETE_MARKER)
     ws_before = marker.get("world_size") if isinstance(marker, dict) else None
     if ws_before is None:
         ws_before = read_run_json(checkpoint.parent).get("world_size")

@@ -8,9 +8,21 @@ next token), and positions labelled -100 (line-mode padding) are not scored.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from typing import Any
+
+# Perplexity = exp(eval_loss) has one definition, in the pure events module (the TUI uses
+# it too); it is re-exported here with the other metrics.
+from backend.events import perplexity
+
+__all__ = [
+    "IGNORE_INDEX",
+    "load_token_accuracy",
+    "make_compute_metrics",
+    "perplexity",
+    "preprocess_logits_for_metrics",
+    "shifted_pairs",
+]
 
 IGNORE_INDEX = -100
 
@@ -53,11 +65,3 @@ def make_compute_metrics(metric: Any | None = None) -> Callable[[Any], dict[str,
         return metric.compute(predictions=predictions, references=references)
 
     return compute_metrics
-
-
-def perplexity(eval_loss: float) -> float:
-    """exp(eval_loss); ``inf`` when it overflows."""
-    try:
-        return math.exp(eval_loss)
-    except OverflowError:
-        return float("inf")

@@ -19,8 +19,9 @@ from typing import Any
 
 from backend.config import SECTIONS, RunConfig, atomic_write_text
 
-# The demo's training settings. The demo must finish (evaluation included) within two
-# minutes on 2 CPU cores while the loss falls well over 20%; tune here.
+# The demo's training settings, the one place they are defined (``backend.demo`` and the
+# benchmarks read them through ``preset_sections``). The demo must finish (evaluation
+# included) within two minutes on 2 CPU cores while the loss falls well over 20%; tune here.
 DEMO_DIR_NAME = "clmtune-demo"
 DEMO_ASSET_SIZE = "demo"
 DEMO_MAX_STEPS = 300
@@ -168,11 +169,16 @@ def _relative(path: Path, base: Path) -> str:
     return rel if rel.startswith(("../", "/")) else f"./{rel}"
 
 
+def _asset_paths(assets: Any) -> dict[str, Path]:
+    """Placeholder -> demo asset path (``assets`` is a ``backend.demo.DemoAssets``)."""
+    return {_DEMO_MODEL: Path(assets.model_dir), _DEMO_TRAIN: Path(assets.train_file),
+            _DEMO_VALIDATION: Path(assets.validation_file)}
+
+
 def _values(preset: Preset, dest_toml: Path, assets: Any = None) -> dict[str, dict[str, Setting]]:
     base = Path(dest_toml).absolute().parent
     if assets is not None:
-        paths = {_DEMO_MODEL: assets.model_dir, _DEMO_TRAIN: assets.train_file,
-                 _DEMO_VALIDATION: assets.validation_file}
+        paths = _asset_paths(assets)
     else:  # the layout backend.demo writes
         folder = demo_dir(dest_toml)
         paths = {_DEMO_MODEL: folder / "model", _DEMO_TRAIN: folder / "train.txt",
@@ -184,6 +190,26 @@ def _values(preset: Preset, dest_toml: Path, assets: Any = None) -> dict[str, di
             if isinstance(value, str) and value in paths:
                 value = _relative(paths[value], base)
             out[section][key] = (value, comment)
+    return out
+
+
+def preset_sections(name: str, assets: Any = None) -> dict[str, dict[str, Any]]:
+    """A preset's settings as plain values by section, demo asset paths absolute.
+
+    For code that builds a ``RunConfig`` without a TOML file (``backend.demo``, the
+    benchmarks); ``assets`` (a ``backend.demo.DemoAssets``) is needed for the demo.
+    """
+    preset = _preset(name)
+    paths = _asset_paths(assets) if assets is not None else {}
+    out: dict[str, dict[str, Any]] = {}
+    for section, items in preset.settings.items():
+        out[section] = {}
+        for key, (value, _comment) in items.items():
+            if isinstance(value, str) and value in (_DEMO_MODEL, _DEMO_TRAIN, _DEMO_VALIDATION):
+                if not paths:
+                    raise ValueError(f"preset '{name}' needs the demo assets for {key}")
+                value = str(paths[value].absolute())
+            out[section][key] = value
     return out
 
 
@@ -254,7 +280,7 @@ def init_file(path: str | Path, preset: str = "demo", *, force: bool = False,
             assets = ensure_demo_assets(path, demo_size)
         except Exception as exc:  # noqa: BLE001 - reported as one line, never a traceback
             reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            print(f"error: could not build the demo assets in {demo_dir(path)}: {reason}",
+            print(f"clmtune: error: could not build the demo assets in {demo_dir(path)}: {reason}",
                   file=sys.stderr)
             return 1
     try:
@@ -266,5 +292,5 @@ def init_file(path: str | Path, preset: str = "demo", *, force: bool = False,
 
 
 def _fail(message: str) -> int:
-    print(f"error: {message}", file=sys.stderr)
+    print(f"clmtune: error: {message}", file=sys.stderr)
     return 2

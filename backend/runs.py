@@ -5,6 +5,8 @@ not even inside functions. Every reader here tolerates a damaged directory: a
 half-written ``run.json``, a torn last event line, a checkpoint killed during
 its save. Nothing here raises on bad files except :func:`resolve_resume` and
 :func:`delete_run`, which raise :class:`RunError` with a one-line message.
+:func:`read_run` and :func:`list_runs` are cheap to call again (the TUI lists every
+2 s): what they derive from files is cached per process, see "caches" below.
 
 Checkpoint health. Hugging Face writes ``checkpoint-N/`` file by file (model,
 optimizer, scheduler, scaler, RNG state, ``trainer_state.json``) with nothing
@@ -22,21 +24,28 @@ Trainer has written every file. A checkpoint is
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import json
 import math
 import os
 import re
 import shutil
 import socket
+import stat
 import struct
 import sys
+import threading
 import time
 import zipfile
+from array import array
+from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from backend.events import EVENTS_FILE, RunView, _sanitize, read_events, to_float
+from backend.events import EVENTS_FILE, Event, EventTailer, RunView, _sanitize, to_float
 
 RUN_JSON = "run.json"
 CONFIG_TOML = "config.toml"
@@ -245,6 +254,336 @@ def run_process_alive(info: dict) -> bool | None:
     return not _pid_reused(pid, to_float(info.get("start_time")))
 
 
+# ---------------------------------------------------------------- caches
+#
+# The TUI lists the runs folder every 2 s from a thread. Re-reading everything each
+# time costs seconds once one run is long: a 100k-step events.jsonl is tens of MB and
+# every checkpoint's trainer_state.json repeats the log history. So what is derived
+# from files is cached per process, keyed by the files' stat:
+# - events.jsonl: the reduced summary and the byte offset read so far; a grown file is
+#   read from that offset only (the file is append-only by contract);
+# - each checkpoint-N: its classification, keyed by the stat of every entry in it;
+# - config.toml and trainer_state.json: the parsed (or reduced) content.
+# What depends on the moment (a dead pid makes "crashed", the duration of a live run)
+# is never cached. A file whose mtime is within RACY_NS of the moment it was read may
+# have changed again in the same timestamp tick (ext4 / tmpfs stamps are coarse)
+# without its stat showing it, so such an entry is checked again until the file is
+# older than that (git's "racy" rule).
+
+RACY_NS = 2_000_000_000
+_MAX_RUNS = 256
+_MAX_CHECKPOINTS = 4096
+_MAX_FILES = 1024
+_SAMPLE_BYTES = 256  # head and tail of an events file, kept to notice a rewritten file
+
+_cache_lock = threading.Lock()  # guards the three dicts below, never held during I/O
+_events_cache: OrderedDict[str, _EventsEntry] = OrderedDict()
+_checkpoint_cache: OrderedDict[str, tuple[tuple, int, CheckpointInfo]] = OrderedDict()
+_file_cache: OrderedDict[tuple[str, str], tuple[tuple, int, Any]] = OrderedDict()
+
+
+def clear_caches() -> None:
+    """Forget everything cached about run dirs (benchmarks; correctness never needs it)."""
+    with _cache_lock:
+        _events_cache.clear()
+        _checkpoint_cache.clear()
+        _file_cache.clear()
+
+
+def _forget(run_dir: Path) -> None:
+    """Drop the cache entries of one run dir (it was deleted)."""
+    prefix = os.path.abspath(run_dir) + os.sep
+    with _cache_lock:
+        for key in [k for k in _events_cache if k.startswith(prefix)]:
+            del _events_cache[key]
+        for key in [k for k in _checkpoint_cache if k.startswith(prefix)]:
+            del _checkpoint_cache[key]
+        for fkey in [k for k in _file_cache if k[1].startswith(prefix)]:
+            del _file_cache[fkey]
+
+
+def _forget_vanished(root: Path, present: set[str]) -> None:
+    """Drop the events entries of run dirs under ``root`` that are gone (deleted elsewhere)."""
+    prefix = os.path.abspath(root) + os.sep
+    with _cache_lock:
+        for key in list(_events_cache):
+            parent = os.path.dirname(key)
+            if key.startswith(prefix) and os.path.dirname(parent) + os.sep == prefix:
+                if parent not in present:
+                    del _events_cache[key]
+
+
+def _lru_get(cache: OrderedDict, key: Any) -> Any:
+    value = cache.get(key)
+    if value is not None:
+        cache.move_to_end(key)
+    return value
+
+
+def _lru_put(cache: OrderedDict, key: Any, value: Any, limit: int) -> None:
+    cache[key] = value
+    cache.move_to_end(key)
+    while len(cache) > limit:
+        cache.popitem(last=False)
+
+
+def _racy(mtime_ns: int, read_ns: int) -> bool:
+    return mtime_ns >= read_ns - RACY_NS
+
+
+def _cached_parse(kind: str, path: Path, parse: Callable[[Path], Any], missing: Any) -> Any:
+    """``parse(path)``, re-run only when the file's stat changed; ``missing`` without a file.
+
+    The value is shared between callers: treat it as read-only.
+    """
+    key = (kind, os.path.abspath(path))
+    try:
+        st = os.stat(path)
+    except OSError:
+        with _cache_lock:
+            _file_cache.pop(key, None)
+        return missing
+    signature = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+    with _cache_lock:
+        hit = _lru_get(_file_cache, key)
+    if hit is not None and hit[0] == signature and not _racy(st.st_mtime_ns, hit[1]):
+        return hit[2]
+    read_ns = time.time_ns()
+    value = parse(path)
+    with _cache_lock:
+        _lru_put(_file_cache, key, (signature, read_ns, value), _MAX_FILES)
+    return value
+
+
+@dataclass(frozen=True)
+class _EventsDigest:
+    """What :func:`read_run` takes from a run's events (a :class:`RunView`, reduced)."""
+
+    count: int = 0  # readable events
+    step: int = 0
+    max_steps: int | None = None
+    last_loss: float | None = None
+    best_eval_loss: float | None = None
+    perplexity: float | None = None
+    has_train_loss: bool = False
+    status: str = "unknown"
+    error: str | None = None
+    hint: str | None = None
+    start_time: float | None = None
+    end_time: float | None = None
+    last_event_time: float | None = None
+    started: dict = field(default_factory=dict)  # the run_started event; read-only
+
+    @classmethod
+    def of(cls, view: RunView, count: int) -> _EventsDigest:
+        return cls(
+            count=count,
+            step=view.step,
+            max_steps=view.max_steps,
+            last_loss=view.last_loss,
+            best_eval_loss=view.best_eval_loss,
+            perplexity=view.perplexity,
+            has_train_loss=bool(view.train_loss),
+            status=view.status,
+            error=view.error,
+            hint=view.hint,
+            start_time=view.start_time,
+            end_time=view.end_time,
+            last_event_time=view.last_event_time,
+            started=view.started or {},
+        )
+
+
+_NO_EVENTS = _EventsDigest()
+
+
+class _Tailer(EventTailer):
+    """An :class:`EventTailer` that also shows a last line still missing its newline."""
+
+    @property
+    def offset(self) -> int:
+        return self._offset
+
+    def pending(self) -> Event | None:
+        """The unterminated last line when it already parses as an event (not consumed).
+
+        :func:`~backend.events.read_events` counts such a line; a writer always ends
+        its lines, so it is either about to get its newline or torn (then it fails
+        to parse, or the next line glued to it does).
+        """
+        if not self._partial.strip():
+            return None
+        try:
+            obj = json.loads(self._partial)
+        except ValueError:
+            return None
+        return obj if isinstance(obj, dict) and "type" in obj else None
+
+
+class _SummaryView(RunView):
+    """A :class:`RunView` keeping only what a summary needs, compactly.
+
+    The train loss history stays (a resumed run's ``run_started`` truncates it, which
+    changes the last loss), as 8-byte floats; learning-rate and memory history, logs
+    and warnings are dropped. The reduction itself is RunView's, so both agree.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.train_steps = array("d")  # type: ignore[assignment]
+        self.train_loss = array("d")  # type: ignore[assignment]
+
+    def _on_train_log(self, e: Event) -> None:
+        super()._on_train_log(e)
+        del self.lr_steps[:], self.learning_rate[:], self.grad_norm[:]
+
+    def _on_memory(self, e: Event) -> None:
+        pass
+
+    def _on_log(self, e: Event) -> None:
+        pass
+
+    def _on_warning(self, e: Event) -> None:
+        pass
+
+    def clone(self) -> _SummaryView:
+        twin = copy.copy(self)
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, (list, dict, array)):
+                setattr(twin, f.name, copy.copy(value))
+        return twin
+
+
+class _EventsEntry:
+    """The folded state of one events file, advanced as the file grows."""
+
+    def __init__(self, path: Path) -> None:
+        self.lock = threading.Lock()  # one reader folds at a time; others wait for it
+        self._reset(path, None)
+
+    def _reset(self, path: Path, ident: tuple[int, int] | None) -> None:
+        self.tailer = _Tailer(path)
+        self.view = _SummaryView()
+        self.count = 0
+        self.ident = ident
+        self.size = self.mtime_ns = -1
+        self.read_ns = 0
+        self.head = self.tail = b""
+        self.digest = _NO_EVENTS
+
+    def update(self, path: Path, st: os.stat_result) -> _EventsDigest:
+        """Fold what was appended since the last call (everything after a rewrite)."""
+        ident = (st.st_dev, st.st_ino)
+        unchanged = (ident, st.st_size, st.st_mtime_ns) == (self.ident, self.size, self.mtime_ns)
+        if unchanged and not _racy(self.mtime_ns, self.read_ns):
+            return self.digest
+        read_ns = time.time_ns()
+        if ident != self.ident or st.st_size < self.tailer.offset or not self._samples_match():
+            self._reset(path, ident)  # replaced, truncated or rewritten: start over
+        events = self.tailer.read_new()
+        self.view.apply_all(events)
+        self.count += len(events)
+        self._take_samples()
+        self.size, self.mtime_ns, self.read_ns = st.st_size, st.st_mtime_ns, read_ns
+        view, count = self.view, self.count
+        pending = self.tailer.pending()
+        if pending is not None:
+            view = self.view.clone()  # counted now, folded for real once its newline lands
+            view.apply(pending)
+            count += 1
+        self.digest = _EventsDigest.of(view, count)
+        return self.digest
+
+    def _read_samples(self) -> tuple[bytes, bytes]:
+        """(first bytes of the file, last bytes before the read offset)."""
+        end = self.tailer.offset
+        try:
+            with open(self.tailer.path, "rb") as fh:
+                head = fh.read(min(end, _SAMPLE_BYTES))
+                start = max(end - _SAMPLE_BYTES, 0)
+                fh.seek(start)
+                tail = fh.read(end - start)
+        except OSError:
+            return b"", b""
+        return head, tail
+
+    def _samples_match(self) -> bool:
+        if self.tailer.offset == 0:
+            return True
+        return self._read_samples() == (self.head, self.tail)
+
+    def _take_samples(self) -> None:
+        self.head, self.tail = self._read_samples() if self.tailer.offset else (b"", b"")
+
+
+def _events_digest(path: Path) -> _EventsDigest:
+    """The reduced events of a run (cached, read incrementally); empty when there are none."""
+    key = os.path.abspath(path)
+    try:
+        st = os.stat(path)
+    except OSError:
+        st = None
+    if st is None or not stat.S_ISREG(st.st_mode):
+        with _cache_lock:
+            _events_cache.pop(key, None)
+        return _NO_EVENTS
+    with _cache_lock:
+        entry = _lru_get(_events_cache, key)
+        if entry is None:
+            entry = _EventsEntry(Path(path))
+            _lru_put(_events_cache, key, entry, _MAX_RUNS)
+    with entry.lock:
+        try:
+            return entry.update(Path(path), st)
+        except OSError:
+            return _NO_EVENTS
+
+
+def _checkpoint_signature(path: Path, ours: bool) -> tuple[tuple, int] | None:
+    """(what classification depends on, the newest mtime in it) for one checkpoint dir."""
+    try:
+        st = os.stat(path)
+        entries = []
+        newest = st.st_mtime_ns
+        for entry in os.scandir(path):
+            try:
+                est = entry.stat()  # follows links, like the readers do
+                item = (entry.name, est.st_ino, est.st_size, est.st_mtime_ns)
+                newest = max(newest, est.st_mtime_ns)
+            except OSError:
+                item = (entry.name, -1, -1, -1)
+            entries.append(item)
+    except OSError:
+        return None
+    entries.sort()
+    return (ours, st.st_ino, st.st_mtime_ns, tuple(entries)), newest
+
+
+def _classify_cached(path: Path, ours: bool) -> CheckpointInfo:
+    """:func:`classify_checkpoint`, reused while nothing in the directory changed.
+
+    A file being written changes its size or mtime, a new, renamed or deleted file
+    changes the listing; files inside sub-folders (sharded engines) only count
+    through the sub-folder's own stat.
+    """
+    key = os.path.abspath(path)
+    signed = _checkpoint_signature(path, ours)
+    if signed is not None:
+        with _cache_lock:
+            hit = _lru_get(_checkpoint_cache, key)
+        if hit is not None and hit[0] == signed[0] and not _racy(signed[1], hit[1]):
+            return dataclasses.replace(hit[2])
+    read_ns = time.time_ns()
+    info = classify_checkpoint(path, ours=ours)
+    with _cache_lock:
+        if signed is None:
+            _checkpoint_cache.pop(key, None)
+        else:
+            _lru_put(_checkpoint_cache, key, (signed[0], read_ns, info), _MAX_CHECKPOINTS)
+    return dataclasses.replace(info)
+
+
 # ---------------------------------------------------------------- checkpoints
 
 
@@ -429,9 +768,17 @@ def classify_checkpoint(path: Path, *, ours: bool | None = None) -> CheckpointIn
 
 
 def list_checkpoints(run_dir: Path) -> list[CheckpointInfo]:
-    """Every ``checkpoint-N`` of a run, classified, sorted by step."""
+    """Every ``checkpoint-N`` of a run, classified, sorted by step.
+
+    Classifications are cached per checkpoint while its files do not change.
+    """
+    return _list_checkpoints(run_dir, cached=True)
+
+
+def _list_checkpoints(run_dir: Path, *, cached: bool) -> list[CheckpointInfo]:
     run_dir = Path(run_dir)
     ours = (run_dir / RUN_JSON).exists()
+    classify = _classify_cached if cached else (lambda p, ours: classify_checkpoint(p, ours=ours))
     found: list[CheckpointInfo] = []
     try:
         entries = list(os.scandir(run_dir))
@@ -439,7 +786,7 @@ def list_checkpoints(run_dir: Path) -> list[CheckpointInfo]:
         return []
     for entry in entries:
         if CHECKPOINT_RE.match(entry.name) and entry.is_dir():
-            found.append(classify_checkpoint(Path(entry.path), ours=ours))
+            found.append(classify(Path(entry.path), ours))
     found.sort(key=lambda c: c.step)
     return found
 
@@ -452,7 +799,8 @@ def resolve_resume(run_dir: Path, spec: str) -> Path:
     """
     run_dir = Path(run_dir)
     if spec == "last":
-        checkpoints = list_checkpoints(run_dir)
+        # Classified afresh, not from the cache: a resume must never pick a partial one.
+        checkpoints = _list_checkpoints(run_dir, cached=False)
         complete = [c for c in checkpoints if c.resumable]
         if complete:
             return complete[-1].path.resolve()
@@ -505,25 +853,53 @@ def _model_name(settings: dict, run_dir: Path) -> str | None:
     return None
 
 
-def _apply_trainer_state(summary: RunSummary, state: dict) -> None:
-    """Fill the progress fields from a ``trainer_state.json`` (plain HF dirs)."""
-    if isinstance(state.get("global_step"), int):
-        summary.global_step = state["global_step"]
-    if isinstance(state.get("max_steps"), int) and state["max_steps"] > 0:
-        summary.max_steps = state["max_steps"]
+@dataclass(frozen=True)
+class _StateDigest:
+    """The progress fields of a ``trainer_state.json`` (its log history reduced)."""
+
+    global_step: int | None = None
+    max_steps: int | None = None
+    last_loss: float | None = None
+    best_eval_loss: float | None = None
+
+
+def _digest_trainer_state(path: Path) -> _StateDigest | None:
+    """Reduce a ``trainer_state.json``; None when it is missing or damaged."""
+    state = _read_json(path)
+    if not isinstance(state, dict):
+        return None
     history = state.get("log_history") if isinstance(state.get("log_history"), list) else []
+    last_loss: float | None = None
     evals: list[float] = []
     for entry in history:
         if not isinstance(entry, dict):
             continue
         loss = to_float(entry.get("loss"))
         if loss is not None:
-            summary.last_loss = loss
+            last_loss = loss
         eval_loss = to_float(entry.get("eval_loss"))
         if eval_loss is not None and math.isfinite(eval_loss):
             evals.append(eval_loss)
-    if evals:
-        summary.best_eval_loss = min(evals)
+    step = state.get("global_step")
+    max_steps = state.get("max_steps")
+    return _StateDigest(
+        global_step=step if isinstance(step, int) else None,
+        max_steps=max_steps if isinstance(max_steps, int) and max_steps > 0 else None,
+        last_loss=last_loss,
+        best_eval_loss=min(evals) if evals else None,
+    )
+
+
+def _apply_trainer_state(summary: RunSummary, state: _StateDigest) -> None:
+    """Fill the progress fields from a ``trainer_state.json`` (plain HF dirs)."""
+    if state.global_step is not None:
+        summary.global_step = state.global_step
+    if state.max_steps is not None:
+        summary.max_steps = state.max_steps
+    if state.last_loss is not None:
+        summary.last_loss = state.last_loss
+    if state.best_eval_loss is not None:
+        summary.best_eval_loss = state.best_eval_loss
 
 
 def _perplexity(loss: float | None) -> float | None:
@@ -544,27 +920,29 @@ def _read_metrics(run_dir: Path) -> dict[str, dict]:
     return metrics
 
 
-def _newest_trainer_state(run_dir: Path, checkpoints: list[CheckpointInfo]) -> dict | None:
-    state = _read_json(run_dir / TRAINER_STATE)
-    if isinstance(state, dict):
-        return state
-    for ckpt in reversed(checkpoints):
-        state = _read_json(ckpt.path / TRAINER_STATE)
-        if isinstance(state, dict):
+def _newest_trainer_state(run_dir: Path, checkpoints: list[CheckpointInfo]) -> _StateDigest | None:
+    candidates = [run_dir / TRAINER_STATE] + [c.path / TRAINER_STATE for c in reversed(checkpoints)]
+    for path in candidates:
+        state = _cached_parse("trainer_state", path, _digest_trainer_state, None)
+        if state is not None:
             return state
     return None
 
 
 def read_run(run_dir: Path) -> RunSummary:
-    """Summarise one run dir (ours or a plain Hugging Face one). Never raises on bad files."""
+    """Summarise one run dir (ours or a plain Hugging Face one). Never raises on bad files.
+
+    Cheap to call again: what it derives from files is cached per process (thread-safe)
+    and a growing ``events.jsonl`` is only read from where the last call stopped.
+    """
     run_dir = Path(run_dir)
     info = read_run_json(run_dir)
-    events = read_events(run_dir / EVENTS_FILE) if (run_dir / EVENTS_FILE).exists() else []
-    view = RunView()
-    view.apply_all(events)
-    settings = _read_toml(run_dir / CONFIG_TOML) if (run_dir / CONFIG_TOML).exists() else {}
+    events = _events_digest(run_dir / EVENTS_FILE)
+    has_events = events.count > 0
+    # Shared with the cache: the summary gets its own copy (callers may edit it).
+    settings = copy.deepcopy(_cached_parse("config", run_dir / CONFIG_TOML, _read_toml, {}))
     checkpoints = list_checkpoints(run_dir)
-    ours = bool(info) or bool(events) or bool(settings)
+    ours = bool(info) or has_events or bool(settings)
     summary = RunSummary(
         path=run_dir,
         name=run_dir.name,
@@ -575,24 +953,26 @@ def read_run(run_dir: Path) -> RunSummary:
         source="clmtune" if ours else "huggingface",
     )
     summary.model = _model_name(settings, run_dir)
-    started_event = view.started or {}
+    started_event = events.started
 
-    if events:
+    if has_events:
         # run.json has the worker's final step; events may not have logged the last one.
         recorded = info.get("global_step") if isinstance(info.get("global_step"), int) else 0
-        summary.global_step = max(view.step, recorded)
-        summary.max_steps = view.max_steps
-        summary.last_loss = view.last_loss
-        summary.best_eval_loss = view.best_eval_loss
-        summary.perplexity = view.perplexity
-    state = _newest_trainer_state(run_dir, checkpoints)
-    if state is not None and (not events or not view.train_loss):
-        _apply_trainer_state(summary, state)
+        summary.global_step = max(events.step, recorded)
+        summary.max_steps = events.max_steps
+        summary.last_loss = events.last_loss
+        summary.best_eval_loss = events.best_eval_loss
+        summary.perplexity = events.perplexity
+    if not has_events or not events.has_train_loss:
+        # Read only when needed: a long run's trainer_state.json is large.
+        state = _newest_trainer_state(run_dir, checkpoints)
+        if state is not None:
+            _apply_trainer_state(summary, state)
 
     # Status: run.json is the authority; events stand in while it is missing.
     status = info.get("status") if info.get("status") in STATUSES else None
-    if status is None and events:
-        status = view.status if view.status in STATUSES else "unknown"
+    if status is None and has_events:
+        status = events.status if events.status in STATUSES else "unknown"
     if status is None:
         status = (
             "completed" if summary.metrics.get("train") or summary.metrics.get("all") else "unknown"
@@ -608,13 +988,13 @@ def read_run(run_dir: Path) -> RunSummary:
     summary.pid = proc["pid"] if isinstance(proc["pid"], int) else None
     summary.host = proc["host"] if isinstance(proc["host"], str) else None
     summary.world_size = int(info.get("world_size") or started_event.get("world_size") or 1)
-    summary.error = info.get("error") or view.error
-    summary.hint = info.get("hint") or view.hint
+    summary.error = info.get("error") or events.error
+    summary.hint = info.get("hint") or events.hint
     summary.resumed_from = info.get("resumed_from") or started_event.get("resumed_from")
-    summary.started = to_float(info.get("start_time")) or view.start_time
-    summary.ended = to_float(info.get("end_time")) or view.end_time
-    if summary.ended is None and status in ("crashed",) and view.last_event_time:
-        summary.ended = view.last_event_time
+    summary.started = to_float(info.get("start_time")) or events.start_time
+    summary.ended = to_float(info.get("end_time")) or events.end_time
+    if summary.ended is None and status in ("crashed",) and events.last_event_time:
+        summary.ended = events.last_event_time
     if summary.started is None and summary.source == "huggingface":
         try:
             summary.started = min(c.mtime for c in checkpoints) if checkpoints else None
@@ -646,6 +1026,7 @@ def list_runs(root: Path) -> list[RunSummary]:
     except OSError:
         return []
     runs = [read_run(p) for p in children if is_run_dir(p)]
+    _forget_vanished(root, {os.path.abspath(p) for p in children})
 
     def key(run: RunSummary) -> float:
         if run.started is not None:
@@ -671,3 +1052,4 @@ def delete_run(run_dir: Path) -> None:
             f"{run_dir}: the run is still running; stop it first (clmtune stop {run_dir})"
         )
     shutil.rmtree(run_dir)
+    _forget(run_dir)

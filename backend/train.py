@@ -13,7 +13,6 @@ outputs, and returns status ``"stopped"``.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -21,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from backend.data import PreparedData, prepare_datasets
-from backend.events import Emit, make_event
+from backend.events import Emit, make_event, read_json
 from backend.metrics import (
     make_compute_metrics,
     perplexity,
@@ -160,11 +159,9 @@ def _planned_max_steps(trainer: Trainer) -> int | None:
 def _resume_step(resume_from: str | None) -> int | None:
     if not resume_from:
         return None
-    try:
-        state = json.loads((Path(resume_from) / "trainer_state.json").read_text(encoding="utf-8"))
-        return int(state.get("global_step"))
-    except (OSError, ValueError, TypeError):
-        return None
+    state = read_json(Path(resume_from) / "trainer_state.json")
+    step = state.get("global_step") if isinstance(state, dict) else None
+    return step if isinstance(step, int) else None
 
 
 def _model_card_kwargs(cfg: RunConfig) -> dict[str, Any]:

@@ -48,6 +48,17 @@ def _setting(cfg: Any, section: str, key: str) -> Any:
         return None
 
 
+#: Exceptions that mean "the settings or files cannot work" (not a crash): the run fails
+#: with ``bad_input`` in run.json and the worker exits 2, like any other bad input.
+BAD_INPUT_ERRORS = ("ConfigError", "TrainingSetupError", "RunError")
+EXIT_BAD_INPUT = 2
+
+
+def is_bad_input(exc: BaseException) -> bool:
+    """True when ``exc`` reports unusable settings or files (one line, no traceback needed)."""
+    return type(exc).__name__ in BAD_INPUT_ERRORS
+
+
 def classify_error(exc: BaseException, cfg: Any = None) -> tuple[str, str | None]:
     """(one-line error, hint) for an exception that ended a run."""
     name = type(exc).__name__
@@ -66,7 +77,7 @@ def classify_error(exc: BaseException, cfg: Any = None) -> tuple[str, str | None
         )
     if name == "ConfigError":
         return text, "fix the settings (clmtune check FILE lists every problem)"
-    if name in ("TrainingSetupError", "RunError"):
+    if is_bad_input(exc):
         return text, None
     if isinstance(exc, FileNotFoundError):
         missing = exc.filename or text
@@ -92,6 +103,11 @@ class SignalState:
         signal.signal(signal.SIGINT, self._on_int)
         if hasattr(signal, "SIGHUP"):
             signal.signal(signal.SIGHUP, signal.SIG_IGN)
+
+    def settle(self) -> None:
+        """Ignore further SIGTERM/SIGINT: the run is over and only its record is left."""
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
 
     def _on_term(self, signum: int, frame: Any) -> None:  # noqa: ARG002
         self.stop.request("SIGTERM")
@@ -152,6 +168,7 @@ class RunRecord:
             "global_step": None,
             "error": None,
             "hint": None,
+            "bad_input": False,
             "attempts": list(previous.get("attempts") or []),
         }  # fmt: skip
 
@@ -184,7 +201,11 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
 
 
 def run(run_dir: Path, resume: str | None = None) -> int:
-    """Run one training run in ``run_dir``; returns the process exit code (0 ok, 1 failed)."""
+    """Run one training run in ``run_dir``; returns the process exit code.
+
+    0: completed or stopped; 2: failed on bad settings or files (``bad_input`` in
+    run.json); 1: failed otherwise.
+    """
     from backend.callback import EventCallback, StopControl
     from backend.memory import MemorySampler, MemoryThread
 
@@ -218,7 +239,7 @@ def run(run_dir: Path, resume: str | None = None) -> int:
         ).start()  # fmt: skip
 
     cfg: Any = None
-    status, error, hint, step = "failed", None, None, None
+    status, error, hint, step, bad_input = "failed", None, None, None, False
     try:
         _cpu_processes_use_gloo()
         from backend.config import load_config
@@ -248,9 +269,13 @@ def run(run_dir: Path, resume: str | None = None) -> int:
     except BaseException as exc:  # noqa: BLE001 - every failure becomes a status
         status = "failed"
         error, hint = classify_error(exc, cfg)
+        bad_input = is_bad_input(exc)
         traceback.print_exc(file=sys.stderr)
         sys.stderr.flush()
     finally:
+        # The outcome is decided: a late Ctrl-C or SIGTERM must not cut the final record
+        # short (run.json would stay "running"). SIGKILL still ends a stuck worker.
+        signals.settle()
         if callback_ref and step is None:
             step = callback_ref[0].last_step
         if monitor is not None:
@@ -260,12 +285,17 @@ def run(run_dir: Path, resume: str | None = None) -> int:
                 emit(sampler.sample(step))
             except Exception:  # noqa: BLE001
                 pass
-        emit(make_event("run_finished", status=status, error=error, hint=hint))
+        try:
+            emit(make_event("run_finished", status=status, error=error, hint=hint))
+        except Exception:  # noqa: BLE001 - a full disk must not keep run.json "running"
+            traceback.print_exc(file=sys.stderr)
         record.update(status=status, error=error, hint=hint, end_time=time.time(),
-                      global_step=step)  # fmt: skip
+                      global_step=step, bad_input=bad_input)  # fmt: skip
         if writer is not None:
             writer.close()
-    return 0 if status in ("completed", "stopped") else 1
+    if status in ("completed", "stopped"):
+        return 0
+    return EXIT_BAD_INPUT if bad_input else 1
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -274,3 +274,100 @@ def test_a_fresh_start_never_mixes_into_an_existing_run(capsys, tmp_path, tiny_a
     code, _, err = run_cli(capsys, "train", str(config), "--run-dir", str(other))
     assert code == 2 and "holds other files" in err
     assert sorted(p.name for p in other.iterdir()) == ["todo.txt"]
+
+
+# ------------------------------------------------------------------ terminal output
+
+
+def _recording_console(width: int = 100, terminal: bool = False):
+    import io
+
+    from rich.console import Console
+
+    return Console(file=io.StringIO(), width=width, force_terminal=terminal, color_system=None,
+                   highlight=False, soft_wrap=True)  # fmt: skip
+
+
+def test_messages_keep_the_section_names_rich_would_take_for_markup():
+    from types import SimpleNamespace
+
+    from backend.cli import _print_status, _report_event
+    from backend.events import make_event
+
+    console = _recording_console()
+    message = "[data] block_size = 512 is larger than the tokenizer's maximum length (128)"
+    _report_event(console, make_event("warning", code="block_size", message=message))
+    _report_event(console, make_event("log", message="[training] seed was 1, now 2"))
+    out = console.file.getvalue()
+    assert message in out and "[training] seed was 1" in out
+
+    failed = SimpleNamespace(status="failed", error="[training] bf16 = true needs a GPU",
+                             hint="set [training] bf16 = false", path=Path("run"),
+                             global_step=0, checkpoints=[])  # fmt: skip
+    import backend.cli as cli
+
+    err = _recording_console()
+    original = cli._console
+    cli._console = lambda stderr=False: err
+    try:
+        assert _print_status(failed) == 1
+    finally:
+        cli._console = original
+    text = err.file.getvalue()
+    assert "failed: [training] bf16 = true needs a GPU" in text
+    assert "hint: set [training] bf16 = false" in text
+
+
+def test_runs_table_drops_columns_not_names_on_a_narrow_terminal(capsys, tmp_path, monkeypatch):
+    import backend.cli as cli
+
+    name = "a-rather-long-config-name-20250101-120000"
+    make_run(tmp_path / name, start_time=1000.0)
+    code, out, _ = run_cli(capsys, "runs", str(tmp_path))  # piped: every column, whole lines
+    assert code == 0 and name in out
+    assert all(h in out for h in ("model", "best eval", "ppl", "started", "ckpts"))
+
+    narrow = _recording_console(width=80, terminal=True)
+    monkeypatch.setattr(cli, "_console", lambda stderr=False: narrow)
+    assert run_cli(capsys, "runs", str(tmp_path))[0] == 0
+    out = narrow.file.getvalue()
+    assert name in out and "…" not in out
+    assert "status" in out and "ckpts" in out and "started" not in out
+    assert max(len(line) for line in out.splitlines()) <= 80
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (("check", "folder"), "folder: is a folder; give the path of a settings file"),
+        (("train", "folder"), "folder: is a folder; give the path of a settings file"),
+        (("show", "file.toml"), "file.toml: is a file, not a run directory"),
+        (("stop", "file.toml"), "file.toml: is a file, not a run directory"),
+        (("runs", "file.toml"), "file.toml: is a file; give the folder that holds the runs"),
+    ],
+)
+def test_a_file_for_a_folder_or_back_is_named_as_such(capsys, tmp_path, monkeypatch, argv,
+                                                      expected):  # fmt: skip
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "folder").mkdir()
+    (tmp_path / "file.toml").write_text("[model]\n")
+    code, _, err = run_cli(capsys, *argv)
+    assert code == 2 and expected in err
+    assert_one_line_error(err)
+
+
+def test_resume_warnings_ignore_the_stale_batch_size_trainer_keeps_in_its_state(
+    tmp_path, tiny_assets
+):
+    # Trainer copies train_batch_size from the checkpoint it resumes, so a run resumed
+    # once with a new batch size keeps the first one in every later trainer_state.json.
+    run = prepare_run_dir(make_tiny_config(tiny_assets, per_device_train_batch_size=8),
+                          tmp_path / "run")  # fmt: skip
+    ckpt = make_checkpoint(run, 4)  # its trainer_state.json says train_batch_size 4
+    now = make_tiny_config(tiny_assets, per_device_train_batch_size=8)
+    assert resume_warnings(run, ckpt, now) == []
+    # A plain Hugging Face dir has only the state to tell: then it counts.
+    plain = tmp_path / "hf"
+    hf_ckpt = make_checkpoint(plain, 4, marker=False)
+    (text,) = resume_warnings(plain, hf_ckpt, now)
+    assert "per_device_train_batch_size was 4" in text and "now 8" in text

@@ -706,3 +706,9 @@ def test_field_error_format():
         "a.toml: [data] train_file: no such file"
     assert str(FieldError("", "", "bad", "a.toml", 3)) == "a.toml:3: bad"
     assert str(FieldError("", "", "bad")) == "config: bad"
+
+
+@pytest.mark.parametrize("value", [0, 100])
+def test_a_bounded_value_names_its_whole_range_whichever_end_it_crosses(sch, ws, value):
+    msg = one_error(sch, ws, data={"validation_split_percentage": value})
+    assert msg.endswith(f"must be ≥ 1 and ≤ 99, got {value}")

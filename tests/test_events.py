@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import threading
 
+import pytest
+
 from backend.events import (
     EventTailer,
     EventWriter,
@@ -126,3 +128,27 @@ def test_resumed_run_drops_the_stale_tail_of_the_curve():
     assert view.train_steps == [1, 2, 3, 4]
     view.apply(make_event("train_log", step=5, loss=1.0))
     assert view.train_steps[-1] == 5 and view.train_loss[-1] == 1.0
+
+
+def test_perplexity_is_defined_once_and_overflows_to_inf():
+    import math
+
+    from backend.events import perplexity
+
+    assert perplexity(None) is None
+    assert perplexity(0.0) == 1.0
+    assert perplexity(2.0) == pytest.approx(math.e**2)
+    assert perplexity(1e6) == math.inf
+
+
+def test_read_json_is_none_for_missing_torn_or_unreadable_files(tmp_path):
+    from backend.events import read_json
+
+    good = tmp_path / "good.json"
+    good.write_text('{"global_step": 4}', encoding="utf-8")
+    torn = tmp_path / "torn.json"
+    torn.write_text('{"global_st', encoding="utf-8")
+    assert read_json(good) == {"global_step": 4}
+    assert read_json(torn) is None
+    assert read_json(tmp_path / "missing.json") is None
+    assert read_json(tmp_path) is None  # a folder

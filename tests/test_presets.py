@@ -57,15 +57,20 @@ def test_demo_file_loads(demo_toml):
 
 
 def test_demo_settings_match_the_builders_measured_ones(tmp_path):
-    if not HAS_DEMO:
-        pytest.skip("backend.demo (the training helper's asset builder) is not there yet")
-    from backend import demo
+    """backend.demo (the bench, the tests) trains exactly what `init --preset demo` writes."""
+    from backend.demo import DemoAssets, demo_sections
 
-    ours = P.preset_config("demo", tmp_path / "demo.toml")
-    for key, value in getattr(demo, "DEMO_TRAINING", {}).items():
-        assert ours.get("training", key) == value, key
-    for key, value in getattr(demo, "DEMO_DATA", {}).items():
-        assert ours.get("data", key) == value, key
+    assets = DemoAssets(tmp_path / "m", tmp_path / "t.txt", tmp_path / "v.txt")
+    sections = demo_sections(assets)
+    ours = P.preset_config("demo", tmp_path / "demo.toml", assets).resolved()
+    for section in ("model", "data", "training"):
+        assert sections[section] == ours.section(section), section
+    assert sections["model"]["model_name_or_path"] == str(tmp_path / "m")
+    assert sections["training"]["max_steps"] == P.DEMO_MAX_STEPS
+    assert sections["data"]["block_size"] == P.DEMO_BLOCK_SIZE
+    with pytest.raises(ValueError, match="demo assets"):
+        P.preset_sections("demo")
+    assert P.preset_sections("gpt2-text")["model"]["model_name_or_path"] == "gpt2"
 
 
 def test_preset_config_matches_the_rendered_file(tmp_path):

@@ -9,18 +9,21 @@ import socket
 import struct
 import subprocess
 import sys
+import threading
 import time
 import zipfile
 from pathlib import Path
 
 import pytest
 
+from backend import runs as runs_mod
 from backend.events import EventWriter, make_event
 from backend.runs import (
     COMPLETE_MARKER,
     RUN_JSON,
     RunError,
     classify_checkpoint,
+    clear_caches,
     delete_run,
     is_run_dir,
     list_checkpoints,
@@ -336,3 +339,260 @@ def test_delete_refuses_a_running_run(tmp_path):
     (tmp_path / "plain").mkdir()
     with pytest.raises(RunError, match="not a run directory"):
         delete_run(tmp_path / "plain")
+
+
+# ------------------------------------------------------------------ the per-process cache
+#
+# read_run / list_runs cache what they derive from files (see backend.runs). Each test
+# runs twice: with the "racy" re-check window (files written within RACY_NS of being read
+# are verified again: what tests, which write and read at once, normally exercise) and
+# with it off, where only the stat keys decide.
+
+
+@pytest.fixture(params=["racy-window", "stat-only"])
+def cache_mode(request, monkeypatch):
+    if request.param == "stat-only":
+        monkeypatch.setattr(runs_mod, "RACY_NS", -(10**18))
+    return request.param
+
+
+def fresh(run_dir: Path) -> dict:
+    """The summary computed from scratch (cache emptied), minus the wall-clock duration."""
+    clear_caches()
+    return comparable(read_run(run_dir))
+
+
+def comparable(summary) -> dict:
+    data = summary.to_json()
+    data.pop("duration")
+    return data
+
+
+def write_events(path: Path, *events: dict) -> None:
+    with EventWriter(path) as writer:
+        for event in events:
+            writer.emit(event)
+
+
+def train(step: int, loss: float) -> dict:
+    return make_event("train_log", step=step, loss=loss, learning_rate=1e-3, grad_norm=1.0)
+
+
+def test_cached_summary_follows_a_growing_events_file(tmp_path, cache_mode):
+    run = make_run(tmp_path / "run", status="running", pid=os.getpid(), start_time=time.time())
+    events = run / "events.jsonl"
+    write_events(events, make_event("run_started", max_steps=100), train(1, 3.0))
+    assert (read_run(run).global_step, read_run(run).last_loss) == (1, 3.0)
+    write_events(
+        events,
+        train(2, 2.5),
+        make_event("eval", step=2, metrics={"eval_loss": 2.75, "perplexity": 15.6}),
+        train(3, 2.0),
+    )
+    summary = read_run(run)
+    assert (summary.global_step, summary.last_loss, summary.best_eval_loss) == (3, 2.0, 2.75)
+    assert summary.perplexity == pytest.approx(15.6)
+    assert comparable(summary) == fresh(run)
+
+
+def test_growth_is_read_from_the_last_offset(tmp_path, monkeypatch, cache_mode):
+    run = make_run(tmp_path / "run")
+    events = run / "events.jsonl"
+    write_events(events, make_event("run_started", max_steps=10), train(1, 3.0))
+    starts: list[int] = []
+    original = runs_mod._Tailer.read_new
+
+    def spy(self):
+        starts.append(self.offset)
+        return original(self)
+
+    monkeypatch.setattr(runs_mod._Tailer, "read_new", spy)
+    read_run(run)
+    size = events.stat().st_size
+    assert starts == [0]
+    if cache_mode == "stat-only":
+        read_run(run)  # nothing changed: nothing read
+        assert starts == [0]
+    write_events(events, train(2, 2.0))
+    assert read_run(run).last_loss == 2.0
+    assert starts[-1] == size  # only the appended bytes were read
+
+
+def test_cached_status_follows_run_json(tmp_path, cache_mode):
+    run = make_run(tmp_path / "run", status="running", pid=os.getpid(), start_time=time.time())
+    write_events(run / "events.jsonl", make_event("run_started", max_steps=4), train(1, 2.0))
+    assert read_run(run).status == "running"
+    make_run(run, status="stopped", pid=os.getpid(), end_time=time.time())
+    assert read_run(run).status == "stopped"
+    make_run(run, status="running", pid=dead_pid())  # the worker died without a word
+    assert read_run(run).status == "crashed"
+
+
+def test_cached_checkpoints_follow_the_disk(tmp_path, cache_mode):
+    run = make_run(tmp_path / "run")
+    write_events(run / "events.jsonl", make_event("run_started", max_steps=8), train(4, 2.0))
+    make_checkpoint(run, 4)
+    assert [(c.step, c.state) for c in read_run(run).checkpoints] == [(4, "complete")]
+    # A save in progress (no marker yet), then its marker: partial -> complete.
+    ckpt = make_checkpoint(run, 8, marker=False)
+    assert [(c.step, c.state) for c in list_runs(tmp_path)[0].checkpoints] == [
+        (4, "complete"),
+        (8, "weights-only"),
+    ]
+    (ckpt / COMPLETE_MARKER).write_text(json.dumps({"step": 8, "world_size": 1}))
+    assert [c.state for c in read_run(run).checkpoints] == ["complete", "complete"]
+    # A file torn in place (same name, new size) is noticed too.
+    _torch_zip(ckpt / "optimizer.pt", torn=True)
+    assert [c.state for c in read_run(run).checkpoints] == ["complete", "weights-only"]
+    for path in (run / "checkpoint-4").iterdir():
+        path.unlink()
+    (run / "checkpoint-4").rmdir()
+    assert [c.step for c in read_run(run).checkpoints] == [8]
+    assert comparable(read_run(run)) == fresh(run)
+
+
+def test_resume_last_never_trusts_the_cache(tmp_path, monkeypatch):
+    run = make_run(tmp_path / "run")
+    make_checkpoint(run, 4)
+    assert [c.state for c in list_checkpoints(run)] == ["complete"]
+    monkeypatch.setattr(runs_mod, "_classify_cached", lambda *a: pytest.fail("cache used"))
+    assert resolve_resume(run, "last") == (run / "checkpoint-4").resolve()
+
+
+def test_cached_checkpoints_are_copies(tmp_path, cache_mode):
+    run = make_run(tmp_path / "run")
+    make_checkpoint(run, 4)
+    first = read_run(run)
+    first.checkpoints[0].state = "partial"
+    first.settings["edited"] = True
+    second = read_run(run)
+    assert second.checkpoints[0].state == "complete"
+    assert "edited" not in second.settings
+
+
+def test_rewritten_events_file_is_read_again(tmp_path, cache_mode):
+    run = make_run(tmp_path / "run")
+    events = run / "events.jsonl"
+    write_events(events, make_event("run_started", max_steps=8), train(5, 1.25))
+    assert read_run(run).last_loss == 1.25
+    # Same size, new content. Rewritten in place within the racy window (the stat may not
+    # change within one timestamp tick): caught by the head and tail samples. Replaced by
+    # another file: caught by the new inode, racy or not.
+    text = events.read_text().replace('"loss":1.25', '"loss":2.25')
+    if cache_mode == "racy-window":
+        events.write_text(text)
+    else:
+        tmp = events.with_name("events.new")
+        tmp.write_text(text)
+        tmp.replace(events)
+    assert read_run(run).last_loss == 2.25
+    # Truncated and shorter: read from the start.
+    events.write_text('{"v":1,"type":"train_log","time":1.0,"step":1,"loss":9.0}\n')
+    assert (read_run(run).global_step, read_run(run).last_loss) == (1, 9.0)
+
+
+def test_deleted_and_recreated_run_is_not_served_from_the_cache(tmp_path, cache_mode):
+    run = make_run(tmp_path / "run")
+    write_events(run / "events.jsonl", make_event("run_started", max_steps=8), train(3, 1.5))
+    make_checkpoint(run, 3)
+    assert read_run(run).global_step == 3
+    delete_run(run)
+    make_run(run)  # same name, new run (the inode may well be reused)
+    write_events(run / "events.jsonl", make_event("run_started", max_steps=8), train(6, 0.5))
+    summary = read_run(run)
+    assert (summary.global_step, summary.last_loss, summary.checkpoints) == (6, 0.5, [])
+
+
+def test_unterminated_last_line_counts_once(tmp_path, cache_mode):
+    run = make_run(tmp_path / "run")
+    events = run / "events.jsonl"
+    write_events(events, make_event("run_started", max_steps=8), train(1, 3.0))
+    with open(events, "a") as fh:  # a complete event still missing its newline
+        fh.write(json.dumps(train(2, 2.0)))
+    assert (read_run(run).global_step, read_run(run).last_loss) == (2, 2.0)
+    with open(events, "a") as fh:
+        fh.write("\n" + json.dumps(train(3, 1.0))[:-10])  # then a torn one
+    assert (read_run(run).global_step, read_run(run).last_loss) == (2, 2.0)
+    with open(events, "a") as fh:  # a resumed writer appends after the torn line
+        fh.write(json.dumps(train(4, 0.5)) + "\n")
+    summary = read_run(run)
+    assert summary.last_loss == 2.0  # the glued line is unreadable, as for a fresh reader
+    assert comparable(summary) == fresh(run)
+
+
+def test_incremental_reads_match_a_fresh_read_at_every_point(tmp_path, cache_mode):
+    """Fold a run event by event (resume truncation, evals, finish) and compare each time."""
+    run = make_run(tmp_path / "run", status="running", pid=os.getpid(), start_time=time.time())
+    script = [
+        make_event("run_started", max_steps=6, pid=os.getpid()),
+        train(1, 3.0),
+        train(2, 2.0),
+        make_event("eval", step=2, metrics={"eval_loss": 2.5, "perplexity": 12.2}),
+        make_event("memory", step=2, devices=[], process_rss=1, system_used=1, system_total=2),
+        make_event("checkpoint", step=2, path=str(run / "checkpoint-2"), complete=True),
+        train(3, float("nan")),
+        make_event("warning", code="nan_loss", message="nan", step=3),
+        make_event("eval", step=4, metrics={"eval_loss": 1.5, "perplexity": 4.5}),
+        make_event("run_finished", status="failed", error="boom", hint="smaller batch"),
+        # resumed from checkpoint-2: steps 3 and 4 are dropped again
+        make_event("run_started", max_steps=6, resume_step=2, pid=os.getpid()),
+        make_event("phase", phase="training", progress=0.3, detail="step 2"),
+        train(3, 1.75),
+        make_event("final_metrics", split="eval", metrics={"perplexity": 5.0}),
+        make_event("run_finished", status="completed", error=None, hint=None),
+    ]
+    for event in script:
+        write_events(run / "events.jsonl", event)
+        cached = comparable(read_run(run))
+        assert cached == fresh(run)
+        read_run(run)  # re-prime the cache for the next step
+    assert (cached["last_loss"], cached["best_eval_loss"], cached["perplexity"]) == (
+        1.75,
+        2.5,
+        5.0,
+    )
+
+
+def test_hugging_face_trainer_state_changes_are_seen(tmp_path, cache_mode):
+    hf = tmp_path / "hf"
+    hf.mkdir()
+
+    def state(step: int, loss: float) -> None:
+        history = [{"step": step, "loss": loss}]
+        data = {"global_step": step, "max_steps": 30, "log_history": history}
+        (hf / "trainer_state.json").write_text(json.dumps(data))
+
+    state(10, 3.0)
+    assert (read_run(hf).global_step, read_run(hf).last_loss) == (10, 3.0)
+    state(20, 2.0)
+    assert (read_run(hf).global_step, read_run(hf).last_loss) == (20, 2.0)
+
+
+def test_readers_in_threads_agree_with_a_fresh_read(tmp_path):
+    """The TUI lists from a worker thread while a live view or the CLI reads too."""
+    run = make_run(tmp_path / "run", status="running", pid=os.getpid(), start_time=time.time())
+    write_events(run / "events.jsonl", make_event("run_started", max_steps=2000))
+    errors: list[BaseException] = []
+    done = threading.Event()
+
+    def reader() -> None:
+        try:
+            while not done.is_set():
+                for summary in list_runs(tmp_path):
+                    assert summary.status == "running"
+        except BaseException as exc:  # noqa: BLE001 - surfaced by the assert below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=reader) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    with EventWriter(run / "events.jsonl") as writer:
+        for step in range(1, 2001):
+            writer.emit(train(step, 1.0 + 1.0 / step))
+    done.set()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    summary = read_run(run)
+    assert (summary.global_step, summary.last_loss) == (2000, 1.0 + 1.0 / 2000)
+    assert comparable(summary) == fresh(run)

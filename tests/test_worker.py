@@ -160,9 +160,9 @@ def test_missing_data_file_fails_with_its_name(tmp_path, tiny_assets):
         )  # fmt: skip
     finally:
         moved.rename(train_file)
-    assert result.returncode == 1
+    assert result.returncode == 2  # bad input, found by the worker: the exit code says so
     info = read_run_json(run_dir)
-    assert info["status"] == "failed"
+    assert info["status"] == "failed" and info["bad_input"] is True
     assert str(train_file) in info["error"] and "\n" not in info["error"]
     assert "Traceback" in result.stderr and "Traceback" not in info["error"]
 
@@ -222,3 +222,54 @@ def test_second_ctrl_c_aborts_without_waiting_for_the_save(tmp_path, tiny_assets
     assert "aborted" in out
     assert wait_for(lambda: read_run(run_dir).status == "crashed", 30, "crashed status")
     assert [c.state for c in list_checkpoints(run_dir)] != ["complete"]
+
+
+# ------------------------------------------------------------------ bad input found by the run
+
+_FULL_DISK_WORKER = """
+import sys
+from backend import worker
+from backend.events import EventWriter
+
+def emit(self, event, _orig=EventWriter.emit):
+    if event.get("type") == "run_finished":
+        raise OSError(28, "No space left on device")
+    _orig(self, event)
+
+EventWriter.emit = emit
+sys.exit(worker.main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.slow
+def test_data_too_small_for_one_block_is_bad_input_and_always_recorded(tmp_path, tiny_assets):
+    from backend.config import save_config
+    from tests.fixtures import make_tiny_config
+
+    small = tmp_path / "small.txt"
+    small.write_text("hello world\nfoo bar\n", encoding="utf-8")
+    cfg = make_tiny_config(tiny_assets)
+    cfg.data.update(train_file=str(small), validation_file=str(small))
+    save_config(cfg, tmp_path / "small.toml")
+    result = clmtune("train", "small.toml", "--run-dir", "run", cwd=tmp_path)
+    # Found only once the data is tokenized, yet still bad input: exit 2, one line that
+    # names the setting ("[data]" must survive the terminal markup), no traceback.
+    assert result.returncode == 2, result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
+    assert "[data] block_size" in lines[0] and "add more train text" in lines[0]
+    run_dir = tmp_path / "run"
+    info = read_run_json(run_dir)
+    assert info["status"] == "failed" and info["bad_input"] is True
+
+    # The same run again, with an events file that cannot take the last event (disk
+    # full): run.json must still end "failed", never stay "running".
+    before = info["end_time"]
+    worker = subprocess.run(
+        [sys.executable, "-c", _FULL_DISK_WORKER, str(run_dir)],
+        cwd=tmp_path, env=cli_env(), capture_output=True, text=True, timeout=180,
+    )  # fmt: skip
+    assert worker.returncode == 2, worker.stderr
+    info = read_run_json(run_dir)
+    assert info["status"] == "failed" and info["end_time"] > before
+    assert "block_size" in info["error"]

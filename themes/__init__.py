@@ -11,15 +11,12 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
+from types import ModuleType
 
 from textual.theme import Theme
 
 CSS_FILE = Path(__file__).with_name("app.tcss")
+LIVE_CSS_FILE = Path(__file__).with_name("live.tcss")  # LiveScreen.CSS_PATH
 CONFIG_ENV = "CLMTUNE_CONFIG_DIR"
 CONFIG_FILE = "tui.toml"
 
@@ -69,6 +66,15 @@ THEMES: list[Theme] = [DARK, LIGHT]
 DEFAULT_THEME = DARK.name
 
 
+def _toml() -> ModuleType:
+    """``tomllib`` (``tomli`` before Python 3.11), imported on first use."""
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover
+        import tomli as tomllib
+    return tomllib
+
+
 def config_dir() -> Path:
     """``$CLMTUNE_CONFIG_DIR`` or ``~/.config/clmtune``."""
     env = os.environ.get(CONFIG_ENV)
@@ -78,6 +84,9 @@ def config_dir() -> Path:
 def load_theme_name() -> str:
     """The remembered theme, or the default when none is saved or the file is unreadable."""
     path = config_dir() / CONFIG_FILE
+    if not path.is_file():
+        return DEFAULT_THEME
+    tomllib = _toml()  # only when there is a file: a few ms off every start without one
     try:
         with open(path, "rb") as fh:
             name = tomllib.load(fh).get("theme")
@@ -90,6 +99,7 @@ def save_theme_name(name: str) -> None:
     """Remember ``name`` in tui.toml (atomically; other keys in the file are kept)."""
     import tomli_w  # only needed on a toggle, keep startup lean
 
+    tomllib = _toml()
     path = config_dir() / CONFIG_FILE
     data: dict[str, object] = {}
     try:

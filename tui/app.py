@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -23,6 +24,7 @@ from textual.worker import Worker, WorkerState
 import themes
 from tui.messages import LaunchFailed, ResumeRequested, StartRunRequested, StopRequested
 from tui.screens.runs import RunsScreen
+from tui.widgets import footer
 
 if TYPE_CHECKING:
     import subprocess
@@ -30,6 +32,36 @@ if TYPE_CHECKING:
 LAUNCH_WORKER = "launch"
 STOP_WORKER = "stop"
 REAP_S = 2.0
+PREFETCH_AFTER_S = 1.0  # after the first paint, never competing with it
+COMMON_KEYS: tuple[tuple[str, str], ...] = (
+    ("n", "New run: the settings editor (offline demo preset when there are no runs)"),
+    ("o", "Open a run settings TOML file in the editor"),
+    ("t", "Switch the dark / light theme (remembered)"),
+    ("?", "This help"),
+    ("q", "Quit the dashboard; training keeps running, reopen to reattach"),
+    ("^p", "Command palette: every action by name"),
+)
+
+
+def _prefetch() -> None:
+    """Warm what the next screens need while the user reads the runs list.
+
+    The live view imports numpy and textual-plot (~0.2 s: enter would feel slow), and the
+    editor needs the TrainingArguments schema, which without its cache (the first start
+    after an install or upgrade) takes a subprocess that imports transformers.
+    """
+    try:
+        import tui.screens.live  # noqa: F401
+        from backend.config import load_schema_for_ui
+
+        load_schema_for_ui()
+    except Exception:  # noqa: BLE001 - the screens load these again and report problems
+        pass
+
+
+def _same(path: Path) -> Path:
+    """One spelling per run dir (absolute, symlinks resolved)."""
+    return Path(path).resolve()
 
 
 def one_line(error: BaseException) -> str:
@@ -58,8 +90,10 @@ class ClmtuneApp(App):
         *,
         clock: Callable[[], float] = time.time,
         remember_theme: bool = True,
+        prefetch: bool = False,
     ) -> None:
         super().__init__()
+        self.prefetch = prefetch
         self.runs_dir = Path(runs_dir)
         self.config_path = config_path
         self.clock = clock  # every displayed time derives from this or event timestamps
@@ -69,6 +103,7 @@ class ClmtuneApp(App):
         self.live_status: dict[Path, str] = {}
         self._children: list[subprocess.Popen[Any]] = []
         self._quit_warned = False
+        self._footer_wide: bool | None = None
         for theme in themes.THEMES:
             self.register_theme(theme)
         name = themes.load_theme_name() if remember_theme else themes.DEFAULT_THEME
@@ -77,8 +112,12 @@ class ClmtuneApp(App):
     @property
     def running_runs(self) -> set[Path]:
         """Runs believed to be training now (quitting warns about them)."""
-        listed = {p for p in self.listed_running if self.live_status.get(p, "running") == "running"}
-        return listed | {p for p, s in self.live_status.items() if s == "running"}
+        # One run may be known by a relative (listing) and an absolute (launch) path.
+        status = {_same(p): s for p, s in self.live_status.items()}
+        listed = {_same(p) for p in self.listed_running}
+        return {p for p in listed if status.get(p, "running") == "running"} | {
+            p for p, s in status.items() if s == "running"
+        }
 
     def get_default_screen(self) -> Screen:
         return RunsScreen()
@@ -86,6 +125,20 @@ class ClmtuneApp(App):
     def on_mount(self) -> None:
         self.theme_changed_signal.subscribe(self, self._remember_theme)
         self.set_interval(REAP_S, self._reap_children)
+        if self.prefetch:
+            self.set_timer(PREFETCH_AFTER_S, self._start_prefetch)
+
+    def _start_prefetch(self) -> None:
+        # A daemon thread, not a Textual worker: quitting must not wait for it.
+        threading.Thread(target=_prefetch, name="clmtune-prefetch", daemon=True).start()
+
+    def on_resize(self) -> None:
+        # AppFooter leaves keys out below footer.WIDE columns: recompose it when the
+        # width crosses that line (only then: a footer recompose costs a few ms).
+        wide = self.size.width >= footer.WIDE
+        if self._footer_wide is not None and wide != self._footer_wide:
+            self.screen.refresh_bindings()
+        self._footer_wide = wide
 
     # ---- navigation -----------------------------------------------------------
 
@@ -96,6 +149,20 @@ class ClmtuneApp(App):
         if isinstance(self.screen, LiveScreen) and self.screen.run_dir == Path(run_dir):
             return
         self.push_screen(LiveScreen(Path(run_dir)))
+
+    def _show_launched(self, run_dir: Path) -> None:
+        """After a start: the run's live view, right above the runs list.
+
+        The editor (and any other view) the start came from is closed, so that escape
+        from the live view goes back to the runs, as its footer says.
+        """
+        from tui.screens.live import LiveScreen
+
+        while len(self.screen_stack) > 1 and not isinstance(self.screen, RunsScreen):
+            if isinstance(self.screen, LiveScreen) and self.screen.run_dir == Path(run_dir):
+                return
+            self.pop_screen()
+        self.open_live(run_dir)
 
     def open_metrics(self, run_dir: Path) -> None:
         from tui.screens.metrics import MetricsScreen  # the editor helper's module
@@ -111,21 +178,49 @@ class ClmtuneApp(App):
     def action_open_toml(self) -> None:
         from tui.screens.editor import EditorScreen  # the editor helper's module
 
+        # --config names the file; otherwise ask (the suggestions list the TOML files
+        # here and every run's frozen config.toml).
         path = self.config_path
-        selected = getattr(self.screen, "selected", None)
-        if selected is not None and (Path(selected.path) / "config.toml").is_file():
-            path = Path(selected.path) / "config.toml"
-        self.push_screen(EditorScreen(path=path, runs_dir=self.runs_dir))
+        self.push_screen(EditorScreen(path=path, runs_dir=self.runs_dir, ask_path=path is None))
 
     def _has_runs(self) -> bool:
         screen = next((s for s in self.screen_stack if isinstance(s, RunsScreen)), None)
         return bool(screen and screen.table.runs)
 
     def action_help(self) -> None:
-        if self.screen.query("HelpPanel"):
-            self.action_hide_help_panel()
-        else:
-            self.action_show_help_panel()
+        """What this screen is for and every key that works on it."""
+        from tui.screens.help import HelpScreen
+
+        screen = self.screen
+        if isinstance(screen, HelpScreen):
+            screen.dismiss(None)
+            return
+        title = getattr(screen, "HELP_TITLE", None) or "clmtune"
+        intro = (screen.HELP or "").strip().format(runs_dir=self.runs_dir)
+        keys = self.screen_keys(screen)
+        # Keys the screen binds itself mean something else there (o, n, q in the editor).
+        own = {
+            self.get_key_display(Binding(key.strip(), b.action))
+            for b in type(screen).BINDINGS if isinstance(b, Binding)
+            for key in b.key.split(",")
+        }
+        common = [(key, text) for key, text in COMMON_KEYS if key not in own]
+        self.push_screen(HelpScreen(title, intro, keys, common))
+
+    def screen_keys(self, screen: Screen) -> list[tuple[str, str]]:
+        """(keys, description) for each action bound on ``screen`` and its help extras."""
+        rows: dict[str, tuple[list[str], str]] = {}
+        for binding in type(screen).BINDINGS:
+            if not isinstance(binding, Binding) or not binding.description:
+                continue
+            text = binding.tooltip or binding.description
+            keys, _ = rows.setdefault(binding.action, ([], text))
+            for key in binding.key.split(","):
+                shown = self.get_key_display(Binding(key.strip(), binding.action))
+                if shown not in keys:
+                    keys.append(shown)
+        table = [(" / ".join(keys), description) for keys, description in rows.values()]
+        return table + list(getattr(screen, "HELP_KEYS", ()))
 
     # ---- theme ----------------------------------------------------------------
 
@@ -144,12 +239,31 @@ class ClmtuneApp(App):
 
     # ---- launching, resuming, stopping ----------------------------------------
 
+    @property
+    def launching(self) -> bool:
+        """A start or resume is in flight (the worker process is coming up)."""
+        return any(w.name == LAUNCH_WORKER and w.is_running for w in self.workers)
+
+    def _refuse_second_launch(self) -> bool:
+        if self.launching:
+            self.notify("Already starting a run: wait until its live view opens.",
+                        severity="warning")
+            return True
+        return False
+
     @on(StartRunRequested)
     def _start_requested(self, message: StartRunRequested) -> None:
+        if self._refuse_second_launch():
+            return  # the editor keeps saying "starting…": the first start goes on
+        self.notify("Starting the worker (loading torch takes a few seconds)…", timeout=4)
         self._launch(config_path=message.config_path, run_dir=message.run_dir)
 
     @on(ResumeRequested)
     def _resume_requested(self, message: ResumeRequested) -> None:
+        if self._refuse_second_launch():
+            return
+        self.notify(f"Resuming {message.run_dir.name} from {message.checkpoint.name}…",
+                    timeout=4)
         self._launch(run_dir=message.run_dir, resume=str(message.checkpoint))
 
     @work(thread=True, name=LAUNCH_WORKER, group=LAUNCH_WORKER, exit_on_error=False)
@@ -215,7 +329,7 @@ class ClmtuneApp(App):
                     self._children.append(launched.process)
                 self.live_status[Path(launched.run_dir)] = "running"
                 self._quit_warned = False
-                self.open_live(Path(launched.run_dir))
+                self._show_launched(Path(launched.run_dir))
             elif worker.name == STOP_WORKER:
                 if worker.result:
                     self.notify("Stop requested: the run saves a checkpoint and stops.")
@@ -246,6 +360,8 @@ class ClmtuneApp(App):
         yield SystemCommand("Open TOML", "Edit a run settings file (o)", self.action_open_toml)
         yield SystemCommand("Toggle theme", "Switch the dark / light palette (t)",
                             self.action_toggle_theme)
+        yield SystemCommand("Help", "What this screen does and all its keys (?)",
+                            self.action_help)
         yield from super().get_system_commands(screen)
 
     async def action_quit(self) -> None:
@@ -289,7 +405,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"clmtune-tui: --config {args.config} does not exist; pass a TOML file.",
               file=sys.stderr)
         return 2
-    app = ClmtuneApp(args.runs_dir, args.config)
+    app = ClmtuneApp(args.runs_dir, args.config, prefetch=True)
     app.run()
     return app.return_code or 0
 

@@ -24,6 +24,15 @@ def num(value: float | None, digits: int = 4) -> str:
     return f"{value:.{digits}g}"
 
 
+def percent(value: float | None) -> str:
+    """A fraction as a percentage with two decimals ('16.93%'); ``-`` for missing."""
+    if value is None:
+        return "-"
+    if not math.isfinite(value):
+        return num(value)
+    return f"{value:.2%}"
+
+
 def si(value: float | None, unit: str = "") -> str:
     """1234 -> '1.2k', 3.4e6 -> '3.4M' (throughput, token counts)."""
     if value is None or not math.isfinite(value):
@@ -72,6 +81,10 @@ def started(ts: float | None, now: float) -> str:
     age = now - ts
     if age < 0:
         return time.strftime("%H:%M", time.localtime(ts))
+    if age < 60:
+        return f"{int(age)}s ago"
+    if age < 3600:
+        return f"{int(age // 60)}m ago"  # seconds are noise here, and the column is narrow
     if age < 86400:
         return f"{duration(age)} ago"
     return time.strftime("%Y-%m-%d", time.localtime(ts))

@@ -112,7 +112,7 @@ async def test_opens_a_file_and_shows_the_command(project: Path, size) -> None:
         assert "[model] model_name_or_path" in text_of(editor, "#editor-help")
         # Every action is in the command palette.
         titles = [c.title for c in editor.palette_commands()]
-        for name in ("Save", "Start run", "Open", "Preset", "Next error", "Save as"):
+        for name in ("Save", "Start", "Open", "Preset", "Next error", "Save as"):
             assert f"Settings: {name}" in titles
 
 

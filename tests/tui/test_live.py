@@ -64,7 +64,7 @@ async def test_completed_run_shows_curves_final_table_and_checkpoints(runs_root,
         chart = screen.query_one(LossChart)
         assert len(chart.train_y) == 60 and len(chart.eval_y) == 3
         assert chart.plotted_points == 63  # few points: nothing thinned away
-        assert "finished" in _text(screen.query_one(PhaseBar))
+        assert "completed" in _text(screen.query_one(PhaseBar))
         assert "completed" in _text(screen.query_one("#live-title"))
         assert "tiny-gpt2" in _text(screen.query_one("#live-title"))
         assert screen.query_one(TabbedContent).active == "tab-final"

@@ -127,7 +127,7 @@ async def test_finished_run(finished_run: Path, size) -> None:
             "20s",
             "2.41",
             "11.13",
-            "0.412",
+            "41.20%",
         ):
             assert expected in text, expected
         results = screen.query_one(ResultsTable)
@@ -165,7 +165,7 @@ async def test_plain_hugging_face_dir(hf_run: Path) -> None:
         text = summary_text(screen)
         assert "Hugging Face dir" in text
         assert "gpt2" in text and "30 / 30" in text
-        assert "0.412" in text  # accuracy from eval_results.json
+        assert "41.20%" in text  # accuracy from eval_results.json
         assert "1 (0 resumable, last 30)" in text  # no weights in checkpoint-30
         history = screen.query_one(LogHistoryTable)
         assert history.row_total == 8  # 6 train logs + 2 evals; the totals row is dropped

@@ -25,8 +25,10 @@ async def _loaded(app: ClmtuneApp, pilot, count: int) -> RunTable:
     return table
 
 
-def _cells(table: RunTable, row: int) -> list[str]:
-    return [str(c) for c in table.get_row_at(row)]
+def _cells(table: RunTable, row: int) -> dict[str, str]:
+    """The cells of a row by column key (the columns shown depend on the width)."""
+    keys = [column.key.value for column in table.ordered_columns]
+    return dict(zip(keys, (str(c) for c in table.get_row_at(row)), strict=True))
 
 
 @pytest.mark.parametrize("size", [(80, 24), (120, 40)])
@@ -41,10 +43,15 @@ async def test_lists_every_run_newest_first_with_status(runs_root, size):
         assert status == {"gpt2-live": "running", "lost-worker": "crashed",
                           "big-oom": "failed", "demo-completed": "completed"}
         live = _cells(table, 0)
-        assert live[0] == "gpt2-live" and "35/100" in live[2]
-        assert live[7] == "1h00m"  # running: duration from the injected clock
+        assert live["name"] == "gpt2-live" and "35/100" in live["progress"]
+        assert live["duration"] == "1h00m"  # running: duration from the injected clock
         done = _cells(table, 3)
-        assert done[5] == "11.13" and done[6] == "3h00m ago" and done[7] == "20s"
+        assert done["ppl"] == "11.13" and done["duration"] == "20s"
+        if size[0] >= 100:
+            assert done["started"] == "3h00m ago" and "model" in done
+        else:  # 80 columns: the least needed columns go, nothing scrolls sideways
+            assert set(done) == {"name", "status", "progress", "loss", "ppl", "duration"}
+            assert table.virtual_size.width <= table.size.width
         assert app.running_runs == {runs_root / "gpt2-live"}
         assert not app.screen.has_class("-empty")
 
@@ -54,7 +61,7 @@ async def test_empty_folder_shows_the_hint(runs_root):
     async with app.run_test(size=(80, 24)) as pilot:
         await pilot.pause()
         assert app.screen.has_class("-empty")
-        assert "press n to start the offline demo" in str(
+        assert "press n to set up the offline demo" in str(
             app.screen.query_one("#runs-empty").render()
         ).replace("Press", "press")
 

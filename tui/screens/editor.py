@@ -26,7 +26,7 @@ from textual.containers import Vertical
 from textual.content import Content
 from textual.screen import ModalScreen, Screen
 from textual.suggester import SuggestFromList
-from textual.widgets import Footer, Input, Label, LoadingIndicator, OptionList, Static
+from textual.widgets import Input, Label, LoadingIndicator, OptionList, Static
 from textual.widgets.option_list import Option
 from textual.worker import Worker, WorkerState
 
@@ -34,6 +34,7 @@ from backend.config import SECTIONS
 from tui.messages import LaunchFailed, StartRunRequested
 from tui.screens.confirm import ConfirmScreen
 from tui.widgets.config_form import ConfigForm, Document, summary_text
+from tui.widgets.footer import AppFooter
 
 try:  # Python 3.11+
     import tomllib
@@ -64,7 +65,10 @@ def read_document(path: Path) -> Document:
         with open(path, "rb") as fh:
             data = tomllib.load(fh)
     except FileNotFoundError:
-        raise FileProblem(f"{path}: no such file") from None
+        raise FileProblem(
+            f"{path}: no such file; check the path (ctrl+o opens another) or start from a "
+            "preset (ctrl+n)"
+        ) from None
     except IsADirectoryError:
         raise FileProblem(f"{path}: is a folder, not a TOML file") from None
     except OSError as exc:
@@ -291,15 +295,30 @@ class EditorScreen(Screen[None]):
     EditorScreen #editor-status { height: 1; padding: 0 1; text-wrap: nowrap; }
     """
 
+    HELP_TITLE = "Settings"
+    HELP = (
+        "The run settings, saved as a TOML file: [model], [data], [training] (any Hugging "
+        "Face TrainingArguments field) and [launch]. Common fields come first; the rest "
+        "are under each section's Advanced. Values are checked as you type, with the "
+        "problem next to the field; the line at the bottom explains the focused field.\n\n"
+        "Start saves the file (never while it has errors) and starts the run."
+    )
+    HELP_KEYS = (("tab / shift+tab", "Next / previous field"),)
+    # At 80 columns the footer keeps Start, Save, Back, Open, Preset, Next error and ?.
+    FOOTER_OPTIONAL = frozenset({"toggle_theme", "copy_command", "save_as"})
+
     BINDINGS = [
-        Binding("ctrl+s", "save", "Save"),
-        Binding("ctrl+r,f5", "start", "Start run"),
-        Binding("ctrl+o", "open", "Open"),
-        Binding("ctrl+n", "preset", "Preset"),
-        Binding("f8", "next_error", "Next error"),
-        Binding("ctrl+y", "copy_command", "Copy cmd"),
-        Binding("f2", "save_as", "Save as"),
-        Binding("escape", "back", "Back"),
+        Binding("ctrl+r,f5", "start", "Start", tooltip="Save the settings and start the run"),
+        Binding("ctrl+s", "save", "Save", tooltip="Save the TOML file (refused while invalid)"),
+        Binding("escape", "back", "Back", tooltip="Back (asks before dropping unsaved changes)"),
+        Binding("ctrl+o", "open", "Open", tooltip="Open another TOML file"),
+        Binding("ctrl+n", "preset", "Preset", tooltip="Start from a preset (offline demo, GPT-2)"),
+        Binding("f8", "next_error", "Next error", tooltip="Focus the next field with an error"),
+        Binding("ctrl+y", "copy_command", "Copy cmd",
+                tooltip="Copy the equivalent clmtune / torchrun command"),
+        Binding("f2", "save_as", "Save as", tooltip="Save under another file name"),
+        # ? types a character in the text fields: F1 is the help key here.
+        Binding("f1", "app.help", "Help", tooltip="What this screen does and all its keys"),
         # The app's one-letter keys mean the same here when no text field has the focus.
         Binding("o", "open", "Open", show=False),
         Binding("n", "preset", "Preset", show=False),
@@ -315,10 +334,12 @@ class EditorScreen(Screen[None]):
         path: Path | None = None,
         preset: str | None = None,
         runs_dir: Path = Path("runs"),
+        ask_path: bool = False,
     ) -> None:
         super().__init__()
         self.path: Path | None = Path(path) if path is not None else None
         self.initial_preset = preset
+        self.ask_path = ask_path  # start by asking which TOML file to open (the app's o)
         self.runs_dir = Path(runs_dir)
         self.schema: Any = None
         self.form: ConfigForm | None = None
@@ -335,11 +356,15 @@ class EditorScreen(Screen[None]):
         with Vertical(id="editor-body"):
             with Vertical(id="editor-loading-box"):
                 yield LoadingIndicator()
-                yield Label("Loading the settings schema…", id="editor-loading-label")
+                yield Label(
+                    "Reading the settings schema… (the first time after an install or "
+                    "upgrade this takes a while: it asks the installed transformers)",
+                    id="editor-loading-label",
+                )
         yield Static("", id="editor-help", markup=False)
         yield Static("", id="editor-command", markup=False)
         yield Static("", id="editor-status")
-        yield Footer()
+        yield AppFooter()
 
     def on_mount(self) -> None:
         self._load_schema()
@@ -376,6 +401,8 @@ class EditorScreen(Screen[None]):
             await self.show_document({}, base_dir=Path.cwd(), saved=None)
         if self.form is None:  # the file or preset failed: still give an empty form
             await self.show_document({}, base_dir=Path.cwd(), saved=None)
+        if self.ask_path:
+            self._open_flow(leave_if_cancelled=True)
 
     # -- showing a document
 
@@ -447,7 +474,8 @@ class EditorScreen(Screen[None]):
         if self._needs_demo_assets(dest):
             extra = " and builds the offline demo model and data (a few seconds)"
         self.show_banner(
-            f"Preset {name!r}, not saved yet: ctrl+s writes {display_path(dest)}{extra}.", info=True
+            f"Preset {name!r}, not saved yet: ctrl+r saves {display_path(dest)}{extra}, then "
+            "starts the run (ctrl+s only saves).", info=True
         )
         return True
 
@@ -674,18 +702,22 @@ class EditorScreen(Screen[None]):
         self._open_flow()
 
     @work(exclusive=True, group="dialog")
-    async def _open_flow(self) -> None:
+    async def _open_flow(self, leave_if_cancelled: bool = False) -> None:
         if not await self._discard_ok():
             return
+        suggestions = _toml_suggestions(self.runs_dir)
         path = await self.app.push_screen_wait(
             PathPrompt(
                 "Open settings (TOML file):",
-                str(self.path or Path.cwd()),
-                _toml_suggestions(self.runs_dir),
+                display_path(self.path) if self.path else "",
+                suggestions,
+                hint=_toml_hint(suggestions),
             )
         )
         if path is not None:
             await self.open_file(path)
+        elif leave_if_cancelled and not self.is_dirty and len(self.app.screen_stack) > 1:
+            self.dismiss(None)  # asked from the runs list: back there, not to an empty form
 
     def action_preset(self) -> None:
         """Start from a preset."""
@@ -823,12 +855,25 @@ def _sections_only(doc: Document) -> Document:
 
 
 def _toml_suggestions(runs_dir: Path) -> list[str]:
-    found = [str(p) for p in sorted(Path.cwd().glob("*.toml"))]
+    """TOML files here and every run's config.toml, as typed: relative first, then absolute."""
+    paths = sorted(Path.cwd().glob("*.toml"))
     try:
-        found += [str(p) for p in sorted(runs_dir.glob("*/config.toml"))]
+        paths += sorted(runs_dir.glob("*/config.toml"), reverse=True)  # newest run first
     except OSError:
         pass
-    return found
+    shown = [display_path(p) for p in paths]
+    return list(dict.fromkeys(shown + [str(p.absolute()) for p in paths]))
+
+
+def _toml_hint(suggestions: list[str]) -> str:
+    """The prompt's hint: what is there to open, and the keys."""
+    here = [s for s in suggestions if not os.path.isabs(s) and os.sep not in s]
+    runs = [s for s in suggestions if not os.path.isabs(s) and os.sep in s]
+    found = ", ".join(here[:3]) + (" …" if len(here) > 3 else "")
+    if runs:
+        found += ("; " if found else "") + f"{len(runs)} run config(s): type {runs[0][:4]}…"
+    keys = "→ completes · enter opens · escape cancels"
+    return f"Found: {found}\n{keys}" if found else keys
 
 
 def _default_run_dir(config_path: Path, runs_dir: Path) -> Path | None:

@@ -18,14 +18,16 @@ from textual.app import ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
-from textual.widgets import Footer, Static, TabbedContent, TabPane
+from textual.widgets import Static, TabbedContent, TabPane
 from textual.worker import get_current_worker
 
+import themes
 from backend.events import RunView
 from tui.messages import CheckpointsListed, EventsArrived, RunStatusChanged, StopRequested
 from tui.tailer import RunFollower
 from tui.widgets.checkpoint_table import CheckpointRow, CheckpointTable
 from tui.widgets.final_table import FinalTable
+from tui.widgets.footer import AppFooter
 from tui.widgets.log_view import LogView
 from tui.widgets.loss_chart import LossChart, SignalsPanel
 from tui.widgets.memory_panel import MemoryPanel
@@ -49,16 +51,42 @@ def list_checkpoint_rows(run_dir: Path) -> list[CheckpointRow] | None:
 class LiveScreen(Screen):
     """Dashboard of one run; works the same for a running and a finished run."""
 
+    CSS_PATH = str(themes.LIVE_CSS_FILE)  # loaded on the first live view, not at startup
     HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (110, "-wide")]
     VERTICAL_BREAKPOINTS = [(0, "-short"), (34, "-tall")]
 
+    HELP_TITLE = "Run"
+    HELP = (
+        "One run, live or finished. Below the title: phase (tokenizing, training, "
+        "evaluating…), progress, speed and ETA. Quitting the dashboard leaves training "
+        "running; opening the run again shows its whole history."
+    )
+    HELP_KEYS = (
+        ("+ / -", "Zoom the loss chart (when it has the focus) or use the mouse wheel"),
+        ("← → ↑ ↓", "Pan the chart (or drag it with the mouse)"),
+        ("0", "Reset the zoom"),
+        ("tab", "Move the focus: chart, tabs, tables"),
+    )
+    # At 80 columns the footer keeps this screen's keys, n, ? and q.
+    FOOTER_OPTIONAL = frozenset({"toggle_theme", "open_toml"})
+
     BINDINGS = [
-        Binding("escape", "back", "Runs"),
-        Binding("s", "stop", "Stop"),
-        Binding("r", "resume", "Resume"),
-        Binding("l", "log_scale", "Log scale"),
-        Binding("m", "metrics", "Metrics"),
-        Binding("tab", "app.focus_next", "Focus", show=False),
+        Binding("escape", "back", "Runs", tooltip="Back to the runs list (the run goes on)"),
+        Binding("s", "stop", "Stop", tooltip="Save a checkpoint and stop the run (asks first)"),
+        Binding(
+            "r", "resume", "Resume",
+            tooltip="Resume from the checkpoint selected in the Checkpoints tab",
+        ),
+        Binding("l", "log_scale", "Log scale", tooltip="Loss axis: linear / log scale"),
+        Binding(
+            "m", "metrics", "Metrics",
+            tooltip="Saved metrics of this run: results files and log history",
+        ),
+        Binding("tab", "app.focus_next", show=False),
+        # The tab titles show these keys: keep them out of the footer.
+        Binding("1", "tab('tab-checkpoints')", "Checkpoints", show=False),
+        Binding("2", "tab('tab-log')", "Log", show=False),
+        Binding("3", "tab('tab-final')", "Final metrics", show=False),
     ]
 
     app: ClmtuneApp
@@ -85,13 +113,13 @@ class LiveScreen(Screen):
                 yield SignalsPanel(id="signals")
                 yield MemoryPanel(id="memory")
         with TabbedContent(id="live-tabs"):
-            with TabPane("Checkpoints", id="tab-checkpoints"):
+            with TabPane("Checkpoints (1)", id="tab-checkpoints"):
                 yield CheckpointTable(id="checkpoints")
-            with TabPane("Log", id="tab-log"):
+            with TabPane("Log (2)", id="tab-log"):
                 yield LogView(id="log")
-            with TabPane("Final", id="tab-final"):
+            with TabPane("Final (3)", id="tab-final"):
                 yield FinalTable(id="final")
-        yield Footer()
+        yield AppFooter()
 
     def on_mount(self) -> None:
         # After the first refresh every nested widget is composed; start filling then.
@@ -238,6 +266,10 @@ class LiveScreen(Screen):
             self.query_one(PhaseBar).show(self.view, self.app.clock())
 
     # ---- actions ------------------------------------------------------------
+
+    def action_tab(self, tab: str) -> None:
+        """Show one of the tabs under the chart."""
+        self.query_one(TabbedContent).active = tab
 
     def action_back(self) -> None:
         self.app.pop_screen()

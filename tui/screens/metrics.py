@@ -22,12 +22,13 @@ from textual.app import ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
-from textual.widgets import Footer, Static, TabbedContent, TabPane
+from textual.widgets import Static, TabbedContent, TabPane
 from textual.worker import Worker, WorkerState
 
 from backend.events import EVENTS_FILE, read_events, reduce_events, to_float
 from tui import fmt
 from tui.screens.editor import binding_commands, display_path
+from tui.widgets.footer import AppFooter
 from tui.widgets.metrics_table import LogHistoryTable, ResultsTable
 
 TRAINER_STATE = "trainer_state.json"
@@ -181,7 +182,7 @@ def summary_lines(saved: SavedRun) -> list[tuple[str, str]]:
         ("last loss", fmt.num(s.last_loss)),
         ("best eval loss", fmt.num(s.best_eval_loss)),
         ("perplexity", fmt.num(s.perplexity)),
-        ("accuracy", fmt.num(saved.accuracy)),
+        ("accuracy", fmt.percent(saved.accuracy)),  # as the live view's final table
         ("checkpoints", _checkpoint_text(s.checkpoints)),
     ]
     if s.world_size and s.world_size > 1:
@@ -230,13 +231,22 @@ class MetricsScreen(Screen[None]):
     MetricsScreen .summary-label { color: $text-muted; }
     """
 
+    HELP_TITLE = "Saved metrics"
+    HELP = (
+        "What a run left on disk: its summary and loss curve, the train / eval / all "
+        "results files and Trainer's log history. Works for any Hugging Face output "
+        "folder (trainer_state.json and friends), not only clmtune runs."
+    )
+    FOOTER_OPTIONAL = frozenset({"toggle_theme", "open_toml"})
+
     BINDINGS = [
         Binding("escape,b", "back", "Back"),
-        Binding("1", "tab('overview')", "Overview"),
-        Binding("2", "tab('results')", "Results"),
-        Binding("3", "tab('history')", "Log history"),
-        Binding("l", "log_scale", "Log scale"),
-        Binding("f5,ctrl+r", "reload", "Reload"),
+        # The tab titles show these keys: keep them out of the footer.
+        Binding("1", "tab('overview')", "Overview", show=False),
+        Binding("2", "tab('results')", "Results", show=False),
+        Binding("3", "tab('history')", "Log history", show=False),
+        Binding("l", "log_scale", "Log scale", tooltip="Loss axis: linear / log scale"),
+        Binding("f5,ctrl+r", "reload", "Reload", tooltip="Read the files again"),
     ]
 
     def palette_commands(self) -> Iterable[SystemCommand]:
@@ -263,7 +273,7 @@ class MetricsScreen(Screen[None]):
             with TabPane("Log history (3)", id="history"):
                 yield Static("", id="history-source", markup=False)
                 yield LogHistoryTable(id="history-table")
-        yield Footer()
+        yield AppFooter()
 
     def _chart(self) -> ComposeResult:
         try:

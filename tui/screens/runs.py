@@ -10,9 +10,10 @@ from textual import on, work
 from textual.app import ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Static
+from textual.widgets import DataTable, Static
 
 from tui.messages import RunsRefreshed
+from tui.widgets.footer import AppFooter
 from tui.widgets.run_table import RunTable
 
 if TYPE_CHECKING:
@@ -21,8 +22,8 @@ if TYPE_CHECKING:
 REFRESH_S = 2.0
 EMPTY_HINT = (
     "No runs yet in {root}\n\n"
-    "Press [b]n[/b] to start the offline demo (a tiny model, trains in seconds on a CPU),\n"
-    "or [b]o[/b] to open a run settings TOML file."
+    "Press [b]n[/b] to set up the offline demo (a tiny model that trains in a minute or\n"
+    "two on a CPU), [b]o[/b] to open a run settings TOML file, [b]?[/b] for help."
 )
 
 
@@ -33,29 +34,66 @@ def list_runs(root: Path) -> list[Any]:
     return _list_runs(root)
 
 
+RUN_ACTIONS = ("open_run", "resume", "delete", "metrics")
+
+
+def shown_path(path: Path) -> str:
+    """``./runs`` for a relative folder (clearer in a sentence than a bare ``runs``)."""
+    text = str(path)
+    return text if path.is_absolute() or text.startswith(".") else f"./{text}"
+
+
 class RunsScreen(Screen):
     """The table of runs and the actions on the selected one."""
 
+    HELP_TITLE = "Runs"
+    HELP = (
+        "Every run in {runs_dir}, newest first, refreshed every two seconds. Move with "
+        "↑/↓ (or the mouse) and press enter to watch a run, live or finished.\n\n"
+        "Training runs in its own process: quitting this dashboard leaves it running, and "
+        "opening the run again shows its whole history."
+    )
+    HELP_KEYS = (("↑ / ↓", "Select a run"),)
+
     BINDINGS = [
-        Binding("enter", "open_run", "Open"),
-        Binding("r", "resume", "Resume"),
-        Binding("d", "delete", "Delete"),
-        Binding("m", "metrics", "Metrics"),
+        Binding("enter", "open_run", "Open", tooltip="Watch the selected run, live or finished"),
+        Binding(
+            "r", "resume", "Resume",
+            tooltip="Resume the selected run from its newest complete checkpoint",
+        ),
+        Binding(
+            "d", "delete", "Delete",
+            tooltip="Delete the selected run folder (asks first; never a running run)",
+        ),
+        Binding(
+            "m", "metrics", "Metrics",
+            tooltip="Saved metrics of the selected run: results files and log history",
+        ),
     ]
 
     app: ClmtuneApp
 
     def compose(self) -> ComposeResult:
-        yield Static(f"clmtune · runs in {self.app.runs_dir}", classes="title-bar", id="runs-title")
+        root = shown_path(self.app.runs_dir)
+        yield Static(f"clmtune · runs in {root}", classes="title-bar", id="runs-title")
         yield RunTable(clock=self.app.clock, id="runs-table")
-        yield Static(EMPTY_HINT.format(root=self.app.runs_dir), id="runs-empty")
-        yield Footer()
+        yield Static(EMPTY_HINT.format(root=root), id="runs-empty")
+        yield AppFooter()
 
     def on_mount(self) -> None:
         self.add_class("-empty")
         # List after the first paint: the scan must not compete with it for the GIL.
         self.call_after_refresh(self.refresh_runs)
-        self.set_interval(REFRESH_S, self.refresh_runs)
+        self._timer = self.set_interval(REFRESH_S, self.refresh_runs)
+
+    def on_screen_suspend(self) -> None:
+        # Nobody sees the list under a live view: stop scanning the disk for it.
+        self._timer.pause()
+
+    def on_screen_resume(self) -> None:
+        if self.is_mounted and hasattr(self, "_timer"):
+            self.refresh_runs()
+            self._timer.resume()
 
     @property
     def table(self) -> RunTable:
@@ -65,11 +103,9 @@ class RunsScreen(Screen):
     def selected(self) -> Any | None:
         return self.table.selected
 
-    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        # Dim the per-run keys in the footer while there is no run to act on.
-        if action in ("open_run", "resume", "delete", "metrics") and self.selected is None:
-            return None
-        return True
+    def footer_hidden(self) -> tuple[str, ...]:
+        """No run to act on: the per-run keys leave the footer (room for n, ? and q)."""
+        return RUN_ACTIONS if self.selected is None else ()
 
     @work(thread=True, exclusive=True, group="runs-refresh", exit_on_error=False)
     def refresh_runs(self) -> None:
@@ -91,7 +127,8 @@ class RunsScreen(Screen):
     def _need_selection(self) -> Any | None:
         run = self.selected
         if run is None:
-            self.notify("No run selected.", severity="warning")
+            self.notify("No runs yet: press n to set up the offline demo, or o to open a "
+                        "TOML file.", severity="warning")
         return run
 
     def action_open_run(self) -> None:

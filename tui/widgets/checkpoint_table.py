@@ -67,7 +67,13 @@ class CheckpointTable(DataTable):
         return None
 
     def update_checkpoints(self, rows: Sequence[CheckpointRow]) -> None:
-        keep = self.selected.path if self.selected is not None else None
+        """Show ``rows`` newest first.
+
+        A cursor on the newest row follows the newest checkpoint (what resume should
+        pick by default); a cursor the user moved down stays on its checkpoint.
+        """
+        selected = self.selected
+        keep = selected.path if selected is not None and self.cursor_row > 0 else None
         self.rows_shown = sorted(rows, key=lambda r: r.step, reverse=True)
         self.clear()
         for row in self.rows_shown:
@@ -80,7 +86,5 @@ class CheckpointTable(DataTable):
                 Text(row.state, style=style),
                 key=str(row.path),
             )
-        for index, row in enumerate(self.rows_shown):
-            if row.path == keep:
-                self.move_cursor(row=index, animate=False, scroll=False)
-                break
+        index = next((i for i, r in enumerate(self.rows_shown) if r.path == keep), 0)
+        self.move_cursor(row=index, animate=False, scroll=False)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 from textual.widgets import DataTable
@@ -35,8 +34,8 @@ def _cell(metrics: dict[str, Any], key: str | None, label: str) -> str:
         return "-"
     if label == "runtime":
         return fmt.duration(value)
-    if label == "accuracy" and math.isfinite(value):
-        return f"{value:.2%}"
+    if label == "accuracy":
+        return fmt.percent(value)
     if label == "samples":
         return str(int(value))
     return fmt.num(value)

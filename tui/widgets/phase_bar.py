@@ -47,27 +47,41 @@ class PhaseBar(Static):
     COMPONENT_CLASSES = {"phase-bar--phase", "phase-bar--bar", "phase-bar--dim"}
 
     def show(self, view: Any, now: float) -> None:
+        self._last = (view, now)
         fraction = progress_fraction(view)
         phase = PHASE_LABELS.get(view.phase, view.phase)
-        text = Text()
-        text.append(f"{phase} ", style=self._style("phase-bar--phase"))
-        text.append(fmt.bar(fraction, 10), style=self._style("phase-bar--bar"))
-        text.append(f" {fraction * 100:3.0f}%" if fraction is not None else "")
+        if view.phase in ("finished", None) and view.status not in ("running", "unknown"):
+            phase = view.status  # "stopped" says more than "finished"
+        dim = self._style("phase-bar--dim")
+        head = Text()
+        head.append(f"{phase} ", style=self._style("phase-bar--phase"))
+        head.append(fmt.bar(fraction, 10), style=self._style("phase-bar--bar"))
+        head.append(f" {fraction * 100:3.0f}%" if fraction is not None else "")
         steps = f"{view.step}/{view.max_steps}" if view.max_steps else str(view.step)
-        text.append(f" · step {steps}")
+        head.append(f" · step {steps}")
+        # (priority, text): at a narrow width the lowest priorities go first.
+        parts: list[tuple[int, Text]] = []
         if view.epoch is not None:
-            text.append(f" ep {view.epoch:.2f}", style=self._style("phase-bar--dim"))
+            parts.append((0, Text(f" ep {view.epoch:.2f}", style=dim)))
         if view.tokens_per_second is not None:
-            text.append(f" · {fmt.si(view.tokens_per_second)} tok/s")
+            parts.append((3, Text(f" · {fmt.si(view.tokens_per_second)} tok/s")))
         elif view.samples_per_second is not None:
-            text.append(f" · {fmt.si(view.samples_per_second)} samp/s")
+            parts.append((3, Text(f" · {fmt.si(view.samples_per_second)} samp/s")))
         if view.status == "running" and view.eta_seconds is not None:
-            text.append(f" · ETA {fmt.duration(view.eta_seconds)}")
-        text.append(f" · {fmt.duration(elapsed(view, now))} elapsed",
-                    style=self._style("phase-bar--dim"))
-        if view.phase_detail and view.phase != "training":
-            text.append(f"  {view.phase_detail}", style=self._style("phase-bar--dim"))
-        self.update(text)
+            parts.append((4, Text(f" · ETA {fmt.duration(view.eta_seconds)}")))
+        parts.append((2, Text(f" · {fmt.duration(elapsed(view, now))} elapsed", style=dim)))
+        if view.phase_detail and view.phase != "training" and view.status == "running":
+            parts.append((1, Text(f"  {view.phase_detail}", style=dim)))
+        width = self.content_size.width
+        while width and parts and head.cell_len + sum(t.cell_len for _, t in parts) > width:
+            parts.remove(min(parts, key=lambda part: part[0]))
+        for _, part in parts:
+            head.append_text(part)
+        self.update(head)
+
+    def on_resize(self) -> None:
+        if getattr(self, "_last", None) is not None:
+            self.show(*self._last)
 
     def _style(self, component: str) -> str:
         return str(self.get_component_rich_style(component, partial=True))

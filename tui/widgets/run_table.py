@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 from rich.text import Text
@@ -21,17 +23,37 @@ STATUS_CLASSES = {
 }
 
 COLUMNS: tuple[tuple[str, str, int | None], ...] = (
-    # key, label, width (None: auto). Most useful first: at 80 columns the tail scrolls.
+    # key, label, width (None: sized to the names). Most useful first.
     ("name", "Run", None),
     ("status", "Status", 9),
-    ("progress", "Step", 13),
+    ("progress", "Step", 14),
     ("loss", "Loss", 6),
     ("eval", "Eval", 6),
     ("ppl", "PPL", 6),
-    ("started", "Started", 10),
+    ("started", "Started", 9),
     ("duration", "Took", 7),
     ("model", "Model", None),
 )
+# Below WIDE columns of table the least needed columns are left out, so that nothing
+# scrolls sideways at 80×24 (the name keeps the start time of default run names).
+WIDE = 100
+NARROW_KEYS = ("name", "status", "progress", "loss", "ppl", "duration")
+NAME_WIDTH = (8, 24, 40)  # min, max narrow, max wide
+BAR_WIDTH = 5
+MODEL_MIN = 8
+
+
+def short_model(model: str | None) -> str:
+    """A hub id as is; a local folder relative to the working folder, or its last parts."""
+    if not model:
+        return "-"
+    if not os.path.isabs(model):
+        return model
+    rel = os.path.relpath(model)
+    if not rel.startswith(".."):
+        return rel
+    parts = Path(model).parts
+    return model if len(parts) <= 3 else os.path.join("…", *parts[-2:])
 
 
 def run_key(run: Any) -> str:
@@ -59,10 +81,48 @@ class RunTable(DataTable):
         super().__init__(cursor_type="row", zebra_stripes=True, **kwargs)
         self.clock = clock
         self.runs: list[Any] = []
+        self._columns_shown: tuple[tuple[str, int | None], ...] = ()
 
-    def on_mount(self) -> None:
-        for key, label, width in COLUMNS:
-            self.add_column(label, key=key, width=width)
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "select_cursor" and not self.runs:
+            return False  # nothing to open: keep "Open" out of the footer
+        return True
+
+    def on_resize(self) -> None:
+        # Columns are made once the width is known (the first resize), then rebuilt only
+        # when the width crosses WIDE or the names need another width.
+        if self._ensure_columns() and self.runs:
+            self._fill()
+
+    def column_spec(self) -> tuple[tuple[str, int | None], ...]:
+        """The (key, width) of each column for the current width and run names."""
+        wide = self.size.width >= WIDE or self.size.width == 0
+        longest = max((len(str(run.name)) for run in self.runs), default=0)
+        low, narrow_max, wide_max = NAME_WIDTH
+        name_width = max(low, min(longest, wide_max if wide else narrow_max))
+        spec = []
+        for key, _label, width in COLUMNS:
+            if not wide and key not in NARROW_KEYS:
+                continue
+            spec.append((key, name_width if key == "name" else width))
+        if wide and self.size.width:
+            # The model takes what is left (each column pads one cell on both sides,
+            # and the vertical scrollbar may take two): nothing scrolls sideways.
+            used = sum((w or 0) + 2 for k, w in spec if k != "model") + 2 + 2
+            spec[-1] = ("model", max(MODEL_MIN, self.size.width - used))
+        return tuple(spec)
+
+    def _ensure_columns(self) -> bool:
+        """Rebuild the columns when the spec changed; True when it did."""
+        spec = self.column_spec()
+        if spec == self._columns_shown:
+            return False
+        labels = {key: label for key, label, _ in COLUMNS}
+        self.clear(columns=True)
+        for key, width in spec:
+            self.add_column(labels[key], key=key, width=width)
+        self._columns_shown = spec
+        return True
 
     def notify_style_update(self) -> None:
         super().notify_style_update()
@@ -82,14 +142,23 @@ class RunTable(DataTable):
         previous = self.selected
         keep = run_key(previous) if previous is not None else None
         self.runs = list(runs)
-        self.clear()
-        for run in self.runs:
-            self.add_row(*self._cells(run), key=run_key(run))
+        self._ensure_columns()
+        self._fill()
         if keep is not None:
             for index, run in enumerate(self.runs):
                 if run_key(run) == keep:
                     self.move_cursor(row=index, animate=False, scroll=False)
                     break
+
+    def _fill(self) -> None:
+        row = self.cursor_row
+        self.clear()
+        keys = [key for key, _ in self._columns_shown]
+        for run in self.runs:
+            cells = self._cells(run)
+            self.add_row(*(cells[k] for k in keys), key=run_key(run))
+        if 0 <= row < len(self.runs):
+            self.move_cursor(row=row, animate=False, scroll=False)
 
     def _style(self, component: str) -> str:
         try:
@@ -97,24 +166,24 @@ class RunTable(DataTable):
         except Exception:  # noqa: BLE001 - before mount / unknown class: plain text
             return ""
 
-    def _cells(self, run: Any) -> list[Text | str]:
+    def _cells(self, run: Any) -> dict[str, Text | str]:
         now = self.clock()
         status = str(run.status)
         step_txt = f"{run.global_step}/{run.max_steps}" if run.max_steps else str(run.global_step)
         fraction = run.global_step / run.max_steps if run.max_steps else None
-        progress = Text(fmt.bar(fraction, 6), style=self._style("run-table--dim"))
+        progress = Text(fmt.bar(fraction, BAR_WIDTH), style=self._style("run-table--dim"))
         progress.append(f" {step_txt}")
         took = run.duration
         if status == "running" and run.started is not None:
             took = now - run.started  # the injectable clock, not read_run's wall time
-        return [
-            Text(run.name, overflow="ellipsis", no_wrap=True),
-            Text(status, style=self._style(STATUS_CLASSES.get(status, "run-table--dim"))),
-            progress,
-            fmt.num(run.last_loss),
-            fmt.num(run.best_eval_loss),
-            fmt.num(run.perplexity),
-            fmt.started(run.started, now),
-            fmt.duration(took),
-            Text(run.model or "-", overflow="ellipsis", no_wrap=True),
-        ]
+        return {
+            "name": Text(run.name, overflow="ellipsis", no_wrap=True),
+            "status": Text(status, style=self._style(STATUS_CLASSES.get(status, "run-table--dim"))),
+            "progress": progress,
+            "loss": fmt.num(run.last_loss),
+            "eval": fmt.num(run.best_eval_loss),
+            "ppl": fmt.num(run.perplexity),
+            "started": fmt.started(run.started, now),
+            "duration": fmt.duration(took),
+            "model": Text(short_model(run.model), overflow="ellipsis", no_wrap=True),
+        }
