@@ -2,8 +2,11 @@
 
 A thread worker (:class:`tui.tailer.RunFollower`) replays the whole events file, then
 follows it, posting :class:`EventsArrived` batches. The screen folds each batch into a
-:class:`backend.events.RunView` (the same reducer every UI uses) and updates the widgets
-inside one ``batch_update``. Finished and live runs take the same path.
+:class:`backend.events.RunView` (the same reducer every UI uses) at once, but renders the
+widgets at most about once a second (``RENDER_EVERY_S``): a redraw per 0.3 s poll costs
+the training next door real throughput on a small machine. What the user must see at
+once (the first batch, a phase or status change, a checkpoint, the end) renders
+immediately. Finished and live runs take the same path.
 """
 
 from __future__ import annotations
@@ -37,6 +40,11 @@ if TYPE_CHECKING:
     from tui.app import ClmtuneApp
 
 ENDED = ("completed", "stopped", "failed", "crashed")
+RENDER_EVERY_S = 1.0  # coalesce data batches into one redraw per this many seconds
+# Event types rendered as soon as they arrive rather than at the next coalesced redraw.
+URGENT_EVENTS = frozenset(
+    {"run_started", "run_finished", "phase", "checkpoint", "final_metrics", "warning"}
+)
 
 
 def list_checkpoint_rows(run_dir: Path) -> list[CheckpointRow] | None:
@@ -99,7 +107,12 @@ class LiveScreen(Screen):
         self.follow = follow  # False in tests that inject EventsArrived themselves
         self.disk_status: RunStatusChanged | None = None
         self._shown_status: str | None = None
+        self._shown_title: Text | None = None
+        self._shown_error: Text | None = None
         self._event_marks: list[CheckpointRow] = []
+        # Folded into the view but not rendered yet (the log and the flags need them).
+        self._pending: list[dict[str, Any]] = []
+        self._rendered_data = False  # the first batch (the replay) renders at once
 
     # ---- layout -------------------------------------------------------------
 
@@ -129,7 +142,7 @@ class LiveScreen(Screen):
         self._render_all([])
         if self.follow:
             self._follow()
-        self.set_interval(1.0, self._tick)
+        self.set_interval(RENDER_EVERY_S, self._tick)
 
     # ---- data in ------------------------------------------------------------
 
@@ -145,13 +158,34 @@ class LiveScreen(Screen):
         message.stop()
         if Path(message.run_dir) != self.run_dir:
             return
-        self.view.apply_all(message.events)
-        with self.app.batch_update():
-            self._render_all(message.events)
+        view = self.view
+        before = (view.phase, view.status)
+        view.apply_all(message.events)
+        self._pending.extend(message.events)
+        urgent = (
+            not self._rendered_data
+            or (view.phase, view.status) != before
+            or any(e.get("type") in URGENT_EVENTS for e in message.events)
+        )
+        if urgent:
+            self._flush()
         if any(
             e.get("type") in ("checkpoint", "run_started", "run_finished") for e in message.events
         ):
             self._list_checkpoints()
+
+    def _flush(self) -> None:
+        """Render what arrived since the last render, unless nobody can see this screen."""
+        if not self._pending or not self.is_current:
+            return  # on_screen_resume renders what piled up meanwhile
+        events, self._pending = self._pending, []
+        self._rendered_data = True
+        with self.app.batch_update():
+            self._render_all(events)
+
+    def on_screen_resume(self) -> None:
+        if self.is_mounted:
+            self._flush()
 
     @on(RunStatusChanged)
     def _status_changed(self, message: RunStatusChanged) -> None:
@@ -224,7 +258,9 @@ class LiveScreen(Screen):
         model = self._model_name()
         if model:
             title.append(f"  {model}")
-        self.query_one("#live-title", Static).update(title)
+        if title != self._shown_title:
+            self._shown_title = title
+            self.query_one("#live-title", Static).update(title, layout=False)  # height 1
         error = self.view.error or (self.disk_status.error if self.disk_status else None)
         hint = self.view.hint or (self.disk_status.hint if self.disk_status else None)
         panel = self.query_one("#error-panel", Static)
@@ -244,7 +280,9 @@ class LiveScreen(Screen):
                 body.append(
                     "\nhint: see the Log tab (logs/worker.err); resume from a checkpoint with r"
                 )
-            panel.update(body)
+            if body != self._shown_error:
+                self._shown_error = body
+                panel.update(body)
             panel.add_class("-shown")
         else:
             panel.remove_class("-shown")
@@ -262,7 +300,9 @@ class LiveScreen(Screen):
             tabs.active = "tab-log"
 
     def _tick(self) -> None:
-        if self.status == "running":
+        if self._pending:
+            self._flush()  # the coalesced redraw (also moves the elapsed time)
+        elif self.status == "running" and self.is_current:
             self.query_one(PhaseBar).show(self.view, self.app.clock())
 
     # ---- actions ------------------------------------------------------------

@@ -23,6 +23,7 @@ from textual_plot import HiResMode, LegendLocation, NumericAxisFormatter, PlotWi
 
 from tui import fmt
 from tui.thin import log10_positive, thin_minmax
+from tui.widgets.label_text import set_label
 
 SPARK_POINTS = 400  # tail of lr / grad norm shown in the strips
 
@@ -199,11 +200,11 @@ class SignalsPanel(Vertical):
 
     def update_signals(self, learning_rate: Sequence[float], grad_norm: Sequence[float]) -> None:
         lr_tail, gn_tail = _tail(learning_rate), _tail(grad_norm)
-        self.query_one("#lr-value", Label).update(
-            f"lr   {fmt.num(lr_tail[-1] if lr_tail else None, 3)}"
-        )
-        self.query_one("#gn-value", Label).update(
-            f"grad {fmt.num(gn_tail[-1] if gn_tail else None, 3)}"
-        )
+        # The labels have a fixed width (CSS): a new value needs no reflow.
+        set_label(self.query_one("#lr-value", Label),
+                  f"lr   {fmt.num(lr_tail[-1] if lr_tail else None, 3)}", fixed=True)
+        set_label(self.query_one("#gn-value", Label),
+                  f"grad {fmt.num(gn_tail[-1] if gn_tail else None, 3)}", fixed=True)
         self.query_one("#lr-spark", Sparkline).data = lr_tail
         self.query_one("#gn-spark", Sparkline).data = gn_tail
+

@@ -14,6 +14,7 @@ from textual.widgets import Label, Sparkline
 
 from backend.events import to_float
 from tui import fmt
+from tui.widgets.label_text import set_label
 
 HISTORY = 120  # samples in the sparkline
 
@@ -86,6 +87,6 @@ class MemoryPanel(Vertical):
 
     def _fill(self, samples: Sequence[dict[str, Any]], rows: list[tuple[str, str]]) -> None:
         for i, (head, detail) in enumerate(rows):
-            self.query_one(f"#mem-head-{i}", Label).update(head)
-            self.query_one(f"#mem-detail-{i}", Label).update(detail)
+            set_label(self.query_one(f"#mem-head-{i}", Label), head)
+            set_label(self.query_one(f"#mem-detail-{i}", Label), detail)
             self.query_one(f"#mem-spark-{i}", Sparkline).data = history(samples, i)

@@ -77,7 +77,8 @@ class PhaseBar(Static):
             parts.remove(min(parts, key=lambda part: part[0]))
         for _, part in parts:
             head.append_text(part)
-        self.update(head)
+        # One line, full width (CSS): new text never changes the size, so no reflow.
+        self.update(head, layout=False)
 
     def on_resize(self) -> None:
         if getattr(self, "_last", None) is not None:
