@@ -45,7 +45,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from backend.events import EVENTS_FILE, Event, EventTailer, RunView, _sanitize, to_float
+from backend.events import (
+    EVENTS_FILE,
+    Event,
+    EventTailer,
+    RunView,
+    _sanitize,
+    perplexity,
+    read_json,
+    to_float,
+)
 
 RUN_JSON = "run.json"
 CONFIG_TOML = "config.toml"
@@ -162,15 +171,6 @@ class RunSummary:
 # ---------------------------------------------------------------- small readers
 
 
-def _read_json(path: Path) -> Any:
-    """Parsed JSON or None (missing, unreadable or torn file)."""
-    try:
-        with open(path, encoding="utf-8") as fh:
-            return json.load(fh)
-    except (OSError, ValueError):
-        return None
-
-
 def _read_toml(path: Path) -> dict:
     if sys.version_info >= (3, 11):
         import tomllib
@@ -197,7 +197,7 @@ def write_json_atomic(path: Path, data: dict) -> None:
 
 def read_run_json(run_dir: Path) -> dict:
     """``run.json`` as a dict ({} when missing or damaged)."""
-    data = _read_json(Path(run_dir) / RUN_JSON)
+    data = read_json(Path(run_dir) / RUN_JSON)
     return data if isinstance(data, dict) else {}
 
 
@@ -631,7 +631,7 @@ def _weights_state(ckpt: Path, names: set[str]) -> tuple[bool, str]:
     """(intact, reason) for the model weights of a checkpoint."""
     for index_name in _INDEXES:
         if index_name in names:
-            index = _read_json(ckpt / index_name)
+            index = read_json(ckpt / index_name)
             if not isinstance(index, dict) or not isinstance(index.get("weight_map"), dict):
                 return False, f"{index_name} is damaged"
             for shard in sorted(set(index["weight_map"].values())):
@@ -668,7 +668,7 @@ def _full_state_missing(ckpt: Path, names: set[str], world_size: int | None) -> 
         missing.append("scheduler.pt")
     elif not _file_intact(ckpt / "scheduler.pt"):
         missing.append("scheduler.pt (torn)")
-    state = _read_json(ckpt / TRAINER_STATE)
+    state = read_json(ckpt / TRAINER_STATE)
     if not isinstance(state, dict):
         missing.append(TRAINER_STATE)
     rngs = sorted(n for n in names if _RNG_RE.match(n))
@@ -729,10 +729,10 @@ def classify_checkpoint(path: Path, *, ours: bool | None = None) -> CheckpointIn
         names = {e.name for e in os.scandir(path)}
     except OSError:
         names = set()
-    marker = _read_json(path / COMPLETE_MARKER) if COMPLETE_MARKER in names else None
+    marker = read_json(path / COMPLETE_MARKER) if COMPLETE_MARKER in names else None
     has_marker = COMPLETE_MARKER in names
     world_size = marker.get("world_size") if isinstance(marker, dict) else None
-    state_json = _read_json(path / TRAINER_STATE) if TRAINER_STATE in names else None
+    state_json = read_json(path / TRAINER_STATE) if TRAINER_STATE in names else None
     if step < 0 and isinstance(state_json, dict) and isinstance(state_json.get("global_step"), int):
         step = state_json["global_step"]
 
@@ -845,7 +845,7 @@ def _model_name(settings: dict, run_dir: Path) -> str | None:
         value = model.get(key)
         if value:
             return str(value)
-    config = _read_json(run_dir / "config.json")
+    config = read_json(run_dir / "config.json")
     if isinstance(config, dict):
         name = config.get("_name_or_path") or config.get("model_type")
         if name:
@@ -865,7 +865,7 @@ class _StateDigest:
 
 def _digest_trainer_state(path: Path) -> _StateDigest | None:
     """Reduce a ``trainer_state.json``; None when it is missing or damaged."""
-    state = _read_json(path)
+    state = read_json(path)
     if not isinstance(state, dict):
         return None
     history = state.get("log_history") if isinstance(state.get("log_history"), list) else []
@@ -902,19 +902,10 @@ def _apply_trainer_state(summary: RunSummary, state: _StateDigest) -> None:
         summary.best_eval_loss = state.best_eval_loss
 
 
-def _perplexity(loss: float | None) -> float | None:
-    if loss is None:
-        return None
-    try:
-        return math.exp(loss)
-    except OverflowError:
-        return math.inf
-
-
 def _read_metrics(run_dir: Path) -> dict[str, dict]:
     metrics: dict[str, dict] = {}
     for split, name in RESULT_FILES.items():
-        data = _read_json(run_dir / name)
+        data = read_json(run_dir / name)
         if isinstance(data, dict):
             metrics[split] = data
     return metrics
@@ -1010,7 +1001,7 @@ def read_run(run_dir: Path) -> RunSummary:
     if summary.perplexity is None:
         summary.perplexity = to_float(final_eval.get("perplexity"))
     if summary.perplexity is None:
-        summary.perplexity = _perplexity(to_float(final_eval.get("eval_loss")))
+        summary.perplexity = perplexity(to_float(final_eval.get("eval_loss")))
     final_loss = to_float(final_eval.get("eval_loss"))
     if final_loss is not None and math.isfinite(final_loss):
         if summary.best_eval_loss is None or final_loss < summary.best_eval_loss:
