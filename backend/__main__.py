@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from backend.cli import main
+from clmtune.backend.cli import main
 
 if __name__ == "__main__":
     sys.exit(main())

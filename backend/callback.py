@@ -32,9 +32,9 @@ from typing import Any
 
 from transformers import TrainerCallback
 
-from backend.events import Emit, make_event, perplexity
-from backend.memory import MemorySampler
-from backend.runs import COMPLETE_MARKER, STOP_FILE, write_json_atomic
+from clmtune.backend.events import Emit, make_event, perplexity
+from clmtune.backend.memory import MemorySampler
+from clmtune.backend.runs import COMPLETE_MARKER, STOP_FILE, write_json_atomic
 
 
 class StopControl:

@@ -14,7 +14,7 @@ Exit codes (``clmtune train`` mirrors the run's final status):
   ``crashed`` and resumes from the newest complete checkpoint).
 
 Heavy or display imports (rich's progress display, the config schema, torch
-through the worker) happen inside the commands, so ``import backend.cli`` is
+through the worker) happen inside the commands, so ``import clmtune.backend.cli`` is
 cheap and never pulls in a live display.
 """
 
@@ -30,7 +30,8 @@ import time
 from pathlib import Path
 from typing import Any, NoReturn
 
-import backend
+from clmtune import backend
+from clmtune.backend.errors import ClmtuneError, UsageError
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_STOPPED, EXIT_ABORTED = 0, 1, 2, 3, 130
 STATUS_EXIT = {"completed": EXIT_OK, "stopped": EXIT_STOPPED, "failed": EXIT_FAILED,
@@ -38,7 +39,7 @@ STATUS_EXIT = {"completed": EXIT_OK, "stopped": EXIT_STOPPED, "failed": EXIT_FAI
 POLL_S = 0.2
 
 
-class BadInput(Exception):
+class BadInput(UsageError):
     """A user error: printed as one line, exit code 2."""
 
 
@@ -187,8 +188,8 @@ def _tail_until_exit(launched: Any, console: Any, interrupts: _Interrupts) -> tu
     """Follow the worker's events until its process exits; returns ('aborted' or '', view)."""
     from rich.progress import BarColumn, Progress, TextColumn
 
-    from backend.events import EVENTS_FILE, EventTailer, RunView
-    from backend.launch import kill_run, request_stop
+    from clmtune.backend.events import EVENTS_FILE, EventTailer, RunView
+    from clmtune.backend.launch import kill_run, request_stop
 
     tailer = EventTailer(launched.run_dir / EVENTS_FILE)
     view = RunView()
@@ -244,8 +245,8 @@ def _tail_until_exit(launched: Any, console: Any, interrupts: _Interrupts) -> tu
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from backend.launch import start_run
-    from backend.runs import read_run, read_run_json
+    from clmtune.backend.launch import start_run
+    from clmtune.backend.runs import read_run, read_run_json
 
     console = _console()
     config_path = Path(args.file) if args.file else None
@@ -321,7 +322,7 @@ def _need_settings_file(path: Path) -> None:
 
 
 def _need_run_dir(path: str) -> Path:
-    from backend.runs import is_run_dir
+    from clmtune.backend.runs import is_run_dir
 
     run_dir = Path(path)
     if run_dir.exists() and not run_dir.is_dir():
@@ -334,8 +335,8 @@ def _need_run_dir(path: str) -> Path:
 
 
 def _cmd_stop(args: argparse.Namespace) -> int:
-    from backend.launch import request_stop
-    from backend.runs import read_run
+    from clmtune.backend.launch import request_stop
+    from clmtune.backend.runs import read_run
 
     run_dir = _need_run_dir(args.run_dir)
     if not request_stop(run_dir):
@@ -372,7 +373,7 @@ def _cmd_runs(args: argparse.Namespace) -> int:
     from rich.table import Table
     from rich.text import Text
 
-    from backend.runs import list_runs
+    from clmtune.backend.runs import list_runs
 
     root = Path(args.dir)
     if root.exists() and not root.is_dir():
@@ -423,7 +424,7 @@ def _cmd_show(args: argparse.Namespace) -> int:
     from rich.table import Table
     from rich.text import Text
 
-    from backend.runs import read_run
+    from clmtune.backend.runs import read_run
 
     summary = read_run(_need_run_dir(args.run_dir))
     if args.json:
@@ -475,7 +476,7 @@ def _cmd_show(args: argparse.Namespace) -> int:
 
 
 def _cmd_check(args: argparse.Namespace) -> int:
-    from backend.config import check_file
+    from clmtune.backend.config import check_file
 
     path = Path(args.file)
     _need_settings_file(path)
@@ -483,7 +484,7 @@ def _cmd_check(args: argparse.Namespace) -> int:
 
 
 def _cmd_init(args: argparse.Namespace) -> int:
-    from backend.presets import init_file
+    from clmtune.backend.presets import init_file
 
     return int(init_file(Path(args.file), args.preset, force=args.force))
 
@@ -533,22 +534,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _bad_input_types() -> tuple[type[BaseException], ...]:
-    from backend.config import ConfigError
-    from backend.runs import RunError
-
-    return (BadInput, ConfigError, RunError)
-
-
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``clmtune``; returns the exit code (see the module docstring)."""
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except _bad_input_types() as exc:
+    except ClmtuneError as exc:  # the one place errors become text and an exit code
         for line in str(exc).splitlines() or [type(exc).__name__]:
             print(f"clmtune: error: {line}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+        return exc.exit_code
     except KeyboardInterrupt:
         return EXIT_ABORTED
     except BrokenPipeError:  # `clmtune runs | head`

@@ -44,6 +44,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from clmtune.backend.errors import SchemaUnavailable, SettingsError
+
 SECTIONS = ("model", "data", "training", "launch")
 
 KINDS = ("bool", "int", "float", "str", "choice", "path", "list", "dict")
@@ -73,16 +75,8 @@ class FieldError:
         return f"{where}{name}: {self.message}"
 
 
-class ConfigError(Exception):
-    """Raised when settings are invalid; carries every per-field error."""
-
-    def __init__(self, errors: list[FieldError]) -> None:
-        self.errors = list(errors)
-        super().__init__("\n".join(str(e) for e in self.errors))
-
-
-class SchemaUnavailable(RuntimeError):
-    """The TrainingArguments schema could not be produced (transformers missing or broken)."""
+class ConfigError(SettingsError):
+    """Raised when settings are invalid; carries every per-field error (``FieldError``)."""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -554,7 +548,7 @@ def schema_cache_path() -> Path:
 def load_schema_for_ui() -> dict[str, dict[str, FieldSpec]]:
     """The schema without importing transformers in this process (what the TUI calls).
 
-    Reads the JSON cache; when it is missing, runs ``python -m backend.config
+    Reads the JSON cache; when it is missing, runs ``python -m clmtune.backend.config
     --dump-schema`` once (a few seconds: call it from a worker thread) and writes
     the cache atomically. Raises SchemaUnavailable when that fails.
     """
@@ -587,12 +581,9 @@ def _write_schema_cache(text: str) -> None:
 
 
 def _dump_schema_in_subprocess() -> str:
-    root = Path(__file__).resolve().parent.parent
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(root), env.get("PYTHONPATH")) if p)
     proc = subprocess.run(
-        [sys.executable, "-m", "backend.config", "--dump-schema"],
-        capture_output=True, text=True, cwd=root, env=env, check=False,
+        [sys.executable, "-m", "clmtune.backend.config", "--dump-schema"],
+        capture_output=True, text=True, check=False,
     )
     lines = proc.stdout.strip().splitlines()
     if proc.returncode != 0 or not lines:
@@ -1633,7 +1624,7 @@ def torchrun_argv(cfg: RunConfig, run_dir: str | Path,
                  f"--master_port={launch.master_port or 29500}"]
     else:
         argv.append("--standalone")  # one machine: torchrun picks a free port itself
-    return argv + ["-m", "backend.worker", str(run_dir)]
+    return argv + ["-m", "clmtune.backend.worker", str(run_dir)]
 
 
 def command_line(cfg: RunConfig, config_path: str | Path,
@@ -1697,7 +1688,7 @@ def check_file(path: str | Path) -> int:
 def _main(argv: list[str]) -> int:
     import argparse
 
-    parser = argparse.ArgumentParser(prog="python -m backend.config")
+    parser = argparse.ArgumentParser(prog="python -m clmtune.backend.config")
     parser.add_argument("--dump-schema", action="store_true",
                         help="print the schema of the installed transformers as JSON")
     parser.add_argument("--reference", action="store_true",

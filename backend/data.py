@@ -25,11 +25,11 @@ from itertools import chain
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from backend.events import Emit, make_event
-from backend.model import TrainingSetupError, cfg_get
+from clmtune.backend.events import Emit, make_event
+from clmtune.backend.model import TrainingSetupError, cfg_get
 
 if TYPE_CHECKING:
-    from backend.config import RunConfig
+    from clmtune.backend.config import RunConfig
 
 PACKINGS = ("group", "line")
 # File suffix -> `datasets` builder, as run_clm maps them (jsonl is json lines).

@@ -21,7 +21,7 @@ import sysconfig
 from dataclasses import dataclass
 from pathlib import Path
 
-from backend.events import read_json
+from clmtune.backend.events import read_json
 
 MARKER = ".clmtune-demo-complete"
 EOS = "<|endoftext|>"
@@ -235,6 +235,6 @@ def demo_sections(assets: DemoAssets) -> dict[str, dict[str, object]]:
     ``clmtune init --preset demo`` writes); here the asset paths are absolute.
     """
     # Imported here: backend.presets imports this module's builder lazily, in turn.
-    from backend.presets import preset_sections
+    from clmtune.backend.presets import preset_sections
 
     return preset_sections("demo", assets)

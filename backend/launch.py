@@ -1,7 +1,7 @@
 """Start, stop and find training worker processes.
 
 Pure Python (the TUI imports it; no torch/transformers/datasets/evaluate). A
-run is started as ``python -m backend.worker RUN_DIR`` (or under ``torchrun``
+run is started as ``python -m clmtune.backend.worker RUN_DIR`` (or under ``torchrun``
 when ``[launch] nproc_per_node > 1`` or ``nnodes > 1``) from an argument list,
 never a shell string, in a new session so that closing the terminal (SIGHUP)
 or Ctrl-C in the UI never reaches it. Its stdout/stderr go to ``RUN_DIR/logs``.
@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from backend.events import EVENTS_FILE, read_json
-from backend.runs import (
+from clmtune.backend.events import EVENTS_FILE, read_json
+from clmtune.backend.runs import (
     CONFIG_TOML,
     RUN_JSON,
     STOP_FILE,
@@ -35,7 +35,7 @@ from backend.runs import (
 )
 
 if TYPE_CHECKING:  # config pulls in the schema; import it only where it is used
-    from backend.config import RunConfig
+    from clmtune.backend.config import RunConfig
 
 LOGS_DIR = "logs"
 WORKER_OUT = "worker.out"
@@ -43,7 +43,6 @@ WORKER_ERR = "worker.err"
 # How long start_run waits for the worker to write its own run.json record.
 START_WAIT_S = 60.0
 
-_PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
 @dataclass
@@ -89,7 +88,7 @@ def prepare_run_dir(cfg: RunConfig, run_dir: Path) -> Path:
     Refuses (RunError) a directory whose run is still running, and a non-empty
     directory that is not a run dir (it would mix a run into unrelated files).
     """
-    from backend.config import save_config
+    from clmtune.backend.config import save_config
 
     run_dir = Path(run_dir).resolve()
     if run_dir.exists() and not run_dir.is_dir():
@@ -116,24 +115,24 @@ def prepare_run_dir(cfg: RunConfig, run_dir: Path) -> Path:
 
 def worker_command(cfg: RunConfig, run_dir: Path, resume: Path | None = None) -> list[str]:
     """The argument list that runs the worker (torchrun for more than one process)."""
-    from backend.config import launch_settings, torchrun_argv
+    from clmtune.backend.config import launch_settings, torchrun_argv
 
     tail = ["--resume", str(resume)] if resume is not None else []
     if not launch_settings(cfg).distributed:
-        return [sys.executable, "-m", "backend.worker", str(run_dir), *tail]
+        return [sys.executable, "-m", "clmtune.backend.worker", str(run_dir), *tail]
     # torchrun of this interpreter (not whatever `torchrun` is first on PATH).
     launcher = [sys.executable, "-m", "torch.distributed.run"]
     return [*torchrun_argv(cfg, run_dir, launcher=launcher), *tail]
 
 
 def _load_for_launch(config_path: Path, hardware: bool) -> RunConfig:
-    from backend.config import load_config
+    from clmtune.backend.config import load_config
 
     return load_config(Path(config_path), for_launch=True, hardware=hardware)
 
 
 def _validate(cfg: RunConfig, hardware: bool) -> None:
-    from backend.config import ConfigError, validate_config
+    from clmtune.backend.config import ConfigError, validate_config
 
     errors, _warnings = validate_config(cfg, for_launch=True, hardware=hardware)
     if errors:
@@ -156,9 +155,6 @@ def _choose_run_dir(
 
 def _worker_env() -> dict[str, str]:
     env = dict(os.environ)
-    # The worker runs `-m backend.worker`: make the package importable from any cwd.
-    parts = [str(_PROJECT_ROOT), *filter(None, env.get("PYTHONPATH", "").split(os.pathsep))]
-    env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(parts))
     env.setdefault("PYTHONUNBUFFERED", "1")
     # Busy-waiting OpenMP threads make CPU training several times slower as soon as another
     # process (the dashboard, a second run) wants a core; passive waiting costs nothing.
@@ -344,7 +340,7 @@ def _setting(cfg: Any, section: str, key: str) -> Any:
 
 
 def _old_config(checkpoint: Path, run_dir: Path) -> Any | None:
-    from backend.config import ConfigError, RunConfig, read_toml
+    from clmtune.backend.config import ConfigError, RunConfig, read_toml
 
     for candidate in (checkpoint.parent / CONFIG_TOML, run_dir / CONFIG_TOML):
         if candidate.is_file():
@@ -375,11 +371,11 @@ def resume_warnings(run_dir: Path, checkpoint: Path, cfg: RunConfig | None = Non
     its ``trainer_state.json``) and from its completion marker (world size);
     reading ``training_args.bin`` would need torch.
     """
-    from backend.runs import COMPLETE_MARKER
+    from clmtune.backend.runs import COMPLETE_MARKER
 
     run_dir, checkpoint = Path(run_dir), Path(checkpoint)
     if cfg is None:
-        from backend.config import load_config
+        from clmtune.backend.config import load_config
 
         cfg = load_config(run_dir / CONFIG_TOML)
     old = _old_config(checkpoint, run_dir)

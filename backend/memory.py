@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from backend.events import Emit, make_event
+from clmtune.backend.events import Emit, make_event
 
 
 def _cuda_module() -> Any | None:

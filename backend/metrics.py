@@ -13,7 +13,7 @@ from typing import Any
 
 # Perplexity = exp(eval_loss) has one definition, in the pure events module (the TUI uses
 # it too); it is re-exported here with the other metrics.
-from backend.events import perplexity
+from clmtune.backend.events import perplexity
 
 __all__ = [
     "IGNORE_INDEX",
@@ -32,7 +32,7 @@ def load_token_accuracy() -> Any:
     # Heavy import inside the function: this module is importable without evaluate loaded.
     import evaluate
 
-    from backend.metrics_local import TOKEN_ACCURACY
+    from clmtune.backend.metrics_local import TOKEN_ACCURACY
 
     # keep_in_memory: no Arrow cache files; one process computes on already-gathered arrays.
     return evaluate.load(str(TOKEN_ACCURACY), keep_in_memory=True)

@@ -9,25 +9,22 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from clmtune.backend.errors import SetupError
+
 if TYPE_CHECKING:
-    from backend.config import RunConfig
+    from clmtune.backend.config import RunConfig
 
 PAD_POLICIES = ("eos", "add")
 DTYPES = ("auto", "bfloat16", "float16", "float32")
 ADDED_PAD_TOKEN = "<pad>"
 
 
-class TrainingSetupError(Exception):
+class TrainingSetupError(SetupError):
     """A run cannot start because of its settings or the hardware; the message is one line.
 
     ``message`` names the setting or file and ``hint`` says how to fix it; ``str()``
     joins both so it can be printed as is.
     """
-
-    def __init__(self, message: str, hint: str = "") -> None:
-        self.message = message
-        self.hint = hint
-        super().__init__(f"{message}; {hint}" if hint else message)
 
 
 def cfg_get(cfg: RunConfig, section: str, key: str, default: Any = None) -> Any:

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from backend.config import SECTIONS, RunConfig, atomic_write_text
+from clmtune.backend.config import SECTIONS, RunConfig, atomic_write_text
 
 # The demo's training settings, the one place they are defined (``backend.demo`` and the
 # benchmarks read them through ``preset_sections``). The demo must finish (evaluation
@@ -158,7 +158,7 @@ def ensure_demo_assets(dest_toml: Path, size: str | None = None) -> Any:
     Slow the first time (a tokenizer is trained, a model built): call it from a worker.
     """
     # Imported here: backend.demo builds a model with torch/transformers.
-    from backend.demo import build_demo_assets
+    from clmtune.backend.demo import build_demo_assets
 
     return build_demo_assets(demo_dir(dest_toml), size=size or DEMO_ASSET_SIZE)
 

@@ -45,7 +45,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from backend.events import (
+from clmtune.backend.errors import RunDirError
+from clmtune.backend.events import (
     EVENTS_FILE,
     Event,
     EventTailer,
@@ -77,7 +78,7 @@ _OPTIMIZER_RE = re.compile(r"^(optimizer\.(pt|bin)|rank\d+-of-\d+-optimizer\.pt)
 _RNG_RE = re.compile(r"^rng_state(_\d+)?\.pth$")
 
 
-class RunError(Exception):
+class RunError(RunDirError):
     """A user-facing, one-line problem with a run directory or checkpoint."""
 
 

@@ -19,19 +19,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from backend.data import PreparedData, prepare_datasets
-from backend.events import Emit, make_event, read_json
-from backend.metrics import (
+from clmtune.backend.data import PreparedData, prepare_datasets
+from clmtune.backend.events import Emit, make_event, read_json
+from clmtune.backend.metrics import (
     make_compute_metrics,
     perplexity,
     preprocess_logits_for_metrics,
 )
-from backend.model import ModelInfo, TrainingSetupError, cfg_get, load_model_and_tokenizer
+from clmtune.backend.model import ModelInfo, TrainingSetupError, cfg_get, load_model_and_tokenizer
 
 if TYPE_CHECKING:
     from transformers import Trainer, TrainerCallback, TrainingArguments
 
-    from backend.config import RunConfig
+    from clmtune.backend.config import RunConfig
 
 __all__ = ["TrainOutcome", "TrainingSetupError", "run_training", "build_training_arguments"]
 
@@ -73,7 +73,7 @@ def build_training_arguments(
     :class:`TrainingSetupError` with a one-line message instead of a traceback."""
     from transformers import TrainingArguments
 
-    from backend.config import training_arguments_kwargs
+    from clmtune.backend.config import training_arguments_kwargs
 
     kwargs = training_arguments_kwargs(cfg, str(output_dir), has_validation=has_validation)
     on_cpu = bool(kwargs.get("use_cpu")) or not _cuda_available()

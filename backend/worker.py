@@ -1,4 +1,4 @@
-"""The training worker: ``python -m backend.worker RUN_DIR [--resume SPEC]``.
+"""The training worker: ``python -m clmtune.backend.worker RUN_DIR [--resume SPEC]``.
 
 One process (or one torchrun rank) runs one run from ``RUN_DIR/config.toml``.
 Rank 0 alone writes ``events.jsonl`` and ``run.json``. Signals: the first
@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.util
 import os
 import platform
 import signal
@@ -27,9 +28,9 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-import backend
-from backend.events import EVENTS_FILE, Event, EventWriter, make_event
-from backend.runs import RUN_JSON, read_run_json, resolve_resume, write_json_atomic
+from clmtune import backend
+from clmtune.backend.events import EVENTS_FILE, Event, EventWriter, make_event
+from clmtune.backend.runs import RUN_JSON, read_run_json, resolve_resume, write_json_atomic
 
 TEST_CALLBACKS_ENV = "CLMTUNE_TEST_CALLBACKS"
 STOP_SYNC_ENV = "CLMTUNE_STOP_SYNC_STEPS"
@@ -136,8 +137,14 @@ def _test_callbacks(run_dir: Path) -> list[Any]:
     spec = os.environ.get(TEST_CALLBACKS_ENV)
     if not spec:
         return []
-    module_name, _, attr = spec.partition(":")
-    factory = getattr(importlib.import_module(module_name), attr or "make_callbacks")
+    module_name, _, attr = spec.rpartition(":") if spec.count(":") else (spec, "", "")
+    if module_name.endswith(".py"):  # a file (the test suite's drill hooks), not a module
+        loader = importlib.util.spec_from_file_location("clmtune_test_callbacks", module_name)
+        module = importlib.util.module_from_spec(loader)
+        loader.loader.exec_module(module)
+    else:
+        module = importlib.import_module(module_name)
+    factory = getattr(module, attr or "make_callbacks")
     return list(factory(run_dir))
 
 
@@ -157,7 +164,7 @@ class RunRecord:
             "pgid": os.getpgid(0),
             "host": socket.gethostname(),
             # launch records the full command (torchrun included); keep it.
-            "command": previous.get("command") or [sys.executable, "-m", "backend.worker",
+            "command": previous.get("command") or [sys.executable, "-m", "clmtune.backend.worker",
                                                    *sys.argv[1:]],
             "launcher_pid": launcher,
             "start_time": time.time(),
@@ -194,7 +201,7 @@ def _cpu_processes_use_gloo() -> None:
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m backend.worker")
+    parser = argparse.ArgumentParser(prog="python -m clmtune.backend.worker")
     parser.add_argument("run_dir", type=Path)
     parser.add_argument("--resume", default=None, help="'last' or a checkpoint path")
     return parser.parse_args(argv)
@@ -206,8 +213,8 @@ def run(run_dir: Path, resume: str | None = None) -> int:
     0: completed or stopped; 2: failed on bad settings or files (``bad_input`` in
     run.json); 1: failed otherwise.
     """
-    from backend.callback import EventCallback, StopControl
-    from backend.memory import MemorySampler, MemoryThread
+    from clmtune.backend.callback import EventCallback, StopControl
+    from clmtune.backend.memory import MemorySampler, MemoryThread
 
     run_dir = run_dir.resolve()
     is_main = int(os.environ.get("RANK", "0")) == 0
@@ -242,8 +249,8 @@ def run(run_dir: Path, resume: str | None = None) -> int:
     status, error, hint, step, bad_input = "failed", None, None, None, False
     try:
         _cpu_processes_use_gloo()
-        from backend.config import load_config
-        from backend.train import run_training
+        from clmtune.backend.config import load_config
+        from clmtune.backend.train import run_training
 
         cfg = load_config(run_dir / "config.toml", for_launch=True)
         resume_path = resolve_resume(run_dir, resume) if resume else None

@@ -41,9 +41,9 @@ from transformers import (  # noqa: E402
 )
 from transformers.trainer_callback import PrinterCallback  # noqa: E402
 
-from backend.callback import EventCallback, StopControl  # noqa: E402
-from backend.events import EventWriter  # noqa: E402
-from backend.memory import MemorySampler, MemoryThread  # noqa: E402
+from clmtune.backend.callback import EventCallback, StopControl  # noqa: E402
+from clmtune.backend.events import EventWriter  # noqa: E402
+from clmtune.backend.memory import MemorySampler, MemoryThread  # noqa: E402
 
 
 def make_dataset(rows: int, block: int, vocab: int) -> Dataset:

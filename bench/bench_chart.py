@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from textual.app import App, ComposeResult  # noqa: E402
 
-from tui.widgets.loss_chart import LossChart  # noqa: E402
+from clmtune.tui.widgets.loss_chart import LossChart  # noqa: E402
 
 
 class ChartApp(App):

@@ -34,8 +34,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from backend import runs as runs_mod  # noqa: E402
-from backend.events import EventWriter, make_event  # noqa: E402
+from clmtune.backend import runs as runs_mod  # noqa: E402
+from clmtune.backend.events import EventWriter, make_event  # noqa: E402
 
 SMALL_RUNS = 19
 SMALL_STEPS = 200

@@ -158,10 +158,10 @@ def plain_run(assets, out_dir: Path, args_kwargs: dict) -> tuple[float, float, f
 
 
 def clmtune_run(assets, out_dir: Path, training: dict) -> tuple[float, float, float]:
-    from backend.callback import EventCallback
-    from backend.config import RunConfig
-    from backend.events import EventWriter
-    from backend.train import run_training
+    from clmtune.backend.callback import EventCallback
+    from clmtune.backend.config import RunConfig
+    from clmtune.backend.events import EventWriter
+    from clmtune.backend.train import run_training
 
     cfg = RunConfig(
         model={"model_name_or_path": str(assets.model_dir)},
@@ -189,10 +189,10 @@ def clmtune_run(assets, out_dir: Path, training: dict) -> tuple[float, float, fl
 
 def tokenize_probe(cache_dir: str) -> None:
     """Prepare the demo data once (in this fresh process) and print the phase times."""
-    from backend.config import RunConfig
-    from backend.data import prepare_datasets
-    from backend.demo import build_demo_assets, default_demo_dir, demo_sections
-    from backend.model import load_model_and_tokenizer
+    from clmtune.backend.config import RunConfig
+    from clmtune.backend.data import prepare_datasets
+    from clmtune.backend.demo import build_demo_assets, default_demo_dir, demo_sections
+    from clmtune.backend.model import load_model_and_tokenizer
 
     assets = build_demo_assets(default_demo_dir())
     cfg = RunConfig(**demo_sections(assets))
@@ -232,8 +232,8 @@ def main() -> None:
 
     import torch
 
-    from backend.config import RunConfig, training_arguments_kwargs
-    from backend.demo import build_demo_assets
+    from clmtune.backend.config import RunConfig, training_arguments_kwargs
+    from clmtune.backend.demo import build_demo_assets
 
     torch.set_num_threads(opts.threads)
     assets = build_demo_assets(Path(_TMP) / "tiny", size="tiny")

@@ -1,7 +1,7 @@
 """Training throughput with the dashboard watching the run vs not (target: ≤ 2% apart).
 
 Each repetition trains the same small run as a real worker process
-(``backend.launch.start_run`` -> ``python -m backend.worker``): a GPT-2 (2 layers,
+(``backend.launch.start_run`` -> ``python -m clmtune.backend.worker``): a GPT-2 (2 layers,
 width 128, 4 heads) from scratch on the offline demo's text and tokenizer, block 64,
 batch 8, logging every step (a train log and a memory sample per step: the dashboard
 has work every poll), one torch/OpenMP thread, no eval, no checkpoints. The launcher
@@ -44,9 +44,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from backend.config import RunConfig  # noqa: E402
-from backend.launch import start_run  # noqa: E402
-from backend.runs import read_run_json  # noqa: E402
+from clmtune.backend.config import RunConfig  # noqa: E402
+from clmtune.backend.launch import start_run  # noqa: E402
+from clmtune.backend.runs import read_run_json  # noqa: E402
 
 SIZE = (120, 40)
 
@@ -55,8 +55,8 @@ SIZE = (120, 40)
 DRIVER = """
 import json, sys, time
 from pathlib import Path
-from backend.runs import read_run_json
-from tui.app import ClmtuneApp
+from clmtune.backend.runs import read_run_json
+from clmtune.tui.app import ClmtuneApp
 
 runs_dir, run_dir, out, display = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3], sys.argv[4]
 
@@ -79,7 +79,7 @@ Path(out).write_text(json.dumps(result))
 
 def build_assets() -> tuple[Path, Path, Path]:
     """The offline demo's tokenizer and text (built once per user, then reused)."""
-    from backend.demo import build_demo_assets, default_demo_dir
+    from clmtune.backend.demo import build_demo_assets, default_demo_dir
 
     assets = build_demo_assets(default_demo_dir(), size="demo")
     return assets.model_dir, assets.train_file, assets.validation_file
@@ -122,7 +122,7 @@ def _drain(fd: int) -> None:
 def start_dashboard(runs_dir: Path, run_dir: Path, out: Path, display: str):
     """The dashboard process (and the pty master to close after it), watching ``run_dir``."""
     command = [sys.executable, "-c", DRIVER, str(runs_dir), str(run_dir), str(out), display]
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env = dict(os.environ)
     if display == "headless":
         proc = subprocess.Popen(command, cwd=ROOT, env=env, stdin=subprocess.DEVNULL,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip

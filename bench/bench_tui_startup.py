@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 CLMTUNE = """
 import sys, time
 from pathlib import Path
-from tui.app import ClmtuneApp
+from clmtune.tui.app import ClmtuneApp
 
 class Probe(ClmtuneApp):
     def on_mount(self):

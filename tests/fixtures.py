@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from backend.config import RunConfig
-from backend.demo import DemoAssets, build_demo_assets
+from clmtune.backend.config import RunConfig
+from clmtune.backend.demo import DemoAssets, build_demo_assets
 
 
 def build_tiny_assets(dest: Path) -> DemoAssets:

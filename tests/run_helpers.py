@@ -11,13 +11,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from backend.config import save_config
-from backend.events import EVENTS_FILE, Event, read_events
-from backend.runs import read_run, read_run_json
+from clmtune.backend.config import save_config
+from clmtune.backend.events import EVENTS_FILE, Event, read_events
+from clmtune.backend.runs import read_run, read_run_json
 from tests.fixtures import make_tiny_config
 
 REPO = Path(__file__).resolve().parent.parent
-DRILL_HOOKS = "tests.drill_hooks:make_callbacks"
+DRILL_HOOKS = f"{REPO / 'tests' / 'drill_hooks.py'}:make_callbacks"
 
 
 def write_config(dest: Path, assets: Any, **training: Any) -> Path:
@@ -28,7 +28,6 @@ def write_config(dest: Path, assets: Any, **training: Any) -> Path:
 
 def cli_env(**extra: str) -> dict[str, str]:
     env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
     env.update(extra)
     return env
 
@@ -36,9 +35,9 @@ def cli_env(**extra: str) -> dict[str, str]:
 def clmtune(
     *args: str, cwd: Path, env: dict[str, str] | None = None, timeout: float = 180
 ) -> subprocess.CompletedProcess[str]:
-    """Run ``clmtune ARGS`` (as ``python -m backend.cli``) and capture its output."""
+    """Run ``clmtune ARGS`` (as ``python -m clmtune.backend.cli``) and capture its output."""
     return subprocess.run(
-        [sys.executable, "-m", "backend.cli", *args],
+        [sys.executable, "-m", "clmtune.backend.cli", *args],
         cwd=cwd,
         env=env or cli_env(),
         capture_output=True,

@@ -10,9 +10,9 @@ from types import SimpleNamespace
 import pytest
 from transformers import TrainerControl, TrainerState
 
-from backend.callback import EventCallback, StopControl, perplexity
-from backend.memory import MemorySampler, MemoryThread
-from backend.runs import COMPLETE_MARKER, STOP_FILE
+from clmtune.backend.callback import EventCallback, StopControl, perplexity
+from clmtune.backend.memory import MemorySampler, MemoryThread
+from clmtune.backend.runs import COMPLETE_MARKER, STOP_FILE
 
 
 class Sink:
@@ -239,7 +239,7 @@ class FakeCuda:
 
 
 def test_cuda_sample_reports_the_peak_of_each_interval_once(monkeypatch):
-    import backend.memory as memory
+    import clmtune.backend.memory as memory
 
     fake = FakeCuda()
     monkeypatch.setattr(memory, "_cuda_module", lambda: fake)
@@ -252,7 +252,7 @@ def test_cuda_sample_reports_the_peak_of_each_interval_once(monkeypatch):
 
 
 def test_broken_cuda_call_drops_only_that_number(monkeypatch):
-    import backend.memory as memory
+    import clmtune.backend.memory as memory
 
     fake = FakeCuda()
     fake.mem_get_info = lambda index: (_ for _ in ()).throw(RuntimeError("driver gone"))
@@ -269,7 +269,7 @@ def test_sampling_on_a_machine_without_a_gpu_prints_nothing():
 
     code = (
         "import torch\n"
-        "from backend.memory import MemorySampler\n"
+        "from clmtune.backend.memory import MemorySampler\n"
         "s = MemorySampler([0, 1])\n"
         "e = s.sample(1)\n"
         "assert e['process_rss'] > 0, e\n"

@@ -12,17 +12,17 @@ from pathlib import Path
 
 import pytest
 
-import backend
-from backend.cli import main
-from backend.config import RunConfig
-from backend.launch import (
+from clmtune import backend
+from clmtune.backend.cli import main
+from clmtune.backend.config import RunConfig
+from clmtune.backend.launch import (
     default_run_dir,
     prepare_run_dir,
     request_stop,
     resume_warnings,
     worker_command,
 )
-from backend.runs import STOP_FILE, RunError
+from clmtune.backend.runs import STOP_FILE, RunError
 from tests.fixtures import make_tiny_config
 from tests.test_runs import make_checkpoint, make_run
 
@@ -89,7 +89,7 @@ def test_invalid_settings_exit_2_with_one_line_per_problem(capsys, tmp_path, tin
 def test_resume_without_a_complete_checkpoint_is_bad_input(capsys, tmp_path, tiny_assets):
     run = make_run(tmp_path / "run", status="stopped")
     make_checkpoint(run, 4, marker=False, files=("config",))
-    from backend.config import save_config
+    from clmtune.backend.config import save_config
 
     save_config(make_tiny_config(tiny_assets), run / "config.toml")
     code, _, err = run_cli(capsys, "train", "--run-dir", str(run), "--resume", "last")
@@ -168,7 +168,7 @@ def test_init_and_check_delegate(capsys, tmp_path):
 
 
 def test_check_of_a_valid_file(capsys, tmp_path, tiny_assets):
-    from backend.config import save_config
+    from clmtune.backend.config import save_config
 
     path = tmp_path / "ok.toml"
     save_config(make_tiny_config(tiny_assets), path)
@@ -190,7 +190,7 @@ def test_default_run_dir_names(tmp_path):
 
 
 def test_output_dir_is_the_run_dir_unless_given(tmp_path, tiny_assets):
-    from backend.launch import _choose_run_dir
+    from clmtune.backend.launch import _choose_run_dir
 
     cfg = make_tiny_config(tiny_assets, output_dir="out")
     cfg.source = tmp_path / "x.toml"
@@ -203,7 +203,7 @@ def test_output_dir_is_the_run_dir_unless_given(tmp_path, tiny_assets):
 
 def test_worker_command_single_and_torchrun():
     single = worker_command(RunConfig(), Path("/r"))
-    assert single == [sys.executable, "-m", "backend.worker", "/r"]
+    assert single == [sys.executable, "-m", "clmtune.backend.worker", "/r"]
     multi = worker_command(
         RunConfig(launch={"nproc_per_node": 4, "nnodes": 2, "node_rank": 1,
                           "master_addr": "10.0.0.1", "master_port": 29501}),
@@ -214,7 +214,7 @@ def test_worker_command_single_and_torchrun():
     for part in ("--nproc_per_node=4", "--nnodes=2", "--node_rank=1", "--master_addr=10.0.0.1",
                  "--master_port=29501"):  # fmt: skip
         assert part in joined
-    assert multi[-5:] == ["-m", "backend.worker", "/r", "--resume", "/r/checkpoint-4"]
+    assert multi[-5:] == ["-m", "clmtune.backend.worker", "/r", "--resume", "/r/checkpoint-4"]
     standalone = worker_command(RunConfig(launch={"nproc_per_node": 2}), Path("/r"))
     assert "--standalone" in standalone
 
@@ -260,7 +260,7 @@ def test_request_stop_writes_the_file_and_signals_the_worker(tmp_path):
 
 
 def test_a_fresh_start_never_mixes_into_an_existing_run(capsys, tmp_path, tiny_assets):
-    from backend.config import save_config
+    from clmtune.backend.config import save_config
 
     config = tmp_path / "tiny.toml"
     save_config(make_tiny_config(tiny_assets), config)
@@ -291,8 +291,8 @@ def _recording_console(width: int = 100, terminal: bool = False):
 def test_messages_keep_the_section_names_rich_would_take_for_markup():
     from types import SimpleNamespace
 
-    from backend.cli import _print_status, _report_event
-    from backend.events import make_event
+    from clmtune.backend.cli import _print_status, _report_event
+    from clmtune.backend.events import make_event
 
     console = _recording_console()
     message = "[data] block_size = 512 is larger than the tokenizer's maximum length (128)"
@@ -304,7 +304,7 @@ def test_messages_keep_the_section_names_rich_would_take_for_markup():
     failed = SimpleNamespace(status="failed", error="[training] bf16 = true needs a GPU",
                              hint="set [training] bf16 = false", path=Path("run"),
                              global_step=0, checkpoints=[])  # fmt: skip
-    import backend.cli as cli
+    import clmtune.backend.cli as cli
 
     err = _recording_console()
     original = cli._console
@@ -319,7 +319,7 @@ def test_messages_keep_the_section_names_rich_would_take_for_markup():
 
 
 def test_runs_table_drops_columns_not_names_on_a_narrow_terminal(capsys, tmp_path, monkeypatch):
-    import backend.cli as cli
+    import clmtune.backend.cli as cli
 
     name = "a-rather-long-config-name-20250101-120000"
     make_run(tmp_path / name, start_time=1000.0)

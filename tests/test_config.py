@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from backend import config as C
-from backend.config import (
+from clmtune.backend import config as C
+from clmtune.backend.config import (
     ConfigError,
     FieldError,
     RunConfig,
@@ -121,7 +121,7 @@ def test_schema_json_round_trip(sch):
 def test_load_schema_for_ui_never_imports_transformers(tmp_path, sch):
     code = (
         "import sys, json\n"
-        "from backend.config import load_schema_for_ui, schema_cache_path\n"
+        "from clmtune.backend.config import load_schema_for_ui, schema_cache_path\n"
         "s = load_schema_for_ui()\n"
         "print(json.dumps({'heavy': sorted(m for m in ('transformers', 'torch') "
         "if m in sys.modules), 'cache': str(schema_cache_path()), "
@@ -693,12 +693,12 @@ def test_command_line(sch):
     cfg.launch["nproc_per_node"] = 4
     first, second = C.command_line(cfg, "run.toml", "runs/a").splitlines()
     assert first == "clmtune train run.toml --run-dir runs/a"
-    assert second == "torchrun --nproc_per_node=4 --standalone -m backend.worker runs/a"
+    assert second == "torchrun --nproc_per_node=4 --standalone -m clmtune.backend.worker runs/a"
     cfg.launch.update(nnodes=2, node_rank=1, master_addr="10.0.0.1")
     argv = C.torchrun_argv(cfg, "r", launcher=[sys.executable, "-m", "torch.distributed.run"])
     assert argv[:3] == [sys.executable, "-m", "torch.distributed.run"]
     assert "--nnodes=2" in argv and "--node_rank=1" in argv and "--master_addr=10.0.0.1" in argv
-    assert argv[-3:] == ["-m", "backend.worker", "r"]
+    assert argv[-3:] == ["-m", "clmtune.backend.worker", "r"]
 
 
 def test_field_error_format():

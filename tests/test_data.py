@@ -10,10 +10,16 @@ from types import SimpleNamespace
 
 import pytest
 
-from backend.config import RunConfig
-from backend.data import IGNORE_INDEX, group_texts, pad_lines, prepare_datasets, resolve_block_size
-from backend.demo import DemoAssets
-from backend.model import TrainingSetupError, load_model_and_tokenizer
+from clmtune.backend.config import RunConfig
+from clmtune.backend.data import (
+    IGNORE_INDEX,
+    group_texts,
+    pad_lines,
+    prepare_datasets,
+    resolve_block_size,
+)
+from clmtune.backend.demo import DemoAssets
+from clmtune.backend.model import TrainingSetupError, load_model_and_tokenizer
 
 # ------------------------------------------------------------------ block size rules
 

@@ -10,8 +10,8 @@ import threading
 
 import pytest
 
-from backend.events import EVENTS_FILE, EventTailer, read_events
-from backend.runs import list_checkpoints, read_run, read_run_json, resolve_resume
+from clmtune.backend.events import EVENTS_FILE, EventTailer, read_events
+from clmtune.backend.runs import list_checkpoints, read_run, read_run_json, resolve_resume
 from tests.run_helpers import (
     DRILL_HOOKS,
     cli_env,

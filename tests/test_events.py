@@ -7,7 +7,7 @@ import threading
 
 import pytest
 
-from backend.events import (
+from clmtune.backend.events import (
     EventTailer,
     EventWriter,
     RunView,
@@ -133,7 +133,7 @@ def test_resumed_run_drops_the_stale_tail_of_the_curve():
 def test_perplexity_is_defined_once_and_overflows_to_inf():
     import math
 
-    from backend.events import perplexity
+    from clmtune.backend.events import perplexity
 
     assert perplexity(None) is None
     assert perplexity(0.0) == 1.0
@@ -142,7 +142,7 @@ def test_perplexity_is_defined_once_and_overflows_to_inf():
 
 
 def test_read_json_is_none_for_missing_torn_or_unreadable_files(tmp_path):
-    from backend.events import read_json
+    from clmtune.backend.events import read_json
 
     good = tmp_path / "good.json"
     good.write_text('{"global_step": 4}', encoding="utf-8")

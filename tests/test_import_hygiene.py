@@ -15,11 +15,12 @@ import pytest
 from tests.run_helpers import REPO, cli_env
 
 HEAVY = ("torch", "transformers", "datasets", "evaluate", "accelerate")
-LIGHT_BACKEND = ("backend.events", "backend.runs", "backend.launch", "backend.config")
-EVERY_BACKEND = (
-    "backend", "backend.events", "backend.runs", "backend.launch", "backend.config",
-    "backend.presets", "backend.cli", "backend.worker", "backend.memory", "backend.callback",
-    "backend.train", "backend.data", "backend.model", "backend.metrics", "backend.demo",
+LIGHT = ("events", "runs", "launch", "config")
+LIGHT_BACKEND = tuple(f"clmtune.backend.{m}" for m in LIGHT)
+EVERY_BACKEND = ("clmtune.backend",) + tuple(
+    f"clmtune.backend.{m}"
+    for m in (*LIGHT, "presets", "cli", "worker", "memory", "callback", "train", "data", "model",
+              "metrics", "demo")
 )  # fmt: skip
 
 
@@ -46,18 +47,18 @@ def test_listing_and_stopping_runs_stays_light(tmp_path):
     # What the TUI calls at runtime, not only at import time.
     code = (
         "from pathlib import Path\n"
-        "from backend.runs import list_runs, read_run\n"
-        "from backend.launch import request_stop\n"
+        "from clmtune.backend.runs import list_runs, read_run\n"
+        "from clmtune.backend.launch import request_stop\n"
         f"list_runs(Path({str(tmp_path)!r}))\n"
         f"request_stop(Path({str(tmp_path)!r}))\n"
     )
-    assert not loaded_after(("backend.runs",), code) & set(HEAVY)
+    assert not loaded_after(("clmtune.backend.runs",), code) & set(HEAVY)
 
 
 def test_tui_app_does_not_load_the_training_stack():
-    if importlib.util.find_spec("tui.app") is None:
+    if importlib.util.find_spec("clmtune.tui.app") is None:
         pytest.skip("tui.app is not there yet")
-    assert not loaded_after(("tui.app",)) & set(HEAVY)
+    assert not loaded_after(("clmtune.tui.app",)) & set(HEAVY)
 
 
 def test_backend_never_loads_textual():
@@ -66,5 +67,5 @@ def test_backend_never_loads_textual():
 
 
 def test_cli_import_loads_no_live_display():
-    loaded = loaded_after(("backend.cli",))
+    loaded = loaded_after(("clmtune.backend.cli",))
     assert "textual" not in loaded and not loaded & set(HEAVY)

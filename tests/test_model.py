@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from backend.config import RunConfig
-from backend.demo import EOS, build_demo_assets
-from backend.model import ADDED_PAD_TOKEN, TrainingSetupError, load_model_and_tokenizer
+from clmtune.backend.config import RunConfig
+from clmtune.backend.demo import EOS, build_demo_assets
+from clmtune.backend.model import ADDED_PAD_TOKEN, TrainingSetupError, load_model_and_tokenizer
 
 
 def _cfg(assets, **model) -> RunConfig:

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from backend import config as C
-from backend import presets as P
-from backend.config import ConfigError, load_config
+from clmtune.backend import config as C
+from clmtune.backend import presets as P
+from clmtune.backend.config import ConfigError, load_config
 
-HAS_DEMO = importlib.util.find_spec("backend.demo") is not None
+HAS_DEMO = importlib.util.find_spec("clmtune.backend.demo") is not None
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -58,7 +58,7 @@ def test_demo_file_loads(demo_toml):
 
 def test_demo_settings_match_the_builders_measured_ones(tmp_path):
     """backend.demo (the bench, the tests) trains exactly what `init --preset demo` writes."""
-    from backend.demo import DemoAssets, demo_sections
+    from clmtune.backend.demo import DemoAssets, demo_sections
 
     assets = DemoAssets(tmp_path / "m", tmp_path / "t.txt", tmp_path / "v.txt")
     sections = demo_sections(assets)

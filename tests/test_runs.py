@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from backend import runs as runs_mod
-from backend.events import EventWriter, make_event
-from backend.runs import (
+from clmtune.backend import runs as runs_mod
+from clmtune.backend.events import EventWriter, make_event
+from clmtune.backend.runs import (
     COMPLETE_MARKER,
     RUN_JSON,
     RunError,

@@ -11,14 +11,14 @@ import pytest
 import torch
 from transformers import TrainerCallback
 
-from backend.metrics import (
+from clmtune.backend.metrics import (
     make_compute_metrics,
     perplexity,
     preprocess_logits_for_metrics,
     shifted_pairs,
 )
-from backend.model import TrainingSetupError
-from backend.train import TrainOutcome, run_training
+from clmtune.backend.model import TrainingSetupError
+from clmtune.backend.train import TrainOutcome, run_training
 from tests.fixtures import make_tiny_config
 
 pytestmark = pytest.mark.slow

@@ -10,9 +10,9 @@ import sys
 
 import pytest
 
-from backend.config import ConfigError, FieldError
-from backend.runs import list_checkpoints, read_run, read_run_json
-from backend.worker import classify_error
+from clmtune.backend.config import ConfigError, FieldError
+from clmtune.backend.runs import list_checkpoints, read_run, read_run_json
+from clmtune.backend.worker import classify_error
 from tests.run_helpers import (
     DRILL_HOOKS,
     cli_env,
@@ -57,7 +57,7 @@ def test_train_foreground_writes_run_json_and_every_event(tmp_path, tiny_assets)
     info = read_run_json(run_dir)
     assert info["status"] == "completed"
     assert info["host"] and isinstance(info["pid"], int) and info["world_size"] == 1
-    assert info["command"][1:3] == ["-m", "backend.worker"]
+    assert info["command"][1:3] == ["-m", "clmtune.backend.worker"]
     assert info["versions"]["torch"] and info["versions"]["transformers"]
     assert info["end_time"] >= info["start_time"]
     kinds = {e["type"] for e in events_of(run_dir)}
@@ -114,7 +114,7 @@ def test_worker_survives_the_hangup_of_the_terminal_that_started_it(tmp_path, ti
     env = cli_env(CLMTUNE_TEST_CALLBACKS=DRILL_HOOKS, DRILL_PAUSE_AT="2")
     # A foreground `clmtune train` in its own session stands in for an SSH login shell.
     cli = subprocess.Popen(
-        [sys.executable, "-m", "backend.cli", "train", str(config), "--run-dir", "run"],
+        [sys.executable, "-m", "clmtune.backend.cli", "train", str(config), "--run-dir", "run"],
         cwd=tmp_path, env=env, start_new_session=True,
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
@@ -145,7 +145,7 @@ def _zombie(pid: int) -> bool:
 
 @pytest.mark.slow
 def test_missing_data_file_fails_with_its_name(tmp_path, tiny_assets):
-    from backend.launch import prepare_run_dir
+    from clmtune.backend.launch import prepare_run_dir
     from tests.fixtures import make_tiny_config
 
     run_dir = prepare_run_dir(make_tiny_config(tiny_assets, max_steps=4), tmp_path / "run")
@@ -155,7 +155,7 @@ def test_missing_data_file_fails_with_its_name(tmp_path, tiny_assets):
     train_file.rename(moved)
     try:
         result = subprocess.run(
-            [sys.executable, "-m", "backend.worker", str(run_dir)],
+            [sys.executable, "-m", "clmtune.backend.worker", str(run_dir)],
             env=cli_env(), capture_output=True, text=True, timeout=120,
         )  # fmt: skip
     finally:
@@ -169,7 +169,7 @@ def test_missing_data_file_fails_with_its_name(tmp_path, tiny_assets):
 
 def test_worker_refuses_a_dir_without_config(tmp_path):
     result = subprocess.run(
-        [sys.executable, "-m", "backend.worker", str(tmp_path / "nowhere")],
+        [sys.executable, "-m", "clmtune.backend.worker", str(tmp_path / "nowhere")],
         env=cli_env(), capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert result.returncode == 2 and "no config.toml" in result.stderr
@@ -178,7 +178,7 @@ def test_worker_refuses_a_dir_without_config(tmp_path):
 
 def _foreground(config, tmp_path, env) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, "-m", "backend.cli", "train", str(config), "--run-dir", "run"],
+        [sys.executable, "-m", "clmtune.backend.cli", "train", str(config), "--run-dir", "run"],
         cwd=tmp_path, env=env, start_new_session=True, text=True,
         stdout=subprocess.PIPE, stderr=subprocess.PIPE,
     )  # fmt: skip
@@ -228,8 +228,8 @@ def test_second_ctrl_c_aborts_without_waiting_for_the_save(tmp_path, tiny_assets
 
 _FULL_DISK_WORKER = """
 import sys
-from backend import worker
-from backend.events import EventWriter
+from clmtune.backend import worker
+from clmtune.backend.events import EventWriter
 
 def emit(self, event, _orig=EventWriter.emit):
     if event.get("type") == "run_finished":
@@ -243,7 +243,7 @@ sys.exit(worker.main(sys.argv[1:]))
 
 @pytest.mark.slow
 def test_data_too_small_for_one_block_is_bad_input_and_always_recorded(tmp_path, tiny_assets):
-    from backend.config import save_config
+    from clmtune.backend.config import save_config
     from tests.fixtures import make_tiny_config
 
     small = tmp_path / "small.txt"

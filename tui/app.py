@@ -21,10 +21,10 @@ from textual.binding import Binding
 from textual.screen import Screen
 from textual.worker import Worker, WorkerState
 
-import themes
-from tui.messages import LaunchFailed, ResumeRequested, StartRunRequested, StopRequested
-from tui.screens.runs import RunsScreen
-from tui.widgets import footer
+from clmtune import themes
+from clmtune.tui.messages import LaunchFailed, ResumeRequested, StartRunRequested, StopRequested
+from clmtune.tui.screens.runs import RunsScreen
+from clmtune.tui.widgets import footer
 
 if TYPE_CHECKING:
     import subprocess
@@ -51,8 +51,8 @@ def _prefetch() -> None:
     after an install or upgrade) takes a subprocess that imports transformers.
     """
     try:
-        import tui.screens.live  # noqa: F401
-        from backend.config import load_schema_for_ui
+        import clmtune.tui.screens.live  # noqa: F401
+        from clmtune.backend.config import load_schema_for_ui
 
         load_schema_for_ui()
     except Exception:  # noqa: BLE001 - the screens load these again and report problems
@@ -144,7 +144,7 @@ class ClmtuneApp(App):
 
     def open_live(self, run_dir: Path) -> None:
         """Show the live view of ``run_dir`` (reuse it when it is already on top)."""
-        from tui.screens.live import LiveScreen  # numpy + textual-plot: load on first use
+        from clmtune.tui.screens.live import LiveScreen  # numpy + textual-plot: load on first use
 
         if isinstance(self.screen, LiveScreen) and self.screen.run_dir == Path(run_dir):
             return
@@ -156,7 +156,7 @@ class ClmtuneApp(App):
         The editor (and any other view) the start came from is closed, so that escape
         from the live view goes back to the runs, as its footer says.
         """
-        from tui.screens.live import LiveScreen
+        from clmtune.tui.screens.live import LiveScreen
 
         while len(self.screen_stack) > 1 and not isinstance(self.screen, RunsScreen):
             if isinstance(self.screen, LiveScreen) and self.screen.run_dir == Path(run_dir):
@@ -165,18 +165,18 @@ class ClmtuneApp(App):
         self.open_live(run_dir)
 
     def open_metrics(self, run_dir: Path) -> None:
-        from tui.screens.metrics import MetricsScreen  # the editor helper's module
+        from clmtune.tui.screens.metrics import MetricsScreen  # the editor helper's module
 
         self.push_screen(MetricsScreen(Path(run_dir)))
 
     def action_new_run(self) -> None:
-        from tui.screens.editor import EditorScreen  # the editor helper's module
+        from clmtune.tui.screens.editor import EditorScreen  # the editor helper's module
 
         preset = None if self.running_runs or self._has_runs() else "demo"
         self.push_screen(EditorScreen(preset=preset, runs_dir=self.runs_dir))
 
     def action_open_toml(self) -> None:
-        from tui.screens.editor import EditorScreen  # the editor helper's module
+        from clmtune.tui.screens.editor import EditorScreen  # the editor helper's module
 
         # --config names the file; otherwise ask (the suggestions list the TOML files
         # here and every run's frozen config.toml).
@@ -189,7 +189,7 @@ class ClmtuneApp(App):
 
     def action_help(self) -> None:
         """What this screen is for and every key that works on it."""
-        from tui.screens.help import HelpScreen
+        from clmtune.tui.screens.help import HelpScreen
 
         screen = self.screen
         if isinstance(screen, HelpScreen):
@@ -272,7 +272,7 @@ class ClmtuneApp(App):
         resume: str | None = None,
     ) -> Any:
         """Validate and spawn the worker process (backend.launch); raises ConfigError."""
-        from backend.launch import start_run
+        from clmtune.backend.launch import start_run
 
         return start_run(config_path, run_dir=run_dir, runs_root=self.runs_dir, resume=resume,
                          check_hardware=False)
@@ -282,8 +282,8 @@ class ClmtuneApp(App):
         if status == "running":
             self.notify("The run is still running: stop it first.", severity="warning")
             return
-        from backend.launch import resume_warnings
-        from backend.runs import RunError, resolve_resume
+        from clmtune.backend.launch import resume_warnings
+        from clmtune.backend.runs import RunError, resolve_resume
 
         try:
             ckpt = resolve_resume(run_dir, str(checkpoint) if checkpoint else "last")
@@ -294,7 +294,7 @@ class ClmtuneApp(App):
         except Exception as error:  # noqa: BLE001 - a damaged run dir must not end the app
             self.notify(f"Cannot resume {run_dir.name}: {one_line(error)}", severity="error")
             return
-        from tui.screens.confirm import ConfirmScreen  # the editor helper's module
+        from clmtune.tui.screens.confirm import ConfirmScreen  # the editor helper's module
 
         body = f"Resume {run_dir.name} from {ckpt.name}."
         if warnings:
@@ -314,7 +314,7 @@ class ClmtuneApp(App):
 
     @work(thread=True, name=STOP_WORKER, group=STOP_WORKER, exit_on_error=False)
     def _stop(self, run_dir: Path) -> bool:
-        from backend.launch import request_stop
+        from clmtune.backend.launch import request_stop
 
         return request_stop(run_dir)
 

@@ -17,8 +17,8 @@ from typing import Any
 
 from textual.message import Message
 
-from backend.events import EVENTS_FILE, EventTailer
-from tui.messages import EventsArrived, RunStatusChanged
+from clmtune.backend.events import EVENTS_FILE, EventTailer
+from clmtune.tui.messages import EventsArrived, RunStatusChanged
 
 WORKER_ERR = Path("logs") / "worker.err"
 ERR_REPLAY_BYTES = 16 * 1024  # on attach, show only the tail of a long stderr
@@ -64,7 +64,7 @@ def _read_status(run_dir: Path) -> tuple[str, str | None, str | None] | None:
     events file: too much every two seconds for a 100k-step run).
     """
     # Imported here: keeps the runs screen's startup lean.
-    from backend.runs import STATUSES, read_run_json, run_process_alive
+    from clmtune.backend.runs import STATUSES, read_run_json, run_process_alive
 
     info = read_run_json(run_dir)
     status = info.get("status")

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from backend.events import EventWriter, read_events
+from clmtune.backend.events import EventWriter, read_events
 from tests.tui.make_recordings import DATA, T0
 
 FROZEN_NOW = T0 + 3600.0  # an hour after the recordings start

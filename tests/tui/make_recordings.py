@@ -12,7 +12,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from backend.events import EventWriter, make_event
+from clmtune.backend.events import EventWriter, make_event
 
 DATA = Path(__file__).with_name("data")
 T0 = 1_700_000_000.0  # 2023-11-14 22:13:20 UTC

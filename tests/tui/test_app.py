@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
-import backend.launch as launch
-import themes
+import clmtune.backend.launch as launch
+from clmtune import themes
+from clmtune.tui.app import ClmtuneApp, main
+from clmtune.tui.messages import EventsArrived, StartRunRequested
+from clmtune.tui.screens.live import LiveScreen
 from tests.tui.conftest import fake_checkpoint, frozen_clock, recorded_run, recording, wait_until
-from tui.app import ClmtuneApp, main
-from tui.messages import EventsArrived, StartRunRequested
-from tui.screens.live import LiveScreen
 
 pytestmark = pytest.mark.anyio
 
@@ -189,6 +189,6 @@ def test_cli_rejects_a_file_as_runs_dir(tmp_path, capsys):
 
 
 def test_cli_help_runs():
-    out = subprocess.run([sys.executable, "-m", "tui.app", "--help"], capture_output=True,
+    out = subprocess.run([sys.executable, "-m", "clmtune.tui.app", "--help"], capture_output=True,
                          text=True, check=True)
     assert "RUNS_DIR" in out.stdout or "runs_dir" in out.stdout

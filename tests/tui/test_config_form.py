@@ -9,9 +9,8 @@ import pytest
 from textual.app import App, ComposeResult
 from textual.widgets import Collapsible, Input, Select, Static, Switch
 
-from backend.config import load_schema_for_ui
-from tests.tui.conftest import wait_until
-from tui.widgets.config_form import (
+from clmtune.backend.config import load_schema_for_ui
+from clmtune.tui.widgets.config_form import (
     UNSET,
     ConfigForm,
     FieldRow,
@@ -20,6 +19,7 @@ from tui.widgets.config_form import (
     group_schema,
     parse_text,
 )
+from tests.tui.conftest import wait_until
 
 pytestmark = pytest.mark.anyio
 

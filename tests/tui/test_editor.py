@@ -10,11 +10,11 @@ import pytest
 from textual.app import App
 from textual.widgets import Input, OptionList, Static
 
+from clmtune.tui.messages import StartRunRequested
+from clmtune.tui.screens.confirm import ConfirmScreen
+from clmtune.tui.screens.editor import EditorScreen, PathPrompt, PresetPicker
+from clmtune.tui.widgets.config_form import UNSET, ConfigForm
 from tests.tui.conftest import frozen_clock, wait_until
-from tui.messages import StartRunRequested
-from tui.screens.confirm import ConfirmScreen
-from tui.screens.editor import EditorScreen, PathPrompt, PresetPicker
-from tui.widgets.config_form import UNSET, ConfigForm
 
 try:  # Python 3.11+
     import tomllib
@@ -332,7 +332,7 @@ async def test_demo_preset_builds_its_assets_on_save(project: Path) -> None:
 
 
 def _snapshot_app(screen_factory: Any) -> App:
-    from tui.app import ClmtuneApp
+    from clmtune.tui.app import ClmtuneApp
 
     class SnapApp(ClmtuneApp):
         def on_mount(self) -> None:
@@ -361,8 +361,8 @@ HYGIENE = """
 import asyncio, sys
 from pathlib import Path
 from textual.app import App
-from tui.screens.editor import EditorScreen
-from tui.screens.metrics import MetricsScreen
+from clmtune.tui.screens.editor import EditorScreen
+from clmtune.tui.screens.metrics import MetricsScreen
 
 async def main():
     app = App()
@@ -385,8 +385,7 @@ def test_editor_and_metrics_load_no_training_library(project: Path) -> None:
 
     (project / "hf").mkdir()
     (project / "hf" / "trainer_state.json").write_text('{"log_history": [{"loss": 1, "step": 1}]}')
-    root = Path(__file__).resolve().parents[2]
-    env = dict(os.environ, PYTHONPATH=str(root))
+    env = dict(os.environ)
     proc = subprocess.run(
         [sys.executable, "-c", HYGIENE],
         capture_output=True,
@@ -400,7 +399,7 @@ def test_editor_and_metrics_load_no_training_library(project: Path) -> None:
 
 
 async def test_launch_failure_is_shown_in_the_editor(project: Path) -> None:
-    from tui.messages import LaunchFailed
+    from clmtune.tui.messages import LaunchFailed
 
     editor = EditorScreen(Path("run.toml"))
     app = EditorApp(editor)

@@ -13,13 +13,13 @@ from pathlib import Path
 
 import pytest
 
-from backend.config import save_config
+from clmtune.backend.config import save_config
+from clmtune.tui.app import ClmtuneApp
+from clmtune.tui.screens.confirm import ConfirmScreen
+from clmtune.tui.screens.live import LiveScreen
 from tests.fixtures import make_tiny_config
 from tests.run_helpers import DRILL_HOOKS
 from tests.tui.conftest import wait_until
-from tui.app import ClmtuneApp
-from tui.screens.confirm import ConfirmScreen
-from tui.screens.live import LiveScreen
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 
@@ -46,7 +46,7 @@ async def _wait(pilot, condition, what: str, timeout: float = START_S) -> None:
         run_dir = getattr(screen, "run_dir", None)
         state = ""
         if run_dir is not None:
-            from backend.runs import read_run_json
+            from clmtune.backend.runs import read_run_json
 
             state = f" run.json={read_run_json(run_dir)} files={sorted(os.listdir(run_dir))}"
         raise AssertionError(
@@ -71,7 +71,7 @@ async def test_start_watch_stop_resume_finish(tmp_path, tiny_assets, monkeypatch
                          eval_steps=10),
         config,
     )
-    from tui.messages import StartRunRequested
+    from clmtune.tui.messages import StartRunRequested
 
     app = ClmtuneApp(tmp_path / "runs", remember_theme=False)
     async with app.run_test(size=(120, 40)) as pilot:

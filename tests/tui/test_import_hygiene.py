@@ -13,8 +13,8 @@ HEAVY = ("torch", "transformers", "datasets", "evaluate")
 SCRIPT = """
 import asyncio, sys
 from pathlib import Path
-from tui.app import ClmtuneApp
-from tui.screens.live import LiveScreen
+from clmtune.tui.app import ClmtuneApp
+from clmtune.tui.screens.live import LiveScreen
 
 root = Path(sys.argv[1])
 

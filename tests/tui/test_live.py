@@ -9,7 +9,16 @@ import pytest
 from textual.events import MouseScrollDown
 from textual.widgets import TabbedContent
 
-from backend.events import make_event
+from clmtune.backend.events import make_event
+from clmtune.tui.app import ClmtuneApp
+from clmtune.tui.messages import EventsArrived, RunStatusChanged
+from clmtune.tui.screens.live import LiveScreen
+from clmtune.tui.widgets.checkpoint_table import CheckpointTable
+from clmtune.tui.widgets.final_table import FinalTable
+from clmtune.tui.widgets.log_view import LogView
+from clmtune.tui.widgets.loss_chart import LossChart
+from clmtune.tui.widgets.memory_panel import MemoryPanel
+from clmtune.tui.widgets.phase_bar import PhaseBar
 from tests.tui.conftest import (
     fake_checkpoint,
     frozen_clock,
@@ -17,15 +26,6 @@ from tests.tui.conftest import (
     recording,
     wait_until,
 )
-from tui.app import ClmtuneApp
-from tui.messages import EventsArrived, RunStatusChanged
-from tui.screens.live import LiveScreen
-from tui.widgets.checkpoint_table import CheckpointTable
-from tui.widgets.final_table import FinalTable
-from tui.widgets.log_view import LogView
-from tui.widgets.loss_chart import LossChart
-from tui.widgets.memory_panel import MemoryPanel
-from tui.widgets.phase_bar import PhaseBar
 
 pytestmark = pytest.mark.anyio
 
@@ -197,7 +197,7 @@ async def test_mouse_wheel_zoom_rethins(runs_root):
 
 async def test_follows_the_file_for_real(runs_root):
     """The real tailer thread: replay, then new lines appended by a writer show up."""
-    from backend.events import EventWriter
+    from clmtune.backend.events import EventWriter
 
     run_dir = recorded_run(runs_root, "live", "running_gpu", status="running")
     app = _app(runs_root)

@@ -10,10 +10,10 @@ import pytest
 from textual.app import App
 from textual.widgets import Static, TabbedContent
 
+from clmtune.tui.screens.metrics import MetricsScreen, history_from_events, load_saved_run
+from clmtune.tui.widgets.loss_chart import LossChart
+from clmtune.tui.widgets.metrics_table import LogHistoryTable, ResultsTable, format_cell
 from tests.tui.conftest import frozen_clock, recorded_run, wait_until
-from tui.screens.metrics import MetricsScreen, history_from_events, load_saved_run
-from tui.widgets.loss_chart import LossChart
-from tui.widgets.metrics_table import LogHistoryTable, ResultsTable, format_cell
 
 pytestmark = pytest.mark.anyio
 
@@ -237,7 +237,7 @@ def test_format_cell(value: Any, text: str) -> None:
     "size", [pytest.param((80, 24), id="80x24"), pytest.param((120, 40), id="120x40")]
 )
 def test_snapshot_metrics(finished_run: Path, snap_compare: Any, size, monkeypatch) -> None:
-    from tui.app import ClmtuneApp
+    from clmtune.tui.app import ClmtuneApp
 
     monkeypatch.chdir(finished_run.parent.parent)  # the title shows runs/demo-completed
 

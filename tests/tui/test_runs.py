@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from backend.runs import list_runs
+from clmtune.backend.runs import list_runs
+from clmtune.tui.app import ClmtuneApp
+from clmtune.tui.messages import RunsRefreshed
+from clmtune.tui.widgets.run_table import RunTable
 from tests.tui.conftest import fake_checkpoint, frozen_clock, standard_runs, wait_until
-from tui.app import ClmtuneApp
-from tui.messages import RunsRefreshed
-from tui.widgets.run_table import RunTable
 
 pytestmark = pytest.mark.anyio
 

@@ -10,6 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from clmtune.tui.app import ClmtuneApp
+from clmtune.tui.messages import EventsArrived
+from clmtune.tui.screens.live import LiveScreen
 from tests.tui.conftest import (
     fake_checkpoint,
     frozen_clock,
@@ -18,9 +21,6 @@ from tests.tui.conftest import (
     standard_runs,
     wait_until,
 )
-from tui.app import ClmtuneApp
-from tui.messages import EventsArrived
-from tui.screens.live import LiveScreen
 
 SIZES = [(80, 24), (120, 40)]
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from backend.events import EventWriter, make_event
+from clmtune.backend.events import EventWriter, make_event
+from clmtune.tui.messages import EventsArrived, RunStatusChanged
+from clmtune.tui.tailer import MAX_BATCH, RunFollower, TextTailer
 from tests.tui.conftest import dead_pid, recorded_run
-from tui.messages import EventsArrived, RunStatusChanged
-from tui.tailer import MAX_BATCH, RunFollower, TextTailer
 
 
 def _follower(run_dir: Path, posted: list, **kwargs) -> RunFollower:

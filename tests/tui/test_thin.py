@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tui.thin import log10_positive, thin_minmax
+from clmtune.tui.thin import log10_positive, thin_minmax
 
 
 def test_100k_points_thin_to_two_per_column_and_keep_extremes():

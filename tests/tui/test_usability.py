@@ -8,14 +8,14 @@ from pathlib import Path
 
 import pytest
 
-import backend.launch as launch
+import clmtune.backend.launch as launch
+from clmtune.tui.app import ClmtuneApp
+from clmtune.tui.messages import EventsArrived, StartRunRequested
+from clmtune.tui.screens.help import HelpScreen
+from clmtune.tui.screens.live import LiveScreen
+from clmtune.tui.widgets.checkpoint_table import CheckpointRow, CheckpointTable
+from clmtune.tui.widgets.phase_bar import PhaseBar
 from tests.tui.conftest import fake_checkpoint, frozen_clock, recorded_run, recording, wait_until
-from tui.app import ClmtuneApp
-from tui.messages import EventsArrived, StartRunRequested
-from tui.screens.help import HelpScreen
-from tui.screens.live import LiveScreen
-from tui.widgets.checkpoint_table import CheckpointRow, CheckpointTable
-from tui.widgets.phase_bar import PhaseBar
 
 pytestmark = pytest.mark.anyio
 
@@ -128,7 +128,7 @@ async def test_a_second_start_while_one_is_starting_is_refused(runs_root, monkey
 
 
 async def test_start_from_the_editor_leaves_the_live_view_above_the_runs(runs_root, monkeypatch):
-    from tui.screens.editor import EditorScreen
+    from clmtune.tui.screens.editor import EditorScreen
 
     run_dir = recorded_run(runs_root, "new", "tokenizing")
     monkeypatch.setattr(launch, "start_run", lambda config_path=None, **kw: launch.LaunchedRun(
@@ -145,7 +145,7 @@ async def test_start_from_the_editor_leaves_the_live_view_above_the_runs(runs_ro
 
 
 async def test_open_toml_asks_for_the_file_and_escape_goes_back(runs_root, monkeypatch):
-    from tui.screens.editor import EditorScreen, PathPrompt
+    from clmtune.tui.screens.editor import EditorScreen, PathPrompt
 
     monkeypatch.chdir(runs_root.parent)
     Path("mine.toml").write_text("[training]\nmax_steps = 5\n")
@@ -197,7 +197,7 @@ async def test_phase_bar_drops_details_before_it_overflows(runs_root):
 
 
 async def test_runs_are_not_rescanned_while_hidden(runs_root, monkeypatch):
-    import tui.screens.runs as runs_screen
+    import clmtune.tui.screens.runs as runs_screen
 
     run_dir = recorded_run(runs_root, "demo", "completed", status="completed")
     fake_checkpoint(run_dir, 20)
@@ -246,19 +246,19 @@ async def test_run_keys_on_an_empty_list_say_what_to_do(runs_root):
 def test_prefetch_warms_the_live_view_and_the_schema(monkeypatch):
     import sys
 
-    import backend.config
-    from tui import app as app_module
+    import clmtune.backend.config
+    from clmtune.tui import app as app_module
 
     calls = []
-    monkeypatch.setattr(backend.config, "load_schema_for_ui", lambda: calls.append(1))
+    monkeypatch.setattr(clmtune.backend.config, "load_schema_for_ui", lambda: calls.append(1))
     app_module._prefetch()
-    assert calls == [1] and "tui.screens.live" in sys.modules
-    monkeypatch.setattr(backend.config, "load_schema_for_ui", lambda: 1 / 0)
+    assert calls == [1] and "clmtune.tui.screens.live" in sys.modules
+    monkeypatch.setattr(clmtune.backend.config, "load_schema_for_ui", lambda: 1 / 0)
     app_module._prefetch()  # a failure is left for the editor to report
 
 
 def test_only_the_real_cli_prefetches(runs_root, monkeypatch):
-    from tui import app as app_module
+    from clmtune.tui import app as app_module
 
     made = []
 

@@ -30,11 +30,12 @@ from textual.widgets import Input, Label, LoadingIndicator, OptionList, Static
 from textual.widgets.option_list import Option
 from textual.worker import Worker, WorkerState
 
-from backend.config import SECTIONS
-from tui.messages import LaunchFailed, StartRunRequested
-from tui.screens.confirm import ConfirmScreen
-from tui.widgets.config_form import ConfigForm, Document, summary_text
-from tui.widgets.footer import AppFooter
+from clmtune.backend.config import SECTIONS
+from clmtune.backend.errors import UsageError
+from clmtune.tui.messages import LaunchFailed, StartRunRequested
+from clmtune.tui.screens.confirm import ConfirmScreen
+from clmtune.tui.widgets.config_form import ConfigForm, Document, summary_text
+from clmtune.tui.widgets.footer import AppFooter
 
 try:  # Python 3.11+
     import tomllib
@@ -49,13 +50,13 @@ def load_schema() -> Any:
     """The backend's UI schema, cached for the process (call from a thread)."""
     global _SCHEMA
     if _SCHEMA is None:
-        from backend.config import load_schema_for_ui
+        from clmtune.backend.config import load_schema_for_ui
 
         _SCHEMA = load_schema_for_ui()
     return _SCHEMA
 
 
-class FileProblem(Exception):
+class FileProblem(UsageError):
     """A TOML file that cannot be opened; the message is one line for the user."""
 
 
@@ -90,7 +91,7 @@ def parse_preset(text: str, name: str) -> Document:
 
 def preset_names() -> list[tuple[str, str]]:
     """``(name, description)`` of every preset the backend offers."""
-    from backend.presets import PRESETS
+    from clmtune.backend.presets import PRESETS
 
     out: list[tuple[str, str]] = []
     items = PRESETS.items() if isinstance(PRESETS, dict) else ((p, "") for p in PRESETS)
@@ -105,7 +106,7 @@ def preset_names() -> list[tuple[str, str]]:
 
 def render_preset_document(name: str, dest: Path) -> Document:
     """Render a preset for a TOML at ``dest`` (relative paths are relative to it)."""
-    from backend.presets import render_preset
+    from clmtune.backend.presets import render_preset
 
     known = [n for n, _ in preset_names()]
     if name not in known:
@@ -137,7 +138,7 @@ def rebase_paths(doc: Document, old_source: Path, new_dir: Path) -> Document:
 
 def build_config(doc: Document, path: Path | None) -> Any:
     """A backend ``RunConfig`` holding the document's set values."""
-    from backend.config import RunConfig
+    from clmtune.backend.config import RunConfig
 
     return RunConfig(  # absolute source: base_dir() must not depend on the cwd later
         model=dict(doc.get("model", {})),
@@ -385,7 +386,7 @@ class EditorScreen(Screen[None]):
             self._loading_text(f"Could not load the settings schema: {worker.error}")
             self.show_banner(
                 f"Could not load the settings schema ({worker.error}); "
-                "check the installation (python -m backend.config)."
+                "check the installation (python -m clmtune.backend.config)."
             )
 
     def _loading_text(self, text: str) -> None:
@@ -523,7 +524,7 @@ class EditorScreen(Screen[None]):
             return ""
         path = Path(display_path(self.path)) if self.path is not None else Path("run.toml")
         try:
-            from backend.config import command_line
+            from clmtune.backend.config import command_line
 
             return command_line(build_config(self.form.document, path), path)
         except Exception:  # settings half-typed: fall back to the plain form
@@ -622,7 +623,7 @@ class EditorScreen(Screen[None]):
 
     async def _write(self, doc: Document, target: Path, text: str | None = None) -> bool:
         """Save ``doc`` (or a preset's commented ``text`` holding the same settings)."""
-        from backend.config import ConfigError, save_config
+        from clmtune.backend.config import ConfigError, save_config
 
         self.busy = True
         try:
@@ -663,7 +664,7 @@ class EditorScreen(Screen[None]):
         self, doc: Document, schema: Any, base_dir: Path, source: Path | None
     ) -> tuple[list[Any], list[str]]:
         """The backend's validation, minus the demo files that saving will build."""
-        from backend.config import validate_document
+        from clmtune.backend.config import validate_document
 
         errors, warnings = validate_document(
             doc, schema, base_dir=base_dir, for_launch=False, source=source
@@ -812,7 +813,7 @@ class EditorScreen(Screen[None]):
         form = self.form
         assert form is not None
         try:
-            from backend.config import validate_document
+            from clmtune.backend.config import validate_document
 
             errors, _ = await asyncio.to_thread(
                 partial(
@@ -878,7 +879,7 @@ def _toml_hint(suggestions: list[str]) -> str:
 
 def _default_run_dir(config_path: Path, runs_dir: Path) -> Path | None:
     try:
-        from backend.launch import default_run_dir
+        from clmtune.backend.launch import default_run_dir
     except ImportError:  # the launcher decides
         return None
     return default_run_dir(config_path, runs_dir)
@@ -886,14 +887,14 @@ def _default_run_dir(config_path: Path, runs_dir: Path) -> Path | None:
 
 def preset_builds_assets(name: str) -> bool:
     """Whether a preset needs files built by the backend (the offline demo)."""
-    from backend.presets import PRESETS
+    from clmtune.backend.presets import PRESETS
 
     return bool(getattr(PRESETS.get(name), "builds_demo_assets", False))
 
 
 def demo_assets_present(target: Path) -> bool:
     """Whether the demo's model and texts exist beside ``target``."""
-    from backend.presets import demo_dir
+    from clmtune.backend.presets import demo_dir
 
     folder = demo_dir(target)
     return all(
@@ -902,7 +903,7 @@ def demo_assets_present(target: Path) -> bool:
 
 
 def _is_demo_path(doc: Document, error: Any) -> bool:
-    from backend.presets import DEMO_DIR_NAME
+    from clmtune.backend.presets import DEMO_DIR_NAME
 
     value = doc.get(getattr(error, "section", ""), {}).get(getattr(error, "key", ""))
     return isinstance(value, str) and DEMO_DIR_NAME in Path(value).parts
@@ -910,7 +911,7 @@ def _is_demo_path(doc: Document, error: Any) -> bool:
 
 def _preset_text_if_unchanged(name: str, doc: Document, target: Path) -> str | None:
     """The preset's commented TOML for ``target`` when ``doc`` holds exactly its settings."""
-    from backend.presets import render_preset
+    from clmtune.backend.presets import render_preset
 
     text = render_preset(name, target)
     return text if tomllib.loads(text) == doc else None
@@ -918,7 +919,7 @@ def _preset_text_if_unchanged(name: str, doc: Document, target: Path) -> str | N
 
 def _save_text(doc: Document, schema: Any, text: str, target: Path) -> None:
     """Validate ``doc`` like save_config does, then write ``text`` atomically."""
-    from backend.config import ConfigError, atomic_write_text, validate_document
+    from clmtune.backend.config import ConfigError, atomic_write_text, validate_document
 
     errors, _ = validate_document(doc, schema, base_dir=target.absolute().parent, source=target)
     if errors:
@@ -940,10 +941,9 @@ def _run_demo_init(target: Path) -> tuple[int, str]:
     # init writes a TOML too: give it a scratch name in the same folder (the assets go
     # beside it) and keep the user's own file out of its way.
     scratch = target.with_name(f".{target.stem}.init.toml")
-    cmd = [sys.executable, "-m", "backend.cli", "init", "--preset", "demo", "--force", str(scratch)]
-    root = Path(__file__).resolve().parents[2]  # so a source checkout finds `backend`
+    cmd = [sys.executable, "-m", "clmtune.backend.cli", "init", "--preset", "demo", "--force",
+           str(scratch)]
     env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(root), env.get("PYTHONPATH")) if p)
     try:
         proc = subprocess.run(
             cmd, capture_output=True, text=True, timeout=900, env=env, stdin=subprocess.DEVNULL

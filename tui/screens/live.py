@@ -24,20 +24,20 @@ from textual.screen import Screen
 from textual.widgets import Static, TabbedContent, TabPane
 from textual.worker import get_current_worker
 
-import themes
-from backend.events import RunView
-from tui.messages import CheckpointsListed, EventsArrived, RunStatusChanged, StopRequested
-from tui.tailer import RunFollower
-from tui.widgets.checkpoint_table import CheckpointRow, CheckpointTable
-from tui.widgets.final_table import FinalTable
-from tui.widgets.footer import AppFooter
-from tui.widgets.log_view import LogView
-from tui.widgets.loss_chart import LossChart, SignalsPanel
-from tui.widgets.memory_panel import MemoryPanel
-from tui.widgets.phase_bar import PhaseBar
+from clmtune import themes
+from clmtune.backend.events import RunView
+from clmtune.tui.messages import CheckpointsListed, EventsArrived, RunStatusChanged, StopRequested
+from clmtune.tui.tailer import RunFollower
+from clmtune.tui.widgets.checkpoint_table import CheckpointRow, CheckpointTable
+from clmtune.tui.widgets.final_table import FinalTable
+from clmtune.tui.widgets.footer import AppFooter
+from clmtune.tui.widgets.log_view import LogView
+from clmtune.tui.widgets.loss_chart import LossChart, SignalsPanel
+from clmtune.tui.widgets.memory_panel import MemoryPanel
+from clmtune.tui.widgets.phase_bar import PhaseBar
 
 if TYPE_CHECKING:
-    from tui.app import ClmtuneApp
+    from clmtune.tui.app import ClmtuneApp
 
 ENDED = ("completed", "stopped", "failed", "crashed")
 RENDER_EVERY_S = 1.0  # coalesce data batches into one redraw per this many seconds
@@ -50,7 +50,7 @@ URGENT_EVENTS = frozenset(
 def list_checkpoint_rows(run_dir: Path) -> list[CheckpointRow] | None:
     """Checkpoints as classified on disk by backend.runs (None if that module is missing)."""
     try:
-        from backend.runs import list_checkpoints
+        from clmtune.backend.runs import list_checkpoints
     except ImportError:
         return None
     return [CheckpointRow.from_info(info) for info in list_checkpoints(run_dir)]
@@ -326,7 +326,7 @@ class LiveScreen(Screen):
         if self.status != "running":
             self.notify("This run is not running.", severity="warning")
             return
-        from tui.screens.confirm import ConfirmScreen  # the editor helper's module
+        from clmtune.tui.screens.confirm import ConfirmScreen  # the editor helper's module
 
         def done(yes: bool | None) -> None:
             if yes:

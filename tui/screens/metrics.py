@@ -25,11 +25,11 @@ from textual.screen import Screen
 from textual.widgets import Static, TabbedContent, TabPane
 from textual.worker import Worker, WorkerState
 
-from backend.events import EVENTS_FILE, read_events, reduce_events, to_float
-from tui import fmt
-from tui.screens.editor import binding_commands, display_path
-from tui.widgets.footer import AppFooter
-from tui.widgets.metrics_table import LogHistoryTable, ResultsTable
+from clmtune.backend.events import EVENTS_FILE, read_events, reduce_events, to_float
+from clmtune.tui import fmt
+from clmtune.tui.screens.editor import binding_commands, display_path
+from clmtune.tui.widgets.footer import AppFooter
+from clmtune.tui.widgets.metrics_table import LogHistoryTable, ResultsTable
 
 TRAINER_STATE = "trainer_state.json"
 
@@ -106,7 +106,7 @@ def _curves(history: list[dict[str, Any]]) -> tuple[list[float], ...]:
 
 def load_saved_run(run_dir: Path) -> SavedRun:
     """Read everything the metrics screen shows. Never raises on a damaged dir."""
-    from backend.runs import is_run_dir, read_run
+    from clmtune.backend.runs import is_run_dir, read_run
 
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
@@ -277,7 +277,7 @@ class MetricsScreen(Screen[None]):
 
     def _chart(self) -> ComposeResult:
         try:
-            from tui.widgets.loss_chart import LossChart
+            from clmtune.tui.widgets.loss_chart import LossChart
         except ImportError:  # pragma: no cover - the chart ships with the app
             yield Static("", id="metrics-chart-empty")
             return
@@ -333,7 +333,7 @@ class MetricsScreen(Screen[None]):
 
     def _draw_chart(self, saved: SavedRun) -> None:
         try:
-            from tui.widgets.loss_chart import LossChart
+            from clmtune.tui.widgets.loss_chart import LossChart
 
             chart = self.query_one("#metrics-chart", LossChart)
         except Exception:
@@ -356,7 +356,7 @@ class MetricsScreen(Screen[None]):
     def action_log_scale(self) -> None:
         """Toggle the loss chart's log scale."""
         try:
-            from tui.widgets.loss_chart import LossChart
+            from clmtune.tui.widgets.loss_chart import LossChart
 
             chart = self.query_one("#metrics-chart", LossChart)
         except Exception:

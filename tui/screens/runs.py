@@ -12,12 +12,12 @@ from textual.binding import Binding
 from textual.screen import Screen
 from textual.widgets import DataTable, Static
 
-from tui.messages import RunsRefreshed
-from tui.widgets.footer import AppFooter
-from tui.widgets.run_table import RunTable
+from clmtune.tui.messages import RunsRefreshed
+from clmtune.tui.widgets.footer import AppFooter
+from clmtune.tui.widgets.run_table import RunTable
 
 if TYPE_CHECKING:
-    from tui.app import ClmtuneApp
+    from clmtune.tui.app import ClmtuneApp
 
 REFRESH_S = 2.0
 EMPTY_HINT = (
@@ -29,7 +29,7 @@ EMPTY_HINT = (
 
 def list_runs(root: Path) -> list[Any]:
     """``backend.runs.list_runs``, imported on first use (keeps startup lean)."""
-    from backend.runs import list_runs as _list_runs
+    from clmtune.backend.runs import list_runs as _list_runs
 
     return _list_runs(root)
 
@@ -155,7 +155,7 @@ class RunsScreen(Screen):
                 f"{run.name} is running: stop it first (open it, then s).", severity="warning"
             )
             return
-        from tui.screens.confirm import ConfirmScreen  # the editor helper's module
+        from clmtune.tui.screens.confirm import ConfirmScreen  # the editor helper's module
 
         def done(yes: bool | None) -> None:
             if yes:
@@ -172,7 +172,7 @@ class RunsScreen(Screen):
 
     @work(thread=True, group="runs-delete", exit_on_error=False)
     def _delete(self, run_dir: Path) -> None:
-        from backend.runs import delete_run
+        from clmtune.backend.runs import delete_run
 
         delete_run(run_dir)
         self.notify(f"Deleted {run_dir.name}.")  # notify is thread-safe (post_message)

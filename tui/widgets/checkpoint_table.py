@@ -10,7 +10,7 @@ from typing import Any
 from rich.text import Text
 from textual.widgets import DataTable
 
-from tui import fmt
+from clmtune.tui import fmt
 
 HEALTH_CLASSES = {
     "complete": "checkpoint-table--ok",

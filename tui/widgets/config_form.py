@@ -501,7 +501,7 @@ _WARNING_FIELD = re.compile(r"\[(\w+)\]\s*(\w+)\s*:\s*(.*)", re.S)
 
 def _default_validator(doc: Document, schema: Any, base_dir: Path, source: Path | None):
     # Imported here: backend.config is light, but keep the form importable without it.
-    from backend.config import validate_document
+    from clmtune.backend.config import validate_document
 
     return validate_document(doc, schema, base_dir=base_dir, for_launch=False, source=source)
 

@@ -6,8 +6,8 @@ from typing import Any
 
 from textual.widgets import DataTable
 
-from backend.events import to_float
-from tui import fmt
+from clmtune.backend.events import to_float
+from clmtune.tui import fmt
 
 # (label, train key, eval key). HF names: train_* from trainer.train(), eval_* from evaluate().
 ROWS: tuple[tuple[str, str | None, str | None], ...] = (

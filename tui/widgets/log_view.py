@@ -8,7 +8,7 @@ from typing import Any
 from rich.text import Text
 from textual.widgets import RichLog
 
-from tui import fmt
+from clmtune.tui import fmt
 
 
 class LogView(RichLog):

@@ -21,9 +21,9 @@ from textual.widgets import Label, Sparkline
 from textual_hires_canvas import Canvas
 from textual_plot import HiResMode, LegendLocation, NumericAxisFormatter, PlotWidget
 
-from tui import fmt
-from tui.thin import log10_positive, thin_minmax
-from tui.widgets.label_text import set_label
+from clmtune.tui import fmt
+from clmtune.tui.thin import log10_positive, thin_minmax
+from clmtune.tui.widgets.label_text import set_label
 
 SPARK_POINTS = 400  # tail of lr / grad norm shown in the strips
 

@@ -12,9 +12,9 @@ from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.widgets import Label, Sparkline
 
-from backend.events import to_float
-from tui import fmt
-from tui.widgets.label_text import set_label
+from clmtune.backend.events import to_float
+from clmtune.tui import fmt
+from clmtune.tui.widgets.label_text import set_label
 
 HISTORY = 120  # samples in the sparkline
 

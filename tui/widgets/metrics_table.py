@@ -9,7 +9,7 @@ from typing import Any
 from rich.text import Text
 from textual.widgets import DataTable
 
-from tui import fmt
+from clmtune.tui import fmt
 
 RESULT_SPLITS = ("train", "eval", "all")
 RESULT_FILES = {

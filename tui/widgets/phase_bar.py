@@ -7,7 +7,7 @@ from typing import Any
 from rich.text import Text
 from textual.widgets import Static
 
-from tui import fmt
+from clmtune.tui import fmt
 
 PHASE_LABELS = {
     "starting": "starting",

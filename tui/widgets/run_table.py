@@ -12,7 +12,7 @@ from rich.text import Text
 from textual.binding import Binding
 from textual.widgets import DataTable
 
-from tui import fmt
+from clmtune.tui import fmt
 
 STATUS_CLASSES = {
     "running": "run-table--running",
