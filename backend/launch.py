@@ -314,7 +314,6 @@ _EXACT_KEYS: tuple[tuple[str, str, str], ...] = (
     ("training", "learning_rate", "the schedule"),
     ("training", "lr_scheduler_type", "the schedule"),
     ("training", "warmup_steps", "the schedule"),
-    ("training", "warmup_ratio", "the schedule"),
     ("training", "max_steps", "the schedule"),
     ("training", "num_train_epochs", "the schedule"),
     ("training", "weight_decay", "the optimizer"),
