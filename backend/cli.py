@@ -476,7 +476,7 @@ def _cmd_show(args: argparse.Namespace) -> int:
 
 
 def _cmd_check(args: argparse.Namespace) -> int:
-    from clmtune.backend.config import check_file
+    from clmtune.backend.settings.check import check_file
 
     path = Path(args.file)
     _need_settings_file(path)

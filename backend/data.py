@@ -26,10 +26,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from clmtune.backend.events import Emit, make_event
-from clmtune.backend.model import TrainingSetupError, cfg_get
+from clmtune.backend.model import TrainingSetupError
 
 if TYPE_CHECKING:
-    from clmtune.backend.config import RunConfig
+    from clmtune.backend.settings.run_config import RunConfig
 
 PACKINGS = ("group", "line")
 # File suffix -> `datasets` builder, as run_clm maps them (jsonl is json lines).
@@ -37,10 +37,6 @@ BUILDERS = {".txt": "text", ".json": "json", ".jsonl": "json", ".csv": "csv"}
 IGNORE_INDEX = -100
 
 MainProcessFirst = Callable[[str], AbstractContextManager[Any]]
-
-
-def _get(cfg: RunConfig, key: str) -> Any:
-    return cfg_get(cfg, "data", key)
 
 
 @dataclass
@@ -72,7 +68,8 @@ def _builder_for(path: str, key: str) -> str:
 
 
 def _split_percentage(cfg: RunConfig) -> int:
-    pct = int(_get(cfg, "validation_split_percentage"))
+    settings = cfg.settings
+    pct = int(settings.data.validation_split_percentage)
     if not 1 <= pct <= 99:
         raise TrainingSetupError(
             f"[data] validation_split_percentage = {pct} is out of range",
@@ -91,15 +88,16 @@ def load_raw_datasets(cfg: RunConfig, *, cache_dir: str | None = None) -> tuple[
     from datasets import load_dataset
 
     warnings: list[str] = []
-    streaming = bool(_get(cfg, "streaming"))
-    dataset_name = _get(cfg, "dataset_name")
+    settings = cfg.settings
+    streaming = bool(settings.data.streaming)
+    dataset_name = settings.data.dataset_name
     if dataset_name:
-        args: tuple[Any, ...] = (dataset_name, _get(cfg, "dataset_config_name"))
+        args: tuple[Any, ...] = (dataset_name, settings.data.dataset_config_name)
         kwargs: dict[str, Any] = {}
         source = f"[data] dataset_name = {dataset_name!r}"
     else:
-        train_file = _get(cfg, "train_file")
-        validation_file = _get(cfg, "validation_file")
+        train_file = settings.data.train_file
+        validation_file = settings.data.validation_file
         if not train_file:
             raise TrainingSetupError(
                 "[data] has neither dataset_name nor train_file",
@@ -116,7 +114,7 @@ def load_raw_datasets(cfg: RunConfig, *, cache_dir: str | None = None) -> tuple[
                 )
         kwargs = {"data_files": data_files}
         if builder == "text":
-            kwargs["keep_linebreaks"] = bool(_get(cfg, "keep_linebreaks"))
+            kwargs["keep_linebreaks"] = bool(settings.data.keep_linebreaks)
         args = (builder,)
         source = f"[data] train_file = {str(train_file)!r}"
 
@@ -243,8 +241,9 @@ def _column_names(dataset: Any) -> list[str]:
 
 
 def _text_column(cfg: RunConfig, dataset: Any, columns: list[str]) -> str:
-    wanted = _get(cfg, "text_column")
-    user_set = "text_column" in cfg.data
+    settings = cfg.settings
+    wanted = settings.data.text_column
+    user_set = settings.data.was_set("text_column")
     if wanted in columns:
         column = wanted
     elif user_set:
@@ -347,15 +346,16 @@ def prepare_datasets(
     """
     send: Emit = emit or (lambda event: None)
     first: MainProcessFirst = main_process_first or (lambda desc: nullcontext())
-    streaming = bool(_get(cfg, "streaming"))
-    packing = _get(cfg, "packing")
+    settings = cfg.settings
+    streaming = bool(settings.data.streaming)
+    packing = settings.data.packing
     if packing not in PACKINGS:
         raise TrainingSetupError(
             f"[data] packing = {packing!r} is not a packing", "use 'group' or 'line'"
         )
     map_opts: dict[str, Any] = {
-        "num_proc": _get(cfg, "preprocessing_num_workers"),
-        "load_from_cache_file": not bool(_get(cfg, "overwrite_cache")),
+        "num_proc": settings.data.preprocessing_num_workers,
+        "load_from_cache_file": not bool(settings.data.overwrite_cache),
     }
     timings: dict[str, float] = {}
 
@@ -369,7 +369,7 @@ def prepare_datasets(
     )
 
     block_size, block_warnings = resolve_block_size(
-        _get(cfg, "block_size"), model_config, tokenizer
+        settings.data.block_size, model_config, tokenizer
     )
     for message in warnings:
         send(make_event("warning", code="data", message=message))
@@ -406,9 +406,9 @@ def prepare_datasets(
         _check_not_empty("train", train, tokenized["train"], block_size, packing)
         if evaluation is not None:
             _check_not_empty("validation", evaluation, tokenized["validation"], block_size, packing)
-    train = _limit(train, _get(cfg, "max_train_samples"))
+    train = _limit(train, settings.data.max_train_samples)
     if evaluation is not None:
-        evaluation = _limit(evaluation, _get(cfg, "max_eval_samples"))
+        evaluation = _limit(evaluation, settings.data.max_eval_samples)
     prepared = PreparedData(
         train_dataset=train,
         eval_dataset=evaluation,
@@ -416,8 +416,8 @@ def prepare_datasets(
         warnings=warnings + block_warnings,
         train_samples=_count(train),
         eval_samples=_count(evaluation) if evaluation is not None else None,
-        dataset_name=_get(cfg, "dataset_name"),
-        dataset_config_name=_get(cfg, "dataset_config_name"),
+        dataset_name=settings.data.dataset_name,
+        dataset_config_name=settings.data.dataset_config_name,
         timings=timings,
     )
     detail = f"train: {_fmt(prepared.train_samples)} blocks of {block_size} tokens"

@@ -226,15 +226,3 @@ def build_demo_assets(dest_dir: Path, size: str = "demo") -> DemoAssets:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return _assets(dest)
-
-
-def demo_sections(assets: DemoAssets) -> dict[str, dict[str, object]]:
-    """The ``[model]``, ``[data]`` and ``[training]`` settings of the demo preset.
-
-    The values are defined once, in the ``demo`` preset of ``backend.presets`` (what
-    ``clmtune init --preset demo`` writes); here the asset paths are absolute.
-    """
-    # Imported here: backend.presets imports this module's builder lazily, in turn.
-    from clmtune.backend.presets import preset_sections
-
-    return preset_sections("demo", assets)

@@ -35,7 +35,7 @@ from clmtune.backend.runs import (
 )
 
 if TYPE_CHECKING:  # config pulls in the schema; import it only where it is used
-    from clmtune.backend.config import RunConfig
+    from clmtune.backend.settings.run_config import RunConfig
 
 LOGS_DIR = "logs"
 WORKER_OUT = "worker.out"
@@ -88,7 +88,7 @@ def prepare_run_dir(cfg: RunConfig, run_dir: Path) -> Path:
     Refuses (RunError) a directory whose run is still running, and a non-empty
     directory that is not a run dir (it would mix a run into unrelated files).
     """
-    from clmtune.backend.config import save_config
+    from clmtune.backend.settings.toml_io import save_config
 
     run_dir = Path(run_dir).resolve()
     if run_dir.exists() and not run_dir.is_dir():
@@ -115,10 +115,10 @@ def prepare_run_dir(cfg: RunConfig, run_dir: Path) -> Path:
 
 def worker_command(cfg: RunConfig, run_dir: Path, resume: Path | None = None) -> list[str]:
     """The argument list that runs the worker (torchrun for more than one process)."""
-    from clmtune.backend.config import launch_settings, torchrun_argv
+    from clmtune.backend.settings.training_args import torchrun_argv
 
     tail = ["--resume", str(resume)] if resume is not None else []
-    if not launch_settings(cfg).distributed:
+    if not cfg.settings.launch.distributed:
         return [sys.executable, "-m", "clmtune.backend.worker", str(run_dir), *tail]
     # torchrun of this interpreter (not whatever `torchrun` is first on PATH).
     launcher = [sys.executable, "-m", "torch.distributed.run"]
@@ -126,13 +126,14 @@ def worker_command(cfg: RunConfig, run_dir: Path, resume: Path | None = None) ->
 
 
 def _load_for_launch(config_path: Path, hardware: bool) -> RunConfig:
-    from clmtune.backend.config import load_config
+    from clmtune.backend.settings.toml_io import load_config
 
     return load_config(Path(config_path), for_launch=True, hardware=hardware)
 
 
 def _validate(cfg: RunConfig, hardware: bool) -> None:
-    from clmtune.backend.config import ConfigError, validate_config
+    from clmtune.backend.settings.problems import ConfigError
+    from clmtune.backend.settings.validate import validate_config
 
     errors, _warnings = validate_config(cfg, for_launch=True, hardware=hardware)
     if errors:
@@ -144,7 +145,7 @@ def _choose_run_dir(
 ) -> Path:
     if run_dir is not None:
         return Path(run_dir)
-    output_dir = cfg.training.get("output_dir")
+    output_dir = cfg.settings.training.output_dir
     if output_dir:
         path = Path(str(output_dir)).expanduser()
         if not path.is_absolute() and cfg.source is not None:
@@ -313,7 +314,6 @@ _EXACT_KEYS: tuple[tuple[str, str, str], ...] = (
     ("training", "learning_rate", "the schedule"),
     ("training", "lr_scheduler_type", "the schedule"),
     ("training", "warmup_steps", "the schedule"),
-    ("training", "warmup_ratio", "the schedule"),
     ("training", "max_steps", "the schedule"),
     ("training", "num_train_epochs", "the schedule"),
     ("training", "weight_decay", "the optimizer"),
@@ -332,15 +332,15 @@ _EXACT_KEYS: tuple[tuple[str, str, str], ...] = (
 )
 
 
-def _setting(cfg: Any, section: str, key: str) -> Any:
-    try:
-        return cfg.get(section, key)
-    except Exception:  # noqa: BLE001 - unknown key in this schema version
-        return getattr(cfg, section, {}).get(key)
+def _setting(cfg: RunConfig, section: str, key: str) -> Any:
+    # Typed read: a key of _EXACT_KEYS that is not a setting raises (tests/test_settings.py).
+    return getattr(getattr(cfg.settings, section), key)
 
 
 def _old_config(checkpoint: Path, run_dir: Path) -> Any | None:
-    from clmtune.backend.config import ConfigError, RunConfig, read_toml
+    from clmtune.backend.settings.problems import ConfigError
+    from clmtune.backend.settings.run_config import RunConfig
+    from clmtune.backend.settings.toml_io import read_toml
 
     for candidate in (checkpoint.parent / CONFIG_TOML, run_dir / CONFIG_TOML):
         if candidate.is_file():
@@ -357,10 +357,8 @@ def _old_config(checkpoint: Path, run_dir: Path) -> Any | None:
     return None
 
 
-def _world_size(cfg: Any) -> int:
-    return int(_setting(cfg, "launch", "nproc_per_node") or 1) * int(
-        _setting(cfg, "launch", "nnodes") or 1
-    )
+def _world_size(cfg: RunConfig) -> int:
+    return int(cfg.settings.launch.nproc_per_node) * int(cfg.settings.launch.nnodes)
 
 
 def resume_warnings(run_dir: Path, checkpoint: Path, cfg: RunConfig | None = None) -> list[str]:
@@ -375,7 +373,7 @@ def resume_warnings(run_dir: Path, checkpoint: Path, cfg: RunConfig | None = Non
 
     run_dir, checkpoint = Path(run_dir), Path(checkpoint)
     if cfg is None:
-        from clmtune.backend.config import load_config
+        from clmtune.backend.settings.toml_io import load_config
 
         cfg = load_config(run_dir / CONFIG_TOML)
     old = _old_config(checkpoint, run_dir)
@@ -392,7 +390,7 @@ def resume_warnings(run_dir: Path, checkpoint: Path, cfg: RunConfig | None = Non
     # size; with one, the config wins: Trainer copies train_batch_size from the checkpoint
     # it resumed, so after one resume with a new batch size the state holds a stale value.
     state = read_json(checkpoint / "trainer_state.json") if old is None else None
-    bs_now = _setting(cfg, "training", "per_device_train_batch_size")
+    bs_now = cfg.settings.training.per_device_train_batch_size
     if isinstance(state, dict) and isinstance(state.get("train_batch_size"), int) and bs_now:
         if state["train_batch_size"] != int(bs_now):
             found.append(

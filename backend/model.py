@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from clmtune.backend.errors import SetupError
 
 if TYPE_CHECKING:
-    from clmtune.backend.config import RunConfig
+    from clmtune.backend.settings.run_config import RunConfig, Settings
 
 PAD_POLICIES = ("eos", "add")
 DTYPES = ("auto", "bfloat16", "float16", "float32")
@@ -25,15 +25,6 @@ class TrainingSetupError(SetupError):
     ``message`` names the setting or file and ``hint`` says how to fix it; ``str()``
     joins both so it can be printed as is.
     """
-
-
-def cfg_get(cfg: RunConfig, section: str, key: str, default: Any = None) -> Any:
-    """``cfg.get(section, key)`` (set value or schema default), else ``default``."""
-    try:
-        value = cfg.get(section, key)
-    except KeyError:
-        value = None
-    return default if value is None else value
 
 
 @dataclass
@@ -50,11 +41,11 @@ class ModelInfo:
     embeddings_resized: bool
 
 
-def _hub_kwargs(cfg: RunConfig) -> dict[str, Any]:
+def _hub_kwargs(settings: Settings) -> dict[str, Any]:
     return {
-        "cache_dir": cfg_get(cfg, "model", "cache_dir"),
-        "revision": cfg_get(cfg, "model", "model_revision", "main"),
-        "trust_remote_code": bool(cfg_get(cfg, "model", "trust_remote_code", False)),
+        "cache_dir": settings.model.cache_dir,
+        "revision": settings.model.model_revision,
+        "trust_remote_code": bool(settings.model.trust_remote_code),
     }
 
 
@@ -70,17 +61,18 @@ def load_config(cfg: RunConfig):
     """The model config, as run_clm picks it: config_name, model path, or model_type."""
     from transformers import CONFIG_MAPPING, AutoConfig
 
-    kwargs = _hub_kwargs(cfg)
-    config_name = cfg_get(cfg, "model", "config_name")
-    name = cfg_get(cfg, "model", "model_name_or_path")
-    overrides = cfg_get(cfg, "model", "config_overrides")
+    settings = cfg.settings
+    kwargs = _hub_kwargs(settings)
+    config_name = settings.model.config_name
+    name = settings.model.model_name_or_path
+    overrides = settings.model.config_overrides
     for key, value in (("config_name", config_name), ("model_name_or_path", name)):
         if value:
             try:
                 return AutoConfig.from_pretrained(value, **kwargs)
             except (OSError, ValueError) as exc:
                 raise _load_error(key, value, exc) from exc
-    model_type = cfg_get(cfg, "model", "model_type")
+    model_type = settings.model.model_type
     if not model_type or model_type not in CONFIG_MAPPING:
         raise TrainingSetupError(
             f"[model] model_type = {model_type!r} is not a known model type",
@@ -102,10 +94,12 @@ def load_tokenizer(cfg: RunConfig):
     """The tokenizer from tokenizer_name or the model path (run_clm never trains one)."""
     from transformers import AutoTokenizer
 
-    kwargs = _hub_kwargs(cfg)
-    kwargs["use_fast"] = bool(cfg_get(cfg, "model", "use_fast_tokenizer", True))
-    for key in ("tokenizer_name", "model_name_or_path"):
-        value = cfg_get(cfg, "model", key)
+    settings = cfg.settings
+    kwargs = _hub_kwargs(settings)
+    kwargs["use_fast"] = bool(settings.model.use_fast_tokenizer)
+    candidates = (("tokenizer_name", settings.model.tokenizer_name),
+                  ("model_name_or_path", settings.model.model_name_or_path))
+    for key, value in candidates:
         if value:
             try:
                 return AutoTokenizer.from_pretrained(value, **kwargs)
@@ -165,14 +159,15 @@ def load_model_and_tokenizer(cfg: RunConfig):
 
     config = load_config(cfg)
     tokenizer = load_tokenizer(cfg)
-    name = cfg_get(cfg, "model", "model_name_or_path")
-    kwargs = _hub_kwargs(cfg)
+    settings = cfg.settings
+    name = settings.model.model_name_or_path
+    kwargs = _hub_kwargs(settings)
     if name:
         try:
             model = AutoModelForCausalLM.from_pretrained(
                 name,
                 config=config,
-                dtype=_torch_dtype(cfg_get(cfg, "model", "dtype", "auto")),
+                dtype=_torch_dtype(settings.model.dtype),
                 cache_dir=kwargs["cache_dir"],
                 revision=kwargs["revision"],
                 trust_remote_code=kwargs["trust_remote_code"],
@@ -184,7 +179,7 @@ def load_model_and_tokenizer(cfg: RunConfig):
             config, trust_remote_code=kwargs["trust_remote_code"]
         )
 
-    pad_added = apply_pad_policy(tokenizer, cfg_get(cfg, "model", "pad_token", "eos"))
+    pad_added = apply_pad_policy(tokenizer, settings.model.pad_token)
     embedding_rows = model.get_input_embeddings().weight.shape[0]
     resized = len(tokenizer) > embedding_rows
     if resized:

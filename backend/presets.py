@@ -17,7 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from clmtune.backend.config import SECTIONS, RunConfig, atomic_write_text
+from clmtune.backend.settings.atomic_write import atomic_write_text
+from clmtune.backend.settings.run_config import RunConfig
+from clmtune.backend.settings.schema import SECTIONS
 
 # The demo's training settings, the one place they are defined (``backend.demo`` and the
 # benchmarks read them through ``preset_sections``). The demo must finish (evaluation

@@ -26,12 +26,12 @@ from clmtune.backend.metrics import (
     perplexity,
     preprocess_logits_for_metrics,
 )
-from clmtune.backend.model import ModelInfo, TrainingSetupError, cfg_get, load_model_and_tokenizer
+from clmtune.backend.model import ModelInfo, TrainingSetupError, load_model_and_tokenizer
 
 if TYPE_CHECKING:
     from transformers import Trainer, TrainerCallback, TrainingArguments
 
-    from clmtune.backend.config import RunConfig
+    from clmtune.backend.settings.run_config import RunConfig
 
 __all__ = ["TrainOutcome", "TrainingSetupError", "run_training", "build_training_arguments"]
 
@@ -55,9 +55,10 @@ def _expects_validation(cfg: RunConfig) -> bool:
     Without streaming run_clm always has one (carved out of train when missing); a
     streamed hub dataset is assumed to have one and corrected after loading.
     """
-    if not cfg_get(cfg, "data", "streaming", False):
+    settings = cfg.settings
+    if not settings.data.streaming:
         return True
-    return bool(cfg_get(cfg, "data", "validation_file") or cfg_get(cfg, "data", "dataset_name"))
+    return bool(settings.data.validation_file or settings.data.dataset_name)
 
 
 def _cuda_available() -> bool:
@@ -73,7 +74,7 @@ def build_training_arguments(
     :class:`TrainingSetupError` with a one-line message instead of a traceback."""
     from transformers import TrainingArguments
 
-    from clmtune.backend.config import training_arguments_kwargs
+    from clmtune.backend.settings.training_args import training_arguments_kwargs
 
     kwargs = training_arguments_kwargs(cfg, str(output_dir), has_validation=has_validation)
     on_cpu = bool(kwargs.get("use_cpu")) or not _cuda_available()
@@ -123,11 +124,12 @@ def _precision(args: TrainingArguments) -> str:
 def _settings_summary(
     cfg: RunConfig, args: TrainingArguments, data: PreparedData, info: ModelInfo
 ) -> dict[str, Any]:
-    train_file = cfg_get(cfg, "data", "train_file")
+    settings = cfg.settings
+    train_file = settings.data.train_file
     return {
         "model": info.name or f"{info.model_type} (from scratch)",
         "data": data.dataset_name or (Path(str(train_file)).name if train_file else None),
-        "packing": cfg_get(cfg, "data", "packing", "group"),
+        "packing": settings.data.packing,
         "block_size": data.block_size,
         "learning_rate": args.learning_rate,
         "lr_scheduler_type": str(getattr(args.lr_scheduler_type, "value", args.lr_scheduler_type)),
@@ -139,7 +141,7 @@ def _settings_summary(
         "max_steps": args.max_steps,
         "num_train_epochs": args.num_train_epochs,
         "precision": _precision(args),
-        "dtype": cfg_get(cfg, "model", "dtype", "auto"),
+        "dtype": settings.model.dtype,
         "seed": args.seed,
     }
 
@@ -166,13 +168,14 @@ def _resume_step(resume_from: str | None) -> int | None:
 
 def _model_card_kwargs(cfg: RunConfig) -> dict[str, Any]:
     kwargs: dict[str, Any] = {"tasks": "text-generation"}
-    name = cfg_get(cfg, "model", "model_name_or_path")
+    settings = cfg.settings
+    name = settings.model.model_name_or_path
     if name:
         kwargs["finetuned_from"] = str(name)
-    dataset_name = cfg_get(cfg, "data", "dataset_name")
+    dataset_name = settings.data.dataset_name
     if dataset_name:
         kwargs["dataset_tags"] = dataset_name
-        config_name = cfg_get(cfg, "data", "dataset_config_name")
+        config_name = settings.data.dataset_config_name
         if config_name:
             kwargs["dataset_args"] = config_name
             kwargs["dataset"] = f"{dataset_name} {config_name}"
@@ -203,7 +206,7 @@ def run_training(
     run_dir = Path(run_dir)
     cfg = cfg.resolved()  # relative paths are relative to the TOML file, not the cwd
     args = build_training_arguments(cfg, run_dir, has_validation=_expects_validation(cfg))
-    if cfg_get(cfg, "data", "streaming", False) and args.max_steps <= 0:
+    if cfg.settings.data.streaming and args.max_steps <= 0:
         raise TrainingSetupError(
             "[training] max_steps is required with [data] streaming = true (a stream has no "
             "length to count epochs in)",
@@ -233,7 +236,7 @@ def run_training(
         model.config,
         emit=send,
         main_process_first=lambda desc: args.main_process_first(desc=desc),
-        cache_dir=cfg_get(cfg, "model", "cache_dir"),
+        cache_dir=cfg.settings.model.cache_dir,
     )
     if data.eval_dataset is None and args.do_eval:
         args = build_training_arguments(cfg, run_dir, has_validation=False)

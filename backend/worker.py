@@ -249,7 +249,7 @@ def run(run_dir: Path, resume: str | None = None) -> int:
     status, error, hint, step, bad_input = "failed", None, None, None, False
     try:
         _cpu_processes_use_gloo()
-        from clmtune.backend.config import load_config
+        from clmtune.backend.settings.toml_io import load_config
         from clmtune.backend.train import run_training
 
         cfg = load_config(run_dir / "config.toml", for_launch=True)

@@ -159,8 +159,8 @@ def plain_run(assets, out_dir: Path, args_kwargs: dict) -> tuple[float, float, f
 
 def clmtune_run(assets, out_dir: Path, training: dict) -> tuple[float, float, float]:
     from clmtune.backend.callback import EventCallback
-    from clmtune.backend.config import RunConfig
     from clmtune.backend.events import EventWriter
+    from clmtune.backend.settings.run_config import RunConfig
     from clmtune.backend.train import run_training
 
     cfg = RunConfig(
@@ -189,13 +189,14 @@ def clmtune_run(assets, out_dir: Path, training: dict) -> tuple[float, float, fl
 
 def tokenize_probe(cache_dir: str) -> None:
     """Prepare the demo data once (in this fresh process) and print the phase times."""
-    from clmtune.backend.config import RunConfig
     from clmtune.backend.data import prepare_datasets
-    from clmtune.backend.demo import build_demo_assets, default_demo_dir, demo_sections
+    from clmtune.backend.demo import build_demo_assets, default_demo_dir
     from clmtune.backend.model import load_model_and_tokenizer
+    from clmtune.backend.presets import preset_sections
+    from clmtune.backend.settings.run_config import RunConfig
 
     assets = build_demo_assets(default_demo_dir())
-    cfg = RunConfig(**demo_sections(assets))
+    cfg = RunConfig(**preset_sections("demo", assets))
     model, tokenizer, _ = load_model_and_tokenizer(cfg)
     data = prepare_datasets(cfg, tokenizer, model.config, cache_dir=cache_dir)
     print(json.dumps(data.timings))
@@ -232,8 +233,9 @@ def main() -> None:
 
     import torch
 
-    from clmtune.backend.config import RunConfig, training_arguments_kwargs
     from clmtune.backend.demo import build_demo_assets
+    from clmtune.backend.settings.run_config import RunConfig
+    from clmtune.backend.settings.training_args import training_arguments_kwargs
 
     torch.set_num_threads(opts.threads)
     assets = build_demo_assets(Path(_TMP) / "tiny", size="tiny")

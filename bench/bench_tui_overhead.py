@@ -44,9 +44,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from clmtune.backend.config import RunConfig  # noqa: E402
 from clmtune.backend.launch import start_run  # noqa: E402
 from clmtune.backend.runs import read_run_json  # noqa: E402
+from clmtune.backend.settings.run_config import RunConfig  # noqa: E402
 
 SIZE = (120, 40)
 

@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from clmtune.backend.config import RunConfig
 from clmtune.backend.demo import DemoAssets, build_demo_assets
+from clmtune.backend.settings.run_config import RunConfig
 
 
 def build_tiny_assets(dest: Path) -> DemoAssets:

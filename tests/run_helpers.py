@@ -11,9 +11,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from clmtune.backend.config import save_config
 from clmtune.backend.events import EVENTS_FILE, Event, read_events
 from clmtune.backend.runs import read_run, read_run_json
+from clmtune.backend.settings.toml_io import save_config
 from tests.fixtures import make_tiny_config
 
 REPO = Path(__file__).resolve().parent.parent

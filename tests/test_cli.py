@@ -14,7 +14,6 @@ import pytest
 
 from clmtune import backend
 from clmtune.backend.cli import main
-from clmtune.backend.config import RunConfig
 from clmtune.backend.launch import (
     default_run_dir,
     prepare_run_dir,
@@ -23,6 +22,7 @@ from clmtune.backend.launch import (
     worker_command,
 )
 from clmtune.backend.runs import STOP_FILE, RunError
+from clmtune.backend.settings.run_config import RunConfig
 from tests.fixtures import make_tiny_config
 from tests.test_runs import make_checkpoint, make_run
 
@@ -89,7 +89,7 @@ def test_invalid_settings_exit_2_with_one_line_per_problem(capsys, tmp_path, tin
 def test_resume_without_a_complete_checkpoint_is_bad_input(capsys, tmp_path, tiny_assets):
     run = make_run(tmp_path / "run", status="stopped")
     make_checkpoint(run, 4, marker=False, files=("config",))
-    from clmtune.backend.config import save_config
+    from clmtune.backend.settings.toml_io import save_config
 
     save_config(make_tiny_config(tiny_assets), run / "config.toml")
     code, _, err = run_cli(capsys, "train", "--run-dir", str(run), "--resume", "last")
@@ -168,7 +168,7 @@ def test_init_and_check_delegate(capsys, tmp_path):
 
 
 def test_check_of_a_valid_file(capsys, tmp_path, tiny_assets):
-    from clmtune.backend.config import save_config
+    from clmtune.backend.settings.toml_io import save_config
 
     path = tmp_path / "ok.toml"
     save_config(make_tiny_config(tiny_assets), path)
@@ -260,7 +260,7 @@ def test_request_stop_writes_the_file_and_signals_the_worker(tmp_path):
 
 
 def test_a_fresh_start_never_mixes_into_an_existing_run(capsys, tmp_path, tiny_assets):
-    from clmtune.backend.config import save_config
+    from clmtune.backend.settings.toml_io import save_config
 
     config = tmp_path / "tiny.toml"
     save_config(make_tiny_config(tiny_assets), config)

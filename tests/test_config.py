@@ -11,16 +11,25 @@ from pathlib import Path
 
 import pytest
 
-from clmtune.backend import config as C
-from clmtune.backend.config import (
-    ConfigError,
-    FieldError,
-    RunConfig,
-    check_file,
-    load_config,
-    save_config,
-    validate_document,
+from clmtune.backend.settings import atomic_write, validate
+from clmtune.backend.settings.check import check_file
+from clmtune.backend.settings.hardware import hardware_checks
+from clmtune.backend.settings.problems import ConfigError, FieldError
+from clmtune.backend.settings.run_config import RunConfig
+from clmtune.backend.settings.schema import (
+    DataSettings,
+    LaunchSettings,
+    ModelSettings,
+    schema,
 )
+from clmtune.backend.settings.schema_cache import schema_from_json, schema_to_json
+from clmtune.backend.settings.toml_io import dumps_config, load_config, save_config
+from clmtune.backend.settings.training_args import (
+    command_line,
+    torchrun_argv,
+    training_arguments_kwargs,
+)
+from clmtune.backend.settings.validate import validate_document
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -28,7 +37,7 @@ REPO = Path(__file__).resolve().parent.parent
 @pytest.fixture(scope="module")
 def sch():
     """The real schema of the installed transformers (imported once for the module)."""
-    return C.schema()
+    return schema()
 
 
 @pytest.fixture
@@ -113,15 +122,15 @@ def test_schema_introspects_training_arguments(sch):
 
 
 def test_schema_json_round_trip(sch):
-    text = C.schema_to_json(sch)
-    assert C.schema_from_json(json.loads(text)) == sch
-    assert C.schema_from_json(text) == sch
+    text = schema_to_json(sch)
+    assert schema_from_json(json.loads(text)) == sch
+    assert schema_from_json(text) == sch
 
 
 def test_load_schema_for_ui_never_imports_transformers(tmp_path, sch):
     code = (
         "import sys, json\n"
-        "from clmtune.backend.config import load_schema_for_ui, schema_cache_path\n"
+        "from clmtune.backend.settings.schema_cache import load_schema_for_ui, schema_cache_path\n"
         "s = load_schema_for_ui()\n"
         "print(json.dumps({'heavy': sorted(m for m in ('transformers', 'torch') "
         "if m in sys.modules), 'cache': str(schema_cache_path()), "
@@ -136,7 +145,7 @@ def test_load_schema_for_ui_never_imports_transformers(tmp_path, sch):
     assert result["lr"] == sch["training"]["learning_rate"].default
     cache = Path(result["cache"])
     assert cache.parent == tmp_path / "cache" and cache.is_file()
-    assert C.schema_from_json(cache.read_text(encoding="utf-8")) == sch
+    assert schema_from_json(cache.read_text(encoding="utf-8")) == sch
 
 
 # ---------------------------------------------------------------- a valid file
@@ -149,9 +158,9 @@ def test_valid_file_loads_with_paths_resolved_against_toml_folder(sch, ws, tmp_p
     cfg = load_config(path)
     assert cfg.data["train_file"] == str(ws / "train.txt")
     assert cfg.model["model_name_or_path"] == str(ws / "model")
-    assert cfg.get("training", "learning_rate") == 3e-4
-    assert cfg.get("training", "seed") == 42  # unset: the default
-    assert cfg.get("data", "packing") == "group"
+    assert cfg.settings.training.learning_rate == 3e-4
+    assert cfg.settings.training.seed == 42  # unset: the default
+    assert cfg.settings.data.packing == "group"
     raw = load_config(path, resolve_paths=False)
     assert raw.data["train_file"] == "train.txt"
     assert raw.resolved().data["train_file"] == str(ws / "train.txt")
@@ -418,7 +427,7 @@ def test_undecodable_data_file(sch, ws):
 
 
 def test_utf8_cut_inside_a_character_is_fine(sch, ws, monkeypatch):
-    monkeypatch.setattr(C, "_DECODE_BYTES", 2)
+    monkeypatch.setattr(validate, "_DECODE_BYTES", 2)
     (ws / "accent.txt").write_text("éé\n", encoding="utf-8")
     assert errors_of(sch, ws, data={"train_file": "accent.txt"}) == []
 
@@ -567,7 +576,7 @@ def test_bf16_without_cuda_warns_on_check_refuses_on_launch(sch, ws, capsys):
     with pytest.raises(ConfigError) as info:
         load_config(path, for_launch=True)
     assert "[training] bf16" in str(info.value) and "CUDA" in str(info.value)
-    assert any("bf16" in h for h in C.hardware_checks(load_config(path)))
+    assert any("bf16" in h for h in hardware_checks(load_config(path)))
 
 
 # ---------------------------------------------------------------- saving
@@ -611,7 +620,7 @@ def test_save_is_atomic(sch, ws, monkeypatch):
     def boom(src, dst):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(C.os, "replace", boom)
+    monkeypatch.setattr(atomic_write.os, "replace", boom)
     with pytest.raises(ConfigError, match="No space left"):
         save_config(cfg, path)
     assert path.read_bytes() == before
@@ -641,7 +650,7 @@ def test_tokens_are_never_written(sch, ws):
     save_config(cfg, ws / "out.toml", force=True)
     text = (ws / "out.toml").read_text(encoding="utf-8")
     assert secret not in text and "hub_token" not in text and "token =" not in text
-    assert secret not in C.dumps_config(cfg)
+    assert secret not in dumps_config(cfg)
 
 
 # ---------------------------------------------------------------- what the training code reads
@@ -651,7 +660,7 @@ def test_training_arguments_kwargs_are_accepted(sch, ws, tmp_path):
     from transformers import TrainingArguments
 
     cfg = load_config(write(ws, GOOD_TOML))
-    kwargs = C.training_arguments_kwargs(cfg, tmp_path / "run", has_validation=True)
+    kwargs = training_arguments_kwargs(cfg, tmp_path / "run", has_validation=True)
     assert kwargs["eval_strategy"] == "steps" and kwargs["eval_steps"] == 500
     assert kwargs["report_to"] == ["none"] and kwargs["logging_steps"] == 10
     assert kwargs["logging_nan_inf_filter"] is False and kwargs["do_eval"] is True
@@ -660,42 +669,43 @@ def test_training_arguments_kwargs_are_accepted(sch, ws, tmp_path):
     assert args.output_dir == str(tmp_path / "run") and args.eval_steps == 500
 
     cfg.training["save_steps"] = 40
-    assert C.training_arguments_kwargs(cfg, tmp_path, has_validation=True)["eval_steps"] == 40
-    no_val = C.training_arguments_kwargs(RunConfig(), tmp_path, has_validation=False)
+    assert training_arguments_kwargs(cfg, tmp_path, has_validation=True)["eval_steps"] == 40
+    no_val = training_arguments_kwargs(RunConfig(), tmp_path, has_validation=False)
     assert no_val["eval_strategy"] == "no" and no_val["do_eval"] is False
     assert no_val["report_to"] == "none" and no_val["logging_first_step"] is True
     TrainingArguments(**no_val)
     with pytest.raises(ConfigError, match="eval_strategy"):
-        C.training_arguments_kwargs(RunConfig(training={"eval_strategy": "steps"}), tmp_path,
+        training_arguments_kwargs(RunConfig(training={"eval_strategy": "steps"}), tmp_path,
                                     has_validation=False)
 
 
 def test_settings_fill_defaults(sch, ws):
     cfg = load_config(write(ws, GOOD_TOML))
-    model, data, launch = C.model_settings(cfg), C.data_settings(cfg), C.launch_settings(cfg)
+    settings = cfg.settings
+    model, data, launch = settings.model, settings.data, settings.launch
     assert model.pad_token == "eos" and model.dtype == "auto" and not model.trust_remote_code
     assert model.use_fast_tokenizer and model.model_name_or_path == str(ws / "model")
     assert data.packing == "group" and data.text_column == "text" and data.keep_linebreaks
     assert data.validation_split_percentage == 5 and not data.streaming
     assert data.train_file == str(ws / "train.txt") and data.block_size == 64
     assert launch.nproc_per_node == 1 and not launch.distributed
-    for cls, section in ((C.ModelSettings, "model"), (C.DataSettings, "data"),
-                         (C.LaunchSettings, "launch")):
+    for cls, section in ((ModelSettings, "model"), (DataSettings, "data"),
+                         (LaunchSettings, "launch")):
         assert [f.name for f in dataclasses.fields(cls)] == list(sch[section])
     overrides = RunConfig(model={"config_overrides": "n_embd=10, n_layer=2"})
-    assert C.model_settings(overrides).config_overrides_dict() == {"n_embd": "10",
-                                                                   "n_layer": "2"}
+    assert overrides.settings.model.config_overrides_dict() == {"n_embd": "10",
+                                                                "n_layer": "2"}
 
 
 def test_command_line(sch):
     cfg = RunConfig()
-    assert C.command_line(cfg, Path("my run.toml")) == "clmtune train 'my run.toml'"
+    assert command_line(cfg, Path("my run.toml")) == "clmtune train 'my run.toml'"
     cfg.launch["nproc_per_node"] = 4
-    first, second = C.command_line(cfg, "run.toml", "runs/a").splitlines()
+    first, second = command_line(cfg, "run.toml", "runs/a").splitlines()
     assert first == "clmtune train run.toml --run-dir runs/a"
     assert second == "torchrun --nproc_per_node=4 --standalone -m clmtune.backend.worker runs/a"
     cfg.launch.update(nnodes=2, node_rank=1, master_addr="10.0.0.1")
-    argv = C.torchrun_argv(cfg, "r", launcher=[sys.executable, "-m", "torch.distributed.run"])
+    argv = torchrun_argv(cfg, "r", launcher=[sys.executable, "-m", "torch.distributed.run"])
     assert argv[:3] == [sys.executable, "-m", "torch.distributed.run"]
     assert "--nnodes=2" in argv and "--node_rank=1" in argv and "--master_addr=10.0.0.1" in argv
     assert argv[-3:] == ["-m", "clmtune.backend.worker", "r"]

@@ -10,7 +10,6 @@ from types import SimpleNamespace
 
 import pytest
 
-from clmtune.backend.config import RunConfig
 from clmtune.backend.data import (
     IGNORE_INDEX,
     group_texts,
@@ -20,6 +19,7 @@ from clmtune.backend.data import (
 )
 from clmtune.backend.demo import DemoAssets
 from clmtune.backend.model import TrainingSetupError, load_model_and_tokenizer
+from clmtune.backend.settings.run_config import RunConfig
 
 # ------------------------------------------------------------------ block size rules
 

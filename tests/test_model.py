@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from clmtune.backend.config import RunConfig
 from clmtune.backend.demo import EOS, build_demo_assets
 from clmtune.backend.model import ADDED_PAD_TOKEN, TrainingSetupError, load_model_and_tokenizer
+from clmtune.backend.settings.run_config import RunConfig
 
 
 def _cfg(assets, **model) -> RunConfig:

@@ -8,16 +8,17 @@ from pathlib import Path
 
 import pytest
 
-from clmtune.backend import config as C
 from clmtune.backend import presets as P
-from clmtune.backend.config import ConfigError, load_config
+from clmtune.backend.settings.problems import ConfigError
+from clmtune.backend.settings.schema import schema
+from clmtune.backend.settings.toml_io import load_config, read_toml
 
 HAS_DEMO = importlib.util.find_spec("clmtune.backend.demo") is not None
 
 
 @pytest.fixture(scope="module", autouse=True)
 def _schema():
-    C.schema()  # in-process, so load_config does not spawn the schema subprocess
+    schema()  # in-process, so load_config does not spawn the schema subprocess
 
 
 @pytest.fixture(scope="module")
@@ -58,10 +59,10 @@ def test_demo_file_loads(demo_toml):
 
 def test_demo_settings_match_the_builders_measured_ones(tmp_path):
     """backend.demo (the bench, the tests) trains exactly what `init --preset demo` writes."""
-    from clmtune.backend.demo import DemoAssets, demo_sections
+    from clmtune.backend.demo import DemoAssets
 
     assets = DemoAssets(tmp_path / "m", tmp_path / "t.txt", tmp_path / "v.txt")
-    sections = demo_sections(assets)
+    sections = P.preset_sections("demo", assets)
     ours = P.preset_config("demo", tmp_path / "demo.toml", assets).resolved()
     for section in ("model", "data", "training"):
         assert sections[section] == ours.section(section), section
@@ -76,7 +77,7 @@ def test_demo_settings_match_the_builders_measured_ones(tmp_path):
 def test_preset_config_matches_the_rendered_file(tmp_path):
     path = tmp_path / "g.toml"
     path.write_text(P.render_preset("gpt2-text", path), encoding="utf-8")
-    doc = C.read_toml(path)
+    doc = read_toml(path)
     cfg = P.preset_config("gpt2-text", path)
     assert {s: cfg.section(s) for s in doc} == doc
 
@@ -97,7 +98,7 @@ def test_gpt2_text_fails_only_on_the_offline_hub(tmp_path, monkeypatch):
         "and the hub is offline (HF_HUB_OFFLINE); download it first (`hf download gpt2`) or "
         "use a local folder"
     )
-    doc = C.read_toml(path)
+    doc = read_toml(path)
     assert doc["training"]["eval_strategy"] == "steps"
     assert doc["training"]["learning_rate"] == 5e-5
 

@@ -10,8 +10,8 @@ import sys
 
 import pytest
 
-from clmtune.backend.config import ConfigError, FieldError
 from clmtune.backend.runs import list_checkpoints, read_run, read_run_json
+from clmtune.backend.settings.problems import ConfigError, FieldError
 from clmtune.backend.worker import classify_error
 from tests.run_helpers import (
     DRILL_HOOKS,
@@ -243,7 +243,7 @@ sys.exit(worker.main(sys.argv[1:]))
 
 @pytest.mark.slow
 def test_data_too_small_for_one_block_is_bad_input_and_always_recorded(tmp_path, tiny_assets):
-    from clmtune.backend.config import save_config
+    from clmtune.backend.settings.toml_io import save_config
     from tests.fixtures import make_tiny_config
 
     small = tmp_path / "small.txt"

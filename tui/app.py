@@ -52,7 +52,7 @@ def _prefetch() -> None:
     """
     try:
         import clmtune.tui.screens.live  # noqa: F401
-        from clmtune.backend.config import load_schema_for_ui
+        from clmtune.backend.settings.schema_cache import load_schema_for_ui
 
         load_schema_for_ui()
     except Exception:  # noqa: BLE001 - the screens load these again and report problems

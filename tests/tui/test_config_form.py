@@ -9,7 +9,7 @@ import pytest
 from textual.app import App, ComposeResult
 from textual.widgets import Collapsible, Input, Select, Static, Switch
 
-from clmtune.backend.config import load_schema_for_ui
+from clmtune.backend.settings.schema_cache import load_schema_for_ui
 from clmtune.tui.widgets.config_form import (
     UNSET,
     ConfigForm,

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from clmtune.backend.config import save_config
+from clmtune.backend.settings.toml_io import save_config
 from clmtune.tui.app import ClmtuneApp
 from clmtune.tui.screens.confirm import ConfirmScreen
 from clmtune.tui.screens.live import LiveScreen

@@ -246,14 +246,14 @@ async def test_run_keys_on_an_empty_list_say_what_to_do(runs_root):
 def test_prefetch_warms_the_live_view_and_the_schema(monkeypatch):
     import sys
 
-    import clmtune.backend.config
+    from clmtune.backend.settings import schema_cache
     from clmtune.tui import app as app_module
 
     calls = []
-    monkeypatch.setattr(clmtune.backend.config, "load_schema_for_ui", lambda: calls.append(1))
+    monkeypatch.setattr(schema_cache, "load_schema_for_ui", lambda: calls.append(1))
     app_module._prefetch()
     assert calls == [1] and "clmtune.tui.screens.live" in sys.modules
-    monkeypatch.setattr(clmtune.backend.config, "load_schema_for_ui", lambda: 1 / 0)
+    monkeypatch.setattr(schema_cache, "load_schema_for_ui", lambda: 1 / 0)
     app_module._prefetch()  # a failure is left for the editor to report
 
 

@@ -4,7 +4,7 @@ The form comes from the backend's schema, loaded in a thread worker (the first
 load introspects ``TrainingArguments`` in a subprocess and takes a few seconds).
 Files are read here with ``tomllib`` rather than ``load_config`` so an invalid
 file still opens and its problems show next to the fields; saving goes through
-``backend.config.save_config``, which writes atomically and refuses invalid
+``backend.settings.toml_io.save_config``, which writes atomically and refuses invalid
 settings, so a good file is never replaced by a broken one.
 """
 
@@ -30,8 +30,8 @@ from textual.widgets import Input, Label, LoadingIndicator, OptionList, Static
 from textual.widgets.option_list import Option
 from textual.worker import Worker, WorkerState
 
-from clmtune.backend.config import SECTIONS
 from clmtune.backend.errors import UsageError
+from clmtune.backend.settings.schema import SECTIONS
 from clmtune.tui.messages import LaunchFailed, StartRunRequested
 from clmtune.tui.screens.confirm import ConfirmScreen
 from clmtune.tui.widgets.config_form import ConfigForm, Document, summary_text
@@ -50,7 +50,7 @@ def load_schema() -> Any:
     """The backend's UI schema, cached for the process (call from a thread)."""
     global _SCHEMA
     if _SCHEMA is None:
-        from clmtune.backend.config import load_schema_for_ui
+        from clmtune.backend.settings.schema_cache import load_schema_for_ui
 
         _SCHEMA = load_schema_for_ui()
     return _SCHEMA
@@ -138,7 +138,7 @@ def rebase_paths(doc: Document, old_source: Path, new_dir: Path) -> Document:
 
 def build_config(doc: Document, path: Path | None) -> Any:
     """A backend ``RunConfig`` holding the document's set values."""
-    from clmtune.backend.config import RunConfig
+    from clmtune.backend.settings.run_config import RunConfig
 
     return RunConfig(  # absolute source: base_dir() must not depend on the cwd later
         model=dict(doc.get("model", {})),
@@ -386,7 +386,7 @@ class EditorScreen(Screen[None]):
             self._loading_text(f"Could not load the settings schema: {worker.error}")
             self.show_banner(
                 f"Could not load the settings schema ({worker.error}); "
-                "check the installation (python -m clmtune.backend.config)."
+                "check the installation (python -m clmtune.backend.settings --dump-schema)."
             )
 
     def _loading_text(self, text: str) -> None:
@@ -524,7 +524,7 @@ class EditorScreen(Screen[None]):
             return ""
         path = Path(display_path(self.path)) if self.path is not None else Path("run.toml")
         try:
-            from clmtune.backend.config import command_line
+            from clmtune.backend.settings.training_args import command_line
 
             return command_line(build_config(self.form.document, path), path)
         except Exception:  # settings half-typed: fall back to the plain form
@@ -623,7 +623,8 @@ class EditorScreen(Screen[None]):
 
     async def _write(self, doc: Document, target: Path, text: str | None = None) -> bool:
         """Save ``doc`` (or a preset's commented ``text`` holding the same settings)."""
-        from clmtune.backend.config import ConfigError, save_config
+        from clmtune.backend.settings.problems import ConfigError
+        from clmtune.backend.settings.toml_io import save_config
 
         self.busy = True
         try:
@@ -664,7 +665,7 @@ class EditorScreen(Screen[None]):
         self, doc: Document, schema: Any, base_dir: Path, source: Path | None
     ) -> tuple[list[Any], list[str]]:
         """The backend's validation, minus the demo files that saving will build."""
-        from clmtune.backend.config import validate_document
+        from clmtune.backend.settings.validate import validate_document
 
         errors, warnings = validate_document(
             doc, schema, base_dir=base_dir, for_launch=False, source=source
@@ -813,7 +814,7 @@ class EditorScreen(Screen[None]):
         form = self.form
         assert form is not None
         try:
-            from clmtune.backend.config import validate_document
+            from clmtune.backend.settings.validate import validate_document
 
             errors, _ = await asyncio.to_thread(
                 partial(
@@ -919,7 +920,9 @@ def _preset_text_if_unchanged(name: str, doc: Document, target: Path) -> str | N
 
 def _save_text(doc: Document, schema: Any, text: str, target: Path) -> None:
     """Validate ``doc`` like save_config does, then write ``text`` atomically."""
-    from clmtune.backend.config import ConfigError, atomic_write_text, validate_document
+    from clmtune.backend.settings.atomic_write import atomic_write_text
+    from clmtune.backend.settings.problems import ConfigError
+    from clmtune.backend.settings.validate import validate_document
 
     errors, _ = validate_document(doc, schema, base_dir=target.absolute().parent, source=target)
     if errors:

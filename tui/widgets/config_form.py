@@ -7,7 +7,7 @@ opened (``[training]`` alone has about a hundred of them).
 
 The form keeps the *document* — ``{section: {key: value}}`` holding only what
 the user set, the same shape as the TOML file — and validates it with
-``backend.config.validate_document`` a moment after the last keystroke.
+``backend.settings.validate.validate_document`` a moment after the last keystroke.
 An emptied field is unset: the schema default shows as its placeholder.
 """
 
@@ -500,8 +500,8 @@ _WARNING_FIELD = re.compile(r"\[(\w+)\]\s*(\w+)\s*:\s*(.*)", re.S)
 
 
 def _default_validator(doc: Document, schema: Any, base_dir: Path, source: Path | None):
-    # Imported here: backend.config is light, but keep the form importable without it.
-    from clmtune.backend.config import validate_document
+    # Imported here: backend.settings is light, but keep the form importable without it.
+    from clmtune.backend.settings.validate import validate_document
 
     return validate_document(doc, schema, base_dir=base_dir, for_launch=False, source=source)
 

@@ -1,0 +1,63 @@
+"""Checks that depend on this machine's hardware (bf16 on a CPU laptop, too many processes).
+
+They import torch, so they run only where a run starts (or in ``clmtune check``, as
+warnings), never in the TUI: a file edited on a laptop may be meant for a GPU server.
+"""
+
+from __future__ import annotations
+
+from clmtune.backend.settings.problems import FieldError
+from clmtune.backend.settings.run_config import RunConfig
+
+
+def hardware_checks(cfg: RunConfig) -> list[str]:
+    """Problems with the requested precision / process count on this machine's hardware.
+
+    Imports torch (seconds) only when a setting needs it. ``clmtune check`` shows them as
+    warnings; a launch (``for_launch=True``) refuses them.
+    """
+    return [str(e) for e in hardware_problems(cfg)]
+
+
+def hardware_problems(cfg: RunConfig) -> list[FieldError]:
+    """``hardware_checks`` as FieldErrors (what a launch refuses)."""
+    file = str(cfg.source) if cfg.source else None
+    settings = cfg.settings
+    flags = {"bf16": settings.training.bf16, "fp16": settings.training.fp16,
+             "tf32": settings.training.tf32, "bf16_full_eval": settings.training.bf16_full_eval,
+             "fp16_full_eval": settings.training.fp16_full_eval}
+    wanted = [k for k, value in flags.items() if value is True]
+    nproc = settings.launch.nproc_per_node
+    if not wanted and nproc <= 1:
+        return []
+    import torch  # lazy: seconds to import, and the TUI never may
+
+    problems: list[FieldError] = []
+    cuda = torch.cuda.is_available()
+    use_cpu = bool(settings.training.use_cpu)
+    mps = bool(getattr(torch.backends, "mps", None) and torch.backends.mps.is_available())
+    for key in wanted:
+        message = None
+        if key.startswith("bf16") and use_cpu:
+            continue  # CPU bfloat16 autocast is supported with use_cpu = true
+        if not cuda or use_cpu:
+            if mps and not use_cpu and key != "tf32":
+                continue
+            fix = " (or use_cpu = true for CPU bfloat16)" if key.startswith("bf16") else ""
+            message = f"{key} = true needs a CUDA GPU and none is visible here; set {key} = " \
+                      f"false{fix}"
+        elif key.startswith("bf16") and not torch.cuda.is_bf16_supported():
+            message = f"{key} = true: this GPU has no bfloat16 support (Ampere or newer needed); " \
+                      "use fp16 = true instead"
+        elif key == "tf32" and torch.cuda.get_device_capability(0) < (8, 0):
+            message = "tf32 = true needs an Ampere or newer GPU; set tf32 = false"
+        if message:
+            problems.append(FieldError("training", key, message, file))
+    if cuda and not use_cpu and nproc > torch.cuda.device_count():
+        problems.append(FieldError(
+            "launch", "nproc_per_node",
+            f"asks for {nproc} processes but {torch.cuda.device_count()} CUDA device(s) are "
+            "visible; use at most one process per GPU", file))
+    return problems
+
+
