@@ -255,16 +255,24 @@ def _cmd_train(args: argparse.Namespace) -> int:
     if config_path is not None:
         _need_settings_file(config_path)
     if config_path is None and args.resume is None:
-        raise BadInput("train: without a config file, --resume last|PATH is needed")
+        raise BadInput("train: without a config file, --resume last|auto|PATH is needed")
+    def announce(plan: Any) -> None:
+        # Loading torch, the model and the data takes a while: say at once what happens.
+        if plan.checkpoint is not None:
+            console.print(
+                f"resuming from {_esc(plan.checkpoint)}: loading {_esc(plan.checkpoint.name)} …"
+            )
+        elif args.resume == "auto":
+            console.print("no complete checkpoint yet: starting from the beginning")
+
     launched = start_run(
         config_path,
         run_dir=Path(args.run_dir) if args.run_dir else None,
         resume=args.resume,
+        announce=announce,
     )
     for warning in launched.warnings:
         _console(stderr=True).print(f"[yellow]warning:[/] {_esc(warning)}")
-    if launched.resume_from:
-        console.print(f"resuming from {_esc(launched.resume_from)}")
     console.print(f"run dir: {_esc(launched.run_dir)}")
     if args.detach:
         console.print(
@@ -502,7 +510,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train from a TOML file (foreground, or --detach)")
     p.add_argument("file", nargs="?", help="the run settings (TOML)")
     p.add_argument("--run-dir", help="where the run goes (default: output_dir or ./runs/NAME-TIME)")
-    p.add_argument("--resume", metavar="last|PATH", help="continue from a complete checkpoint")
+    p.add_argument(
+        "--resume", metavar="last|auto|PATH",
+        help="continue from a complete checkpoint (auto: start fresh when there is none yet,"
+        " the same command on every requeue)",
+    )
     p.add_argument("--detach", action="store_true", help="start in the background and return")
     p.set_defaults(func=_cmd_train)
 

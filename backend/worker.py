@@ -177,6 +177,8 @@ class RunRecord:
             "hint": None,
             "bad_input": False,
             "attempts": list(previous.get("attempts") or []),
+            # What the launcher found changed since the last attempt (recorded per attempt).
+            "settings_changes": list(previous.get("settings_changes") or []),
         }  # fmt: skip
 
     def update(self, **fields: Any) -> None:
