@@ -37,6 +37,7 @@ EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_STOPPED, EXIT_ABORTED = 0, 1, 2, 3, 1
 STATUS_EXIT = {"completed": EXIT_OK, "stopped": EXIT_STOPPED, "failed": EXIT_FAILED,
                "crashed": EXIT_FAILED, "unknown": EXIT_FAILED, "running": EXIT_FAILED}  # fmt: skip
 POLL_S = 0.2
+RUNS_DIR_HELP = "the folder run names are looked up in (default ./runs)"
 
 
 class BadInput(UsageError):
@@ -255,16 +256,24 @@ def _cmd_train(args: argparse.Namespace) -> int:
     if config_path is not None:
         _need_settings_file(config_path)
     if config_path is None and args.resume is None:
-        raise BadInput("train: without a config file, --resume last|PATH is needed")
+        raise BadInput("train: without a config file, --resume last|auto|PATH is needed")
+    def announce(plan: Any) -> None:
+        # Loading torch, the model and the data takes a while: say at once what happens.
+        if plan.checkpoint is not None:
+            console.print(
+                f"resuming from {_esc(plan.checkpoint)}: loading {_esc(plan.checkpoint.name)} …"
+            )
+        elif args.resume == "auto":
+            console.print("no complete checkpoint yet: starting from the beginning")
+
     launched = start_run(
         config_path,
         run_dir=Path(args.run_dir) if args.run_dir else None,
         resume=args.resume,
+        announce=announce,
     )
     for warning in launched.warnings:
         _console(stderr=True).print(f"[yellow]warning:[/] {_esc(warning)}")
-    if launched.resume_from:
-        console.print(f"resuming from {_esc(launched.resume_from)}")
     console.print(f"run dir: {_esc(launched.run_dir)}")
     if args.detach:
         console.print(
@@ -321,24 +330,27 @@ def _need_settings_file(path: Path) -> None:
         raise BadInput(f"{path}: no such file (create one with: clmtune init {path})")
 
 
-def _need_run_dir(path: str) -> Path:
-    from clmtune.backend.runs import is_run_dir
+def _need_run_dir(args: argparse.Namespace) -> Path:
+    """The run ``args.run_dir`` names: a path, or a name under ``--runs-dir`` (one helper)."""
+    from clmtune.backend.run_names import DEFAULT_RUNS_DIR, resolve_run
 
-    run_dir = Path(path)
-    if run_dir.exists() and not run_dir.is_dir():
-        raise BadInput(f"{run_dir}: is a file, not a run directory; give the run's folder")
-    if not run_dir.is_dir():
-        raise BadInput(f"{run_dir}: no such run directory")
-    if not is_run_dir(run_dir):
-        raise BadInput(f"{run_dir}: not a run directory (no run.json, events or checkpoints)")
-    return run_dir
+    return resolve_run(args.run_dir, Path(args.runs_dir or DEFAULT_RUNS_DIR))
+
+
+def _runs_root(args: argparse.Namespace) -> Path:
+    """The runs folder ``clmtune runs`` lists: a missing one named on the command line is bad
+    input (exit 2); the default ``./runs`` may not exist yet."""
+    from clmtune.backend.run_names import DEFAULT_RUNS_DIR, need_runs_dir
+
+    given = args.dir or args.runs_dir
+    return need_runs_dir(Path(given or DEFAULT_RUNS_DIR), given=bool(given))
 
 
 def _cmd_stop(args: argparse.Namespace) -> int:
     from clmtune.backend.launch import request_stop
     from clmtune.backend.runs import read_run
 
-    run_dir = _need_run_dir(args.run_dir)
+    run_dir = _need_run_dir(args)
     if not request_stop(run_dir):
         status = read_run(run_dir).status
         _console(stderr=True).print(f"{_esc(run_dir)}: not running (status {status})")
@@ -375,9 +387,7 @@ def _cmd_runs(args: argparse.Namespace) -> int:
 
     from clmtune.backend.runs import list_runs
 
-    root = Path(args.dir)
-    if root.exists() and not root.is_dir():
-        raise BadInput(f"{root}: is a file; give the folder that holds the runs")
+    root = _runs_root(args)
     runs = list_runs(root)
     if args.json:
         print(json.dumps([r.to_json() for r in runs], indent=2))
@@ -426,7 +436,7 @@ def _cmd_show(args: argparse.Namespace) -> int:
 
     from clmtune.backend.runs import read_run
 
-    summary = read_run(_need_run_dir(args.run_dir))
+    summary = read_run(_need_run_dir(args))
     if args.json:
         print(json.dumps(summary.to_json(), indent=2))
         return EXIT_OK
@@ -502,23 +512,30 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train from a TOML file (foreground, or --detach)")
     p.add_argument("file", nargs="?", help="the run settings (TOML)")
     p.add_argument("--run-dir", help="where the run goes (default: output_dir or ./runs/NAME-TIME)")
-    p.add_argument("--resume", metavar="last|PATH", help="continue from a complete checkpoint")
+    p.add_argument(
+        "--resume", metavar="last|auto|PATH",
+        help="continue from a complete checkpoint (auto: start fresh when there is none yet,"
+        " the same command on every requeue)",
+    )
     p.add_argument("--detach", action="store_true", help="start in the background and return")
     p.set_defaults(func=_cmd_train)
 
     p = sub.add_parser("stop", help="save a checkpoint at the next step and stop a run")
-    p.add_argument("run_dir")
+    p.add_argument("run_dir", metavar="RUN", help="a run's name under --runs-dir, or its path")
+    p.add_argument("--runs-dir", help=RUNS_DIR_HELP)
     p.add_argument("--wait", action="store_true", help="wait until the worker has exited")
     p.add_argument("--timeout", type=float, default=600.0, help="seconds --wait waits")
     p.set_defaults(func=_cmd_stop)
 
     p = sub.add_parser("runs", help="list the runs under DIR (default ./runs)")
-    p.add_argument("dir", nargs="?", default="runs")
+    p.add_argument("dir", nargs="?", default=None)
+    p.add_argument("--runs-dir", help=RUNS_DIR_HELP)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_cmd_runs)
 
     p = sub.add_parser("show", help="one run in detail (also plain Hugging Face output dirs)")
-    p.add_argument("run_dir")
+    p.add_argument("run_dir", metavar="RUN", help="a run's name under --runs-dir, or its path")
+    p.add_argument("--runs-dir", help=RUNS_DIR_HELP)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_cmd_show)
 

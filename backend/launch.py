@@ -15,22 +15,22 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from clmtune.backend.events import EVENTS_FILE, read_json
+from clmtune.backend.events import EVENTS_FILE, EventWriter, make_event, read_json
+from clmtune.backend.resume_plan import RunPlan, need_fixed_dir, plan_run
 from clmtune.backend.runs import (
     CONFIG_TOML,
     RUN_JSON,
     STOP_FILE,
     RunError,
     is_run_dir,
-    list_checkpoints,
     pid_alive,
     read_run,
     read_run_json,
-    resolve_resume,
     write_json_atomic,
 )
 
@@ -203,11 +203,17 @@ def start_run(
     resume: str | None = None,
     wait_for_worker: bool = True,
     check_hardware: bool = True,
+    overrides: dict[str, dict[str, Any]] | None = None,
+    announce: Callable[[RunPlan], None] | None = None,
 ) -> LaunchedRun:
     """Validate the settings, prepare the run dir and spawn the worker.
 
-    ``resume`` is ``"last"`` or a checkpoint path; resuming an existing run dir
-    without a new config re-uses its frozen ``config.toml``. Raises
+    ``resume`` is ``"last"``, ``"auto"`` or a checkpoint path; resuming an existing run dir
+    without a new config re-uses its frozen ``config.toml``. What may be written where is
+    decided by :func:`clmtune.backend.resume_plan.plan_run` (refusals raise ``RunDirError``
+    before anything is written). ``overrides`` (``{"training": {"max_steps": 900}}``) change
+    settings on top of the file: "train further" from the dashboard. ``announce`` is called
+    with the plan before the worker starts (the CLI prints "loading checkpoint-N"). Raises
     ``ConfigError`` for invalid settings and :class:`RunError` for run dir /
     checkpoint problems (both one line per problem). With ``wait_for_worker``
     it returns once the worker has written its ``run.json`` record (or has
@@ -215,32 +221,32 @@ def start_run(
     checks that import torch (bf16 without a GPU, ...): the TUI never loads torch, and
     the worker refuses such settings itself, as a failed run with the reason.
     """
+    cfg_given = cfg is not None
     if cfg is None and config_path is not None:
         cfg = _load_for_launch(config_path, check_hardware)
     elif cfg is None:
         if run_dir is None or not (Path(run_dir) / CONFIG_TOML).is_file():
             raise RunError("nothing to run: give a config file (or a run dir that has config.toml)")
         cfg = _load_for_launch(Path(run_dir) / CONFIG_TOML, check_hardware)
-    else:
+    if overrides:
+        for section, values in overrides.items():
+            getattr(cfg, section).update(values)
         _validate(cfg, check_hardware)
+    elif cfg_given:
+        _validate(cfg, check_hardware)
+    need_fixed_dir(resume, run_dir, cfg)
     target = _choose_run_dir(cfg, config_path, run_dir, runs_root).resolve()
-
-    checkpoint: Path | None = None
-    warnings: list[str] = []
-    if resume:
-        if resume == "last" and not target.is_dir():
-            raise RunError(
-                f"--resume last: {target} does not exist; pass --run-dir of the run to resume"
-            )
-        checkpoint = resolve_resume(target, resume)
-        warnings = resume_warnings(target, checkpoint, cfg)
-    elif target.is_dir() and ((target / EVENTS_FILE).exists() or list_checkpoints(target)):
-        # Like run_clm without --overwrite_output_dir: a fresh start would mix two runs.
-        raise RunError(
-            f"{target} already holds a run; continue it with --resume last or pick another"
-            " --run-dir"
-        )
+    how = f"clmtune train {config_path or 'FILE'} --run-dir {target} --resume last"
+    # The one rule (shared with the dashboard): fresh, resume from a checkpoint, or refuse
+    # before anything is written.
+    plan = plan_run(target, cfg, resume, how=how)
+    checkpoint = plan.checkpoint
+    warnings = list(plan.warnings)
+    if announce is not None:
+        announce(plan)
     target = prepare_run_dir(cfg, target)
+    if plan.changes:
+        _record_changes(target, plan)
 
     command = worker_command(cfg, target, checkpoint)
     since = time.time()
@@ -255,6 +261,7 @@ def start_run(
             "start_time": since,
             "world_size": _world_size(cfg),
             "resumed_from": str(checkpoint) if checkpoint else None,
+            "settings_changes": list(plan.changes),
         },
     )
     logs = target / LOGS_DIR
@@ -295,13 +302,26 @@ def start_run(
     )
 
 
+def _record_changes(run_dir: Path, plan: RunPlan) -> None:
+    """Say in the run's events which settings this attempt changed (run.json keeps them too)."""
+    writer = EventWriter(run_dir / EVENTS_FILE)
+    try:
+        at = plan.checkpoint.name if plan.checkpoint else "a fresh start"
+        writer.emit(make_event(
+            "warning", code="settings_changed", changes=list(plan.changes),
+            message=f"settings changed at {at}: " + "; ".join(plan.changes),
+        ))  # fmt: skip
+    finally:
+        writer.close()
+
+
 def _previous_attempts(run_dir: Path) -> dict[str, Any]:
     info = read_run_json(run_dir)
     attempts = list(info.get("attempts") or [])
     if info.get("status"):
         attempts.append(
             {k: info.get(k) for k in ("status", "start_time", "end_time", "resumed_from",
-                                      "global_step", "error")}
+                                      "global_step", "error", "settings_changes")}
         )  # fmt: skip
     return {"attempts": attempts} if attempts else {}
 

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from clmtune.backend.data import PreparedData, prepare_datasets
 from clmtune.backend.events import Emit, make_event, read_json
+from clmtune.backend.hub_check import check_hub_models
 from clmtune.backend.metrics import (
     make_compute_metrics,
     perplexity,
@@ -184,6 +185,38 @@ def _model_card_kwargs(cfg: RunConfig) -> dict[str, Any]:
     return kwargs
 
 
+def _data_file_error(cfg: RunConfig, exc: BaseException) -> TrainingSetupError:
+    """Which data file ``datasets`` could not parse, and why (it says only "an error occurred").
+
+    With a train and a validation file, each is parsed alone (only now, after a failure) to
+    find the one at fault.
+    """
+    from datasets import load_dataset
+    from datasets.exceptions import DatasetGenerationError
+
+    cause = exc.__cause__ or exc.__context__ or exc
+    why = (str(cause).strip().splitlines() or [type(cause).__name__])[0]
+    data = cfg.settings.data
+    files = [(key, str(path)) for key, path in (("validation_file", data.validation_file),
+                                                ("train_file", data.train_file)) if path]
+    key, path = files[-1] if files else ("dataset_name", str(data.dataset_name))
+    kind = Path(path).suffix.lstrip(".").lower()
+    builder = {"jsonl": "json", "txt": "text"}.get(kind, kind)
+    if len(files) > 1:
+        try:
+            load_dataset(builder, data_files={"train": files[0][1]}, split="train")
+        except DatasetGenerationError as first:
+            key, path = files[0]
+            cause = first.__cause__ or first.__context__ or first
+            why = (str(cause).strip().splitlines() or [type(cause).__name__])[0]
+    return TrainingSetupError(
+        f"[data] {key} = {path!r} cannot be read as {kind or 'data'}: {why}"
+        f" ({type(cause).__name__})",
+        "fix the file: .json/.jsonl needs one JSON object per line, .csv a header row and the"
+        " same number of fields on every line",
+    )
+
+
 # ------------------------------------------------------------------------- the run
 
 
@@ -221,6 +254,7 @@ def run_training(
     # run_clm seeds before building the model so a from-scratch init is reproducible.
     set_seed(args.seed)
     send(make_event("phase", phase="loading_model", progress=None, detail="loading"))
+    check_hub_models(cfg.model)  # seconds, not half a minute of retries, without network
     model, tokenizer, info = load_model_and_tokenizer(cfg)
     send(
         make_event(
@@ -230,14 +264,19 @@ def run_training(
             detail=f"{info.name or info.model_type}: {info.num_params:,} parameters",
         )
     )
-    data = prepare_datasets(
-        cfg,
-        tokenizer,
-        model.config,
-        emit=send,
-        main_process_first=lambda desc: args.main_process_first(desc=desc),
-        cache_dir=cfg.settings.model.cache_dir,
-    )
+    from datasets.exceptions import DatasetGenerationError
+
+    try:
+        data = prepare_datasets(
+            cfg,
+            tokenizer,
+            model.config,
+            emit=send,
+            main_process_first=lambda desc: args.main_process_first(desc=desc),
+            cache_dir=cfg.settings.model.cache_dir,
+        )
+    except DatasetGenerationError as exc:
+        raise _data_file_error(cfg, exc) from exc
     if data.eval_dataset is None and args.do_eval:
         args = build_training_arguments(cfg, run_dir, has_validation=False)
 

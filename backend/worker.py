@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from clmtune import backend
+from clmtune.backend.errors import ClmtuneError
 from clmtune.backend.events import EVENTS_FILE, Event, EventWriter, make_event
 from clmtune.backend.runs import RUN_JSON, read_run_json, resolve_resume, write_json_atomic
 
@@ -57,7 +58,7 @@ EXIT_BAD_INPUT = 2
 
 def is_bad_input(exc: BaseException) -> bool:
     """True when ``exc`` reports unusable settings or files (one line, no traceback needed)."""
-    return type(exc).__name__ in BAD_INPUT_ERRORS
+    return isinstance(exc, ClmtuneError) or type(exc).__name__ in BAD_INPUT_ERRORS
 
 
 def classify_error(exc: BaseException, cfg: Any = None) -> tuple[str, str | None]:
@@ -177,6 +178,8 @@ class RunRecord:
             "hint": None,
             "bad_input": False,
             "attempts": list(previous.get("attempts") or []),
+            # What the launcher found changed since the last attempt (recorded per attempt).
+            "settings_changes": list(previous.get("settings_changes") or []),
         }  # fmt: skip
 
     def update(self, **fields: Any) -> None:

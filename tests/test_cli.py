@@ -126,11 +126,48 @@ def test_runs_json_lists_every_run_with_its_checkpoints(capsys, tmp_path):
     assert code == 0 and "failed" in out and "1/2 ok" in out
 
 
-def test_runs_of_a_missing_dir(capsys, tmp_path):
-    code, out, _ = run_cli(capsys, "runs", str(tmp_path / "none"))
+def test_runs_of_a_missing_dir(capsys, tmp_path, monkeypatch):
+    # Named on the command line, a missing folder is a mistake (exit 2, one line) ...
+    code, out, err = run_cli(capsys, "runs", str(tmp_path / "none"))
+    assert code == 2 and "none: no such folder" in err and out == ""
+    assert_one_line_error(err)
+    code, out, err = run_cli(capsys, "runs", "--json", "--runs-dir", str(tmp_path / "none"))
+    assert code == 2 and out == ""
+    # ... while the default ./runs simply has no runs yet.
+    monkeypatch.chdir(tmp_path)
+    code, out, _ = run_cli(capsys, "runs")
     assert code == 0 and "no runs" in out
-    code, out, _ = run_cli(capsys, "runs", str(tmp_path / "none"), "--json")
+    code, out, _ = run_cli(capsys, "runs", "--json")
     assert json.loads(out) == []
+
+
+def test_show_and_stop_take_a_run_by_name_under_the_runs_folder(capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    make_run(tmp_path / "runs" / "base-20260101-120000", status="completed", global_step=8)
+    make_run(tmp_path / "runs" / "base-20260102-090000", status="stopped")
+    make_run(tmp_path / "elsewhere" / "gpt2-20260103-100000", status="stopped")
+    code, out, _ = run_cli(capsys, "show", "base-20260101-120000", "--json")
+    assert code == 0 and json.loads(out)["name"] == "base-20260101-120000"
+    code, out, _ = run_cli(capsys, "show", "gpt2-20260103-100000", "--runs-dir", "elsewhere")
+    assert code == 0 and "gpt2-20260103-100000" in out
+    code, out, _ = run_cli(capsys, "show", "runs/base-20260102-090000", "--json")  # a path
+    assert code == 0 and json.loads(out)["status"] == "stopped"
+    code, _, err = run_cli(capsys, "stop", "base-20260101-120000")
+    assert code == 1 and "not running (status completed)" in err
+
+
+def test_an_unknown_run_name_lists_the_closest_ones(capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    for name in ("base-20260101-120000", "base-20260102-090000", "gpt2-20260103-100000"):
+        make_run(tmp_path / "runs" / name)
+    for command in ("show", "stop"):
+        code, _, err = run_cli(capsys, command, "base")
+        assert code == 2 and "base: no such run (closest: base-20260101-120000," in err
+        assert_one_line_error(err)
+    code, _, err = run_cli(capsys, "show", "gtp2-20260103-100000")  # a typo
+    assert code == 2 and "closest: gpt2-20260103-100000" in err
+    code, _, err = run_cli(capsys, "show", "x", "--runs-dir", "missing")
+    assert code == 2 and "missing does not exist" in err
 
 
 def test_show_reads_a_plain_hugging_face_dir(capsys, tmp_path):

@@ -273,3 +273,50 @@ def test_data_too_small_for_one_block_is_bad_input_and_always_recorded(tmp_path,
     info = read_run_json(run_dir)
     assert info["status"] == "failed" and info["end_time"] > before
     assert "block_size" in info["error"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("bad", ["train", "validation"])
+def test_a_data_file_that_does_not_parse_is_named_with_the_reason(tmp_path, tiny_assets, bad):
+    from clmtune.backend.config import save_config
+    from tests.fixtures import make_tiny_config
+
+    good = tmp_path / "good.jsonl"
+    good.write_text("".join(json.dumps({"text": f"line {i} of words"}) + "\n" for i in range(99)))
+    broken = tmp_path / "broken.jsonl"
+    broken.write_text('{"text": "fine"}\n{"text": not json\n')
+    cfg = make_tiny_config(tiny_assets)
+    files = {"train": good, "validation": good, bad: broken}
+    cfg.data.update(train_file=str(files["train"]), validation_file=str(files["validation"]))
+    save_config(cfg, tmp_path / "data.toml")
+    result = clmtune("train", "data.toml", "--run-dir", "run", cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    error = read_run_json(tmp_path / "run")["error"]
+    assert f"[data] {bad}_file = '{broken}' cannot be read as jsonl" in error
+    assert "JSON parse error" in error and "DatasetGenerationError" not in error
+    assert "one JSON object per line" in result.stderr
+
+
+@pytest.mark.slow
+def test_an_unreachable_hub_model_fails_at_once_with_the_offline_hint(tmp_path, tiny_assets):
+    from clmtune.backend.config import save_config
+    from tests.fixtures import make_tiny_config
+
+    save_config(make_tiny_config(tiny_assets), tmp_path / "hub.toml")
+    # Edited as text: saving checks the id against this offline test process's cache.
+    text = (tmp_path / "hub.toml").read_text().replace(
+        repr(str(tiny_assets.model_dir)).replace("'", '"'), '"clmtune-test/not-cached-anywhere"'
+    )
+    assert "not-cached-anywhere" in text
+    (tmp_path / "hub.toml").write_text(text)
+    env = cli_env(HF_ENDPOINT="http://127.0.0.1:9")  # nothing listens there: like no network
+    for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):
+        env.pop(name, None)
+    result = clmtune("train", "hub.toml", "--run-dir", "run", cwd=tmp_path, env=env)
+    assert result.returncode == 2, result.stderr
+    info = read_run_json(tmp_path / "run")
+    assert "'clmtune-test/not-cached-anywhere' is not in the local cache" in info["error"]
+    assert "cannot be reached" in info["error"]
+    assert "HF_HUB_OFFLINE=1" in info["error"] and "local model folder" in info["error"]
+    # Failed before any download attempt: huggingface_hub's retries never started.
+    assert "Retrying" not in (tmp_path / "run" / "logs" / "worker.err").read_text()
