@@ -386,15 +386,17 @@ def _checkpoint_text(summary: Any) -> str:
 
 
 def _cmd_runs(args: argparse.Namespace) -> int:
-    from clmtune.backend.rundir.listing import list_runs
+    from clmtune.backend.rundir.listing import list_runs, list_runs_json
 
     root = Path(args.dir)
     if root.exists() and not root.is_dir():
         raise BadInput(f"{root}: is a file; give the folder that holds the runs")
-    runs = list_runs(root)
     if args.json:
-        sys.stdout.write(json.dumps([r.to_json() for r in runs], indent=2) + "\n")
+        # One run per line, as the listing cache keeps them (never parsed again).
+        lines = ",\n".join(list_runs_json(root))
+        sys.stdout.write(f"[\n{lines}\n]\n" if lines else "[]\n")
         return EXIT_OK
+    runs = list_runs(root)
     if not runs:
         print(f"no runs under {root}")
         return EXIT_OK
@@ -441,7 +443,7 @@ def _cmd_show(args: argparse.Namespace) -> int:
     from rich.table import Table
     from rich.text import Text
 
-    from clmtune.backend.rundir.listing import read_run
+    from clmtune.backend.rundir.summary import read_run
 
     summary = read_run(_need_run_dir(args.run_dir))
     if args.json:

@@ -30,7 +30,8 @@ from clmtune.backend.rundir.layout import (
     run_process_alive,
     write_json_atomic,
 )
-from clmtune.backend.rundir.listing import RunSummary, delete_run, list_runs, read_run
+from clmtune.backend.rundir.listing import list_runs
+from clmtune.backend.rundir.summary import RunSummary, delete_run, read_run
 
 __all__ = ["CHECKPOINT_RE", "COMPLETE_MARKER", "CONFIG_TOML", "RESULT_FILES", "RUN_JSON",
            "STATUSES", "STOP_FILE", "TRAINER_STATE", "CheckpointInfo", "RunError",

@@ -19,7 +19,7 @@ import pytest
 from clmtune.backend.events import EventWriter, make_event
 from clmtune.backend.rundir import cache as cache_mod
 from clmtune.backend.rundir import checkpoints as checkpoints_mod
-from clmtune.backend.rundir import listing as listing_mod
+from clmtune.backend.rundir import summary as summary_mod
 from clmtune.backend.runs import (
     COMPLETE_MARKER,
     RUN_JSON,
@@ -402,13 +402,13 @@ def test_growth_is_read_from_the_last_offset(tmp_path, monkeypatch, cache_mode):
     events = run / "events.jsonl"
     write_events(events, make_event("run_started", max_steps=10), train(1, 3.0))
     starts: list[int] = []
-    original = listing_mod._Tailer.read_new
+    original = summary_mod._Tailer.read_new
 
     def spy(self):
         starts.append(self.offset)
         return original(self)
 
-    monkeypatch.setattr(listing_mod._Tailer, "read_new", spy)
+    monkeypatch.setattr(summary_mod._Tailer, "read_new", spy)
     read_run(run)
     size = events.stat().st_size
     assert starts == [0]

@@ -25,7 +25,6 @@ import os
 import re
 import struct
 import time
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -108,6 +107,8 @@ def _file_intact(path: Path) -> bool:
         return _safetensors_intact(path)
     if path.name.endswith((".bin", ".pt", ".pth")):
         # torch.save writes a zip archive; a torn one has no end-of-central-directory.
+        import zipfile  # here: it pulls in bz2 and lzma, which listing a cached folder skips
+
         try:
             return zipfile.is_zipfile(path)
         except OSError:
