@@ -127,11 +127,22 @@ class _Interrupts:
         signal.signal(signal.SIGINT, self._previous)
 
 
-def _describe(view: Any) -> str:
-    if view.phase == "finished":
-        return view.status
-    detail = f" ({view.phase_detail})" if view.phase_detail and view.phase != "training" else ""
-    return f"{view.phase.replace('_', ' ')}{detail}"
+def _describe(state: Any) -> str:
+    if state.phase == "finished":
+        return state.status
+    detail = f" ({state.phase_detail})" if state.phase_detail and state.phase != "training" else ""
+    return f"{state.phase.replace('_', ' ')}{detail}"
+
+
+#: Short names of the loss kinds for narrow table cells (the full ones are the labels).
+LOSS_SHORT = {"last train log": "last log", "mean train loss": "mean", "last eval": "last eval"}
+
+
+def _fmt_loss(value: Any, kind: str) -> str:
+    """A loss with which loss it is: ``2.341 (last log)``."""
+    if value is None:
+        return "-"
+    return f"{_fmt_float(value)} ({LOSS_SHORT.get(kind, kind)})"
 
 
 def _report_event(console: Any, event: dict) -> None:
@@ -178,9 +189,10 @@ def _metrics_tables(console: Any, metrics: dict[str, Any]) -> None:
         console.print(table)
 
 
-def _final_table(console: Any, view: Any, summary: Any) -> None:
+def _final_table(console: Any, state: Any, summary: Any) -> None:
+    """The final metrics: the results files, else what the run's events reported."""
     metrics = dict(summary.metrics)
-    for split, values in view.final_metrics.items():
+    for split, values in state.final_metrics.items():
         metrics.setdefault(split, values)
     _metrics_tables(console, metrics)
 
@@ -189,22 +201,23 @@ def _tail_until_exit(launched: Any, console: Any, interrupts: _Interrupts) -> tu
     """Follow the worker's events until its process exits; returns ('aborted' or '', view)."""
     from rich.progress import BarColumn, Progress, TextColumn
 
-    from clmtune.backend.events import EVENTS_FILE, EventTailer, RunView
+    from clmtune.backend.events import EVENTS_FILE, EventTailer
     from clmtune.backend.launch import kill_run, request_stop
+    from clmtune.backend.rundir.state import RunState
 
     tailer = EventTailer(launched.run_dir / EVENTS_FILE)
-    view = RunView()
+    view = RunState()
     since = launched.started - 1.0
     handled = 0
     columns = (
         TextColumn("{task.description:<12}"),
         BarColumn(),
         TextColumn("{task.fields[steps]}"),
-        TextColumn("loss {task.fields[loss]}"),
+        TextColumn("{task.fields[loss]}"),
         TextColumn("eta {task.fields[eta]}"),
     )
     with Progress(*columns, console=console, transient=False) as progress:
-        task = progress.add_task("starting", total=None, steps="", loss="-", eta="-")
+        task = progress.add_task("starting", total=None, steps="", loss="loss -", eta="-")
         while True:
             exited = launched.process.poll() is not None
             events = tailer.read_final() if exited else tailer.read_new()
@@ -214,14 +227,18 @@ def _tail_until_exit(launched: Any, console: Any, interrupts: _Interrupts) -> tu
                 if (event.get("time") or 0) >= since:
                     _report_event(progress.console, event)
             training = view.phase == "training" and view.max_steps
+            finished = view.phase == "finished"
+            # A stopped or failed run's bar shows how far it got, never a full bar.
+            counted = (training or finished) and view.max_steps
+            loss = view.loss
             progress.update(
                 task,
                 description=_describe(view),
-                total=view.max_steps if training else (None if view.phase != "finished" else 1),
-                completed=view.step if training else (1 if view.phase == "finished" else 0),
+                total=view.max_steps if counted else (1 if finished else None),
+                completed=view.step if counted else (1 if finished else 0),
                 steps=f"{view.step}/{view.max_steps}" if view.max_steps else "",
-                loss=_fmt_float(view.last_loss),
-                eta=_fmt_duration(view.eta_seconds) if training else "-",
+                loss=f"{loss.label} {_fmt_float(loss.value)}",
+                eta=_fmt_duration(view.eta()) if training else "-",
             )
             if interrupts.count > handled:
                 handled = interrupts.count
@@ -381,25 +398,27 @@ def _checkpoint_text(summary: Any) -> str:
 
 
 def _cmd_runs(args: argparse.Namespace) -> int:
-    from rich import box
-    from rich.table import Table
-    from rich.text import Text
-
-    from clmtune.backend.runs import list_runs
+    from clmtune.backend.rundir.listing import list_runs, list_runs_json
 
     root = _runs_root(args)
-    runs = list_runs(root)
     if args.json:
-        print(json.dumps([r.to_json() for r in runs], indent=2))
+        # One run per line, as the listing cache keeps them (never parsed again).
+        lines = ",\n".join(list_runs_json(root))
+        sys.stdout.write(f"[\n{lines}\n]\n" if lines else "[]\n")
         return EXIT_OK
+    runs = list_runs(root)
     if not runs:
         print(f"no runs under {root}")
         return EXIT_OK
+    from rich import box  # only for the table: --json stays lean
+    from rich.table import Table
+    from rich.text import Text
+
     rows = [
         {
             "name": run.name, "status": run.status, "model": _short_model(run.model),
             "step": f"{run.global_step}/{run.max_steps}" if run.max_steps else str(run.global_step),
-            "loss": _fmt_float(run.last_loss), "best eval": _fmt_float(run.best_eval_loss),
+            "loss": _fmt_loss(run.loss, run.loss_kind), "best eval": _fmt_float(run.best_eval_loss),
             "ppl": _fmt_float(run.perplexity), "started": _fmt_time(run.started, "%m-%d %H:%M"),
             "time": _fmt_duration(run.duration), "ckpts": _checkpoint_text(run),
         }
@@ -434,7 +453,7 @@ def _cmd_show(args: argparse.Namespace) -> int:
     from rich.table import Table
     from rich.text import Text
 
-    from clmtune.backend.runs import read_run
+    from clmtune.backend.rundir.summary import read_run
 
     summary = read_run(_need_run_dir(args))
     if args.json:
@@ -448,12 +467,19 @@ def _cmd_show(args: argparse.Namespace) -> int:
     rows = [
         ("run", str(summary.path)), ("source", summary.source), ("status", summary.status),
         ("model", summary.model or "-"), ("step", steps),
-        ("last loss", _fmt_float(summary.last_loss)),
+        (summary.loss_label, _fmt_float(summary.loss)),
         ("best eval loss", _fmt_float(summary.best_eval_loss)),
         ("perplexity", _fmt_float(summary.perplexity)), ("world size", str(summary.world_size)),
         ("started", _fmt_time(summary.started)), ("duration", _fmt_duration(summary.duration)),
+        ("eta", _fmt_duration(summary.eta)), ("attempts", str(summary.attempts or "-")),
+        ("train samples", str(summary.train_samples) if summary.train_samples else "-"),
+        ("samples/s", _fmt_float(summary.samples_per_second)),
         ("resumed from", summary.resumed_from or "-"),
     ]  # fmt: skip
+    if summary.nan_flag:
+        rows.append(("loss flag", summary.nan_flag))
+    if not summary.controllable:
+        rows.append(("note", "a plain Hugging Face folder: nothing to stop or resume"))
     if summary.error:
         rows += [("error", summary.error), ("hint", summary.hint or "-")]
     for key, value in rows:

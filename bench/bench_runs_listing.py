@@ -16,6 +16,15 @@ Medians of ``--reps`` calls each; the ratios cold/warm and cold/append are print
 along with a check that the three listings agree field for field.
 
     python bench/bench_runs_listing.py [--steps 100000] [--reps 7]
+
+``--many N`` (issue 16, "Many runs") measures what a user runs instead: N finished runs
+(hard-linked copies of one run: ``--source RUN_DIR`` for a real one, else a synthetic
+finished run with the files a real one has) listed by ``clmtune runs --json`` in a fresh
+process, against a fresh Python process that only reads every run's ``run.json``,
+``trainer_state.json`` and ``all_results.json``. It prints both medians and the ratio
+(target: at most 3x), for the first listing (no cache yet) and the following ones.
+
+    python bench/bench_runs_listing.py --many 1000 [--source runs/demo] [--reps 5]
 """
 
 from __future__ import annotations
@@ -23,9 +32,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import socket
 import statistics
 import struct
+import subprocess
 import sys
 import tempfile
 import time
@@ -139,11 +150,88 @@ def comparable(runs: list) -> list[dict]:
     return out
 
 
+RAW_READS = """
+import json, os, sys
+root = sys.argv[1]
+n = 0
+for entry in os.scandir(root):
+    for name in ("run.json", "trainer_state.json", "all_results.json"):
+        try:
+            with open(os.path.join(entry.path, name), encoding="utf-8") as fh:
+                json.load(fh)
+            n += 1
+        except (OSError, ValueError):
+            pass
+print(n)
+"""
+
+
+def finished_run(run_dir: Path) -> None:
+    """A finished run with the files a real one has (used when no --source is given)."""
+    write_run(run_dir, SMALL_STEPS, live=False, start=time.time() - 3600)
+    history = [{"step": s, "epoch": s / 100, "loss": 3.0 - s * 1e-3, "learning_rate": 1e-4,
+                "grad_norm": 1.0} for s in range(10, SMALL_STEPS + 1, 10)]  # fmt: skip
+    results = {"epoch": 2.0, "train_loss": 2.9, "train_runtime": 60.0, "train_samples": 480,
+               "train_samples_per_second": 16.0, "eval_loss": 2.8, "perplexity": 16.4}  # fmt: skip
+    (run_dir / "trainer_state.json").write_text(
+        json.dumps({"global_step": SMALL_STEPS, "max_steps": SMALL_STEPS, "log_history": history})
+    )
+    (run_dir / "all_results.json").write_text(json.dumps(results))
+    (run_dir / "train_results.json").write_text(json.dumps(results))
+    _safetensors(run_dir / "model.safetensors")
+    (run_dir / "config.json").write_text('{"model_type": "gpt2"}')
+
+
+def link_copies(source: Path, root: Path, n: int) -> None:
+    """``n`` copies of ``source`` under ``root``, every file hard-linked (no data copied)."""
+    for i in range(n):
+        shutil.copytree(source, root / f"run-{i:04d}", copy_function=os.link)
+
+
+def _median_process(argv: list[str], reps: int, env: dict[str, str]) -> float:
+    samples = []
+    for _ in range(reps):
+        start = time.perf_counter()
+        subprocess.run(argv, check=True, stdout=subprocess.DEVNULL, env=env)
+        samples.append(time.perf_counter() - start)
+    return statistics.median(samples)
+
+
+def many_runs(n: int, source: Path | None, reps: int) -> None:
+    """``clmtune runs --json`` on ``n`` finished runs vs the raw reads (fresh processes)."""
+    with tempfile.TemporaryDirectory(prefix="clmtune-bench-many-") as tmp:
+        if source is None:
+            source = Path(tmp) / "source"
+            finished_run(source)
+        root = Path(tmp) / "runs"
+        root.mkdir()
+        t0 = time.perf_counter()
+        link_copies(source, root, n)
+        print(f"{n} hard-linked copies of {source.name} in {time.perf_counter() - t0:.1f} s")
+        env = {**os.environ, "CLMTUNE_CACHE": str(Path(tmp) / "cache")}
+        raw_argv = [sys.executable, "-c", RAW_READS, str(root)]
+        cli_argv = [sys.executable, "-m", "clmtune.backend", "runs", "--json", str(root)]
+        subprocess.run(raw_argv, check=True, stdout=subprocess.DEVNULL)  # OS file cache
+        raw = _median_process(raw_argv, reps, env)
+        first = _median_process(cli_argv, 1, env)
+        again = _median_process(cli_argv, reps, env)
+        print(f"raw reads (run.json, trainer_state.json, all_results.json): {raw:6.2f} s")
+        print(f"clmtune runs --json, first listing:                        {first:6.2f} s"
+              f"   ratio {first / raw:5.1f}x")  # fmt: skip
+        print(f"clmtune runs --json, next listings (median of {reps}):        {again:6.2f} s"
+              f"   ratio {again / raw:5.1f}x   (target <= 3x)")  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=100_000, help="steps of the big live run")
     parser.add_argument("--reps", type=int, default=7)
+    parser.add_argument("--many", type=int, default=0, help="N finished runs via the CLI")
+    parser.add_argument("--source", type=Path, default=None, help="a real run dir to copy")
     args = parser.parse_args()
+    if args.many:
+        many_runs(args.many, args.source, args.reps)
+        return
     clear = getattr(runs_mod, "clear_caches", lambda: None)  # absent before the cache
 
     with tempfile.TemporaryDirectory(prefix="clmtune-bench-runs-") as tmp:

@@ -10,11 +10,11 @@ import pytest
 from clmtune.backend.events import (
     EventTailer,
     EventWriter,
-    RunView,
     make_event,
     read_events,
-    reduce_events,
 )
+from clmtune.backend.rundir.state import RunState as RunView
+from clmtune.backend.rundir.state import fold as reduce_events
 
 
 def test_file_that_appears_later_is_read_from_its_start(tmp_path):

@@ -16,8 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from clmtune.backend import runs as runs_mod
 from clmtune.backend.events import EventWriter, make_event
+from clmtune.backend.rundir import cache as cache_mod
+from clmtune.backend.rundir import checkpoints as checkpoints_mod
+from clmtune.backend.rundir import summary as summary_mod
 from clmtune.backend.runs import (
     COMPLETE_MARKER,
     RUN_JSON,
@@ -352,7 +354,7 @@ def test_delete_refuses_a_running_run(tmp_path):
 @pytest.fixture(params=["racy-window", "stat-only"])
 def cache_mode(request, monkeypatch):
     if request.param == "stat-only":
-        monkeypatch.setattr(runs_mod, "RACY_NS", -(10**18))
+        monkeypatch.setattr(cache_mod, "RACY_NS", -(10**18))
     return request.param
 
 
@@ -400,13 +402,13 @@ def test_growth_is_read_from_the_last_offset(tmp_path, monkeypatch, cache_mode):
     events = run / "events.jsonl"
     write_events(events, make_event("run_started", max_steps=10), train(1, 3.0))
     starts: list[int] = []
-    original = runs_mod._Tailer.read_new
+    original = summary_mod._Tailer.read_new
 
     def spy(self):
         starts.append(self.offset)
         return original(self)
 
-    monkeypatch.setattr(runs_mod._Tailer, "read_new", spy)
+    monkeypatch.setattr(summary_mod._Tailer, "read_new", spy)
     read_run(run)
     size = events.stat().st_size
     assert starts == [0]
@@ -455,7 +457,7 @@ def test_resume_last_never_trusts_the_cache(tmp_path, monkeypatch):
     run = make_run(tmp_path / "run")
     make_checkpoint(run, 4)
     assert [c.state for c in list_checkpoints(run)] == ["complete"]
-    monkeypatch.setattr(runs_mod, "_classify_cached", lambda *a: pytest.fail("cache used"))
+    monkeypatch.setattr(checkpoints_mod, "_classify_cached", lambda *a: pytest.fail("cache used"))
     assert resolve_resume(run, "last") == (run / "checkpoint-4").resolve()
 
 

@@ -60,11 +60,11 @@ class TextTailer:
 def _read_status(run_dir: Path) -> tuple[str, str | None, str | None] | None:
     """(status, error, hint) from run.json; ``crashed`` when a running worker is gone.
 
-    Reads run.json only (not ``backend.runs.read_run``, which replays the whole
+    Reads run.json only (not ``backend.rundir.summary.read_run``, which replays the whole
     events file: too much every two seconds for a 100k-step run).
     """
     # Imported here: keeps the runs screen's startup lean.
-    from clmtune.backend.runs import STATUSES, read_run_json, run_process_alive
+    from clmtune.backend.rundir.layout import STATUSES, read_run_json, run_process_alive
 
     info = read_run_json(run_dir)
     status = info.get("status")

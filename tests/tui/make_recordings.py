@@ -19,7 +19,8 @@ T0 = 1_700_000_000.0  # 2023-11-14 22:13:20 UTC
 GIB = 1024**3
 MIB = 1024**2
 
-RECORDINGS = ("completed", "running_gpu", "failed", "tokenizing")
+RECORDINGS = ("completed", "running_gpu", "failed", "tokenizing", "resumed", "crashed", "nan")
+RESUME_GAP = 1000.0  # seconds between the stop and the resume of "resumed"
 
 
 class Recorder:
@@ -43,12 +44,14 @@ def loss_at(step: int) -> float:
     return 2.2 + 8.5 * math.exp(-step / 18.0) + 0.08 * math.sin(step * 1.7)
 
 
-def _start(rec: Recorder, run_dir: str, max_steps: int, world: int, devices: list[str]) -> None:
+def _start(rec: Recorder, run_dir: str, max_steps: int, world: int, devices: list[str],
+           resume_step: int | None = None) -> None:
     rec.emit(
         "run_started", run_dir=run_dir, pid=4242, host="gpu-box", world_size=world,
         devices=devices, num_params=1_234_567, trainable_params=1_234_567, max_steps=max_steps,
         num_train_epochs=3.0, train_samples=480, eval_samples=48, block_size=64,
-        resumed_from=None, resume_step=None,
+        resumed_from=f"{run_dir}/checkpoint-{resume_step}" if resume_step else None,
+        resume_step=resume_step,
         settings={"model": "tiny-gpt2", "data": "demo.txt", "packing": "group",
                   "block_size": 64, "learning_rate": 5e-4, "per_device_train_batch_size": 8,
                   "gradient_accumulation_steps": 1, "max_steps": max_steps, "seed": 42},
@@ -158,10 +161,81 @@ def tokenizing() -> list[dict[str, Any]]:
     return rec.events
 
 
+def resumed() -> list[dict[str, Any]]:
+    """Stopped at step 25 (checkpoint 20), resumed RESUME_GAP s later, completed at 60.
+
+    The second attempt has the real worker's order: loading phases, then run_started.
+    """
+    rec = Recorder()
+    run_dir = "runs/resumed"
+    _start(rec, run_dir, 60, 1, ["cpu"])
+    _prep(rec)
+    _train(rec, range(1, 26), 60, 0, eval_every=20, save_every=20, run_dir=run_dir)
+    rec.tick(0.3)
+    rec.emit("checkpoint", step=25, path=f"{run_dir}/checkpoint-25", complete=False)
+    rec.emit("final_metrics", split="train",
+             metrics={"train_loss": 4.9, "train_runtime": 6.5, "train_samples": 480,
+                      "train_samples_per_second": 60.0, "epoch": 1.25})
+    rec.emit("run_finished", status="stopped", error=None, hint=None)
+    rec.tick(RESUME_GAP)
+    rec.emit("phase", phase="loading_model", progress=None, detail="loading")
+    rec.tick(0.5)
+    rec.emit("phase", phase="loading_model", progress=1.0, detail="tiny-gpt2")
+    rec.tick(0.5)
+    _start(rec, run_dir, 60, 1, ["cpu"], resume_step=20)
+    rec.emit("phase", phase="training", progress=None, detail="")
+    _train(rec, range(21, 61), 60, 0, eval_every=20, save_every=20, run_dir=run_dir)
+    # Trainer's own figure: the whole run's samples over the second attempt's runtime.
+    rec.emit("final_metrics", split="train",
+             metrics={"train_loss": 3.2, "train_runtime": 11.0, "train_samples": 480,
+                      "train_samples_per_second": 43.6, "epoch": 3.0})
+    rec.emit("final_metrics", split="eval",
+             metrics={"eval_loss": 2.45, "eval_accuracy": 0.4, "perplexity": math.exp(2.45),
+                      "eval_samples": 48, "epoch": 3.0})
+    rec.emit("phase", phase="finished", progress=None, detail="")
+    rec.emit("run_finished", status="completed", error=None, hint=None)
+    return rec.events
+
+
+def crashed() -> list[dict[str, Any]]:
+    """A worker killed at step 18 of 100: no run_finished (run.json still says running)."""
+    rec = Recorder()
+    run_dir = "runs/crashed"
+    _start(rec, run_dir, 100, 1, ["cpu"])
+    _prep(rec)
+    _train(rec, range(1, 19), 100, 0, eval_every=10, save_every=10, run_dir=run_dir)
+    return rec.events
+
+
+def nan() -> list[dict[str, Any]]:
+    """The loss becomes NaN at step 12 (then inf once); the worker warns, the run completes."""
+    rec = Recorder()
+    run_dir = "runs/nan"
+    _start(rec, run_dir, 30, 1, ["cpu"])
+    _prep(rec)
+    for step in range(1, 31):
+        rec.tick(0.25)
+        loss = loss_at(step) if step < 12 else (math.inf if step == 12 else math.nan)
+        rec.emit("train_log", step=step, epoch=step / 10, loss=loss, learning_rate=5e-3,
+                 grad_norm=math.nan if step >= 12 else 2.0, tokens_per_second=8000.0,
+                 samples_per_second=125.0, eta_seconds=(30 - step) * 0.25)
+        if step == 12:
+            rec.emit("warning", code="nan_loss", step=12,
+                     message="the training loss is inf at step 12: lower the learning rate, "
+                     "enable max_grad_norm, or use bf16 instead of fp16")
+    rec.emit("final_metrics", split="train",
+             metrics={"train_loss": math.nan, "train_runtime": 7.5, "train_samples": 480,
+                      "epoch": 3.0})
+    rec.emit("phase", phase="finished", progress=None, detail="")
+    rec.emit("run_finished", status="completed", error=None, hint=None)
+    return rec.events
+
+
 def build(name: str) -> list[dict[str, Any]]:
     """The events of recording ``name`` (one of RECORDINGS)."""
     return {"completed": completed, "running_gpu": running_gpu, "failed": failed,
-            "tokenizing": tokenizing}[name]()
+            "tokenizing": tokenizing, "resumed": resumed, "crashed": crashed,
+            "nan": nan}[name]()
 
 
 def write(name: str, path: Path) -> Path:

@@ -10,7 +10,8 @@ import pytest
 from textual.app import App
 from textual.widgets import Static, TabbedContent
 
-from clmtune.tui.screens.metrics import MetricsScreen, history_from_events, load_saved_run
+from clmtune.backend.rundir.state import fold
+from clmtune.tui.screens.metrics import MetricsScreen, load_saved_run
 from clmtune.tui.widgets.loss_chart import LossChart
 from clmtune.tui.widgets.metrics_table import LogHistoryTable, ResultsTable, format_cell
 from tests.tui.conftest import frozen_clock, recorded_run, wait_until
@@ -210,7 +211,7 @@ def test_history_from_events_drops_the_stale_tail_of_a_resume() -> None:
     events = [{"type": "train_log", "step": s, "loss": 1.0} for s in (10, 20, 30)]
     events.append({"type": "run_started", "resume_step": 20})
     events += [{"type": "train_log", "step": 30, "loss": 0.5}]
-    rows = history_from_events(events)
+    rows = fold(events).history_rows()
     assert [(r["step"], r["loss"]) for r in rows] == [(10, 1.0), (20, 1.0), (30, 0.5)]
 
 

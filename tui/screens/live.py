@@ -2,16 +2,19 @@
 
 A thread worker (:class:`tui.tailer.RunFollower`) replays the whole events file, then
 follows it, posting :class:`EventsArrived` batches. The screen folds each batch into a
-:class:`backend.events.RunView` (the same reducer every UI uses) at once, but renders the
+:class:`backend.rundir.state.RunState` (the one reducer every view uses) at once, but renders the
 widgets at most about once a second (``RENDER_EVERY_S``): a redraw per 0.3 s poll costs
 the training next door real throughput on a small machine. What the user must see at
 once (the first batch, a phase or status change, a checkpoint, the end) renders
-immediately. Finished and live runs take the same path.
+immediately. Finished and live runs take the same path. A plain Hugging Face folder has
+no events: its state is folded from its ``trainer_state.json`` (by the same reducer) and
+it offers no Stop / Resume.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -20,12 +23,14 @@ from textual import on, work
 from textual.app import ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
+from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Static, TabbedContent, TabPane
 from textual.worker import get_current_worker
 
 from clmtune import themes
-from clmtune.backend.events import RunView
+from clmtune.backend.events import EVENTS_FILE
+from clmtune.backend.rundir.state import RunState
 from clmtune.tui.messages import CheckpointsListed, EventsArrived, RunStatusChanged, StopRequested
 from clmtune.tui.tailer import RunFollower
 from clmtune.tui.widgets.checkpoint_table import CheckpointRow, CheckpointTable
@@ -48,12 +53,18 @@ URGENT_EVENTS = frozenset(
 
 
 def list_checkpoint_rows(run_dir: Path) -> list[CheckpointRow] | None:
-    """Checkpoints as classified on disk by backend.runs (None if that module is missing)."""
-    try:
-        from clmtune.backend.runs import list_checkpoints
-    except ImportError:
-        return None
+    """Checkpoints as classified on disk by backend.rundir.checkpoints."""
+    from clmtune.backend.rundir.checkpoints import list_checkpoints
+
     return [CheckpointRow.from_info(info) for info in list_checkpoints(run_dir)]
+
+
+@dataclass
+class StateLoaded(Message):
+    """The state of a folder without events (a plain Hugging Face output dir)."""
+
+    run_dir: Path
+    state: RunState | None  # None: not a Hugging Face folder; follow its events
 
 
 class LiveScreen(Screen):
@@ -102,7 +113,7 @@ class LiveScreen(Screen):
     def __init__(self, run_dir: Path, *, poll_s: float = 0.3, follow: bool = True) -> None:
         super().__init__()
         self.run_dir = Path(run_dir)
-        self.view = RunView()
+        self.view = RunState()
         self.poll_s = poll_s
         self.follow = follow  # False in tests that inject EventsArrived themselves
         self.disk_status: RunStatusChanged | None = None
@@ -141,8 +152,37 @@ class LiveScreen(Screen):
     def _start(self) -> None:
         self._render_all([])
         if self.follow:
-            self._follow()
+            if (self.run_dir / EVENTS_FILE).exists():
+                self._follow()
+            else:
+                self._load_saved()  # no events (yet): maybe a plain Hugging Face folder
         self.set_interval(RENDER_EVERY_S, self._tick)
+
+    @work(thread=True, exclusive=True, group="follow", exit_on_error=False)
+    def _load_saved(self) -> None:
+        from clmtune.backend.rundir.summary import read_run
+
+        state = read_run(self.run_dir).state
+        hf = state is not None and state.source == "huggingface"
+        self.post_message(StateLoaded(self.run_dir, state if hf else None))
+
+    @on(StateLoaded)
+    def _state_loaded(self, message: StateLoaded) -> None:
+        message.stop()
+        if message.state is None:
+            self._follow()  # our run, its events not written yet
+            return
+        self.view = message.state
+        self._pending.append({"type": "run_started"})  # a fresh chart, not an append
+        self._rendered_data = False
+        self._flush()
+        self._list_checkpoints()
+        self.refresh_bindings()
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action in ("stop", "resume") and not self.view.controllable:
+            return False  # a plain Hugging Face folder: no worker to stop or resume
+        return True
 
     # ---- data in ------------------------------------------------------------
 
@@ -194,6 +234,8 @@ class LiveScreen(Screen):
             return
         self.disk_status = message
         with self.app.batch_update():
+            # A crash found from run.json: no ETA any more, and the elapsed time stops.
+            self.query_one(PhaseBar).show(self.view, self.app.clock(), self.status)
             self._render_status()
 
     @work(thread=True, exclusive=True, group="checkpoints", exit_on_error=False)
@@ -211,13 +253,8 @@ class LiveScreen(Screen):
 
     @property
     def status(self) -> str:
-        """The run's status: the events' view, unless run.json knows better (crashed)."""
-        disk = self.disk_status.status if self.disk_status else None
-        if disk == "crashed" and self.view.status in ("running", "unknown"):
-            return "crashed"
-        if self.view.status == "unknown" and disk:
-            return disk
-        return self.view.status
+        """The run's status: the events' state, unless run.json knows better (crashed)."""
+        return self.view.status_with(self.disk_status.status if self.disk_status else None)
 
     def _model_name(self) -> str:
         settings = (self.view.started or {}).get("settings") or {}
@@ -228,7 +265,7 @@ class LiveScreen(Screen):
 
     def _render_all(self, events: list[dict[str, Any]]) -> None:
         view = self.view
-        self.query_one(PhaseBar).show(view, self.app.clock())
+        self.query_one(PhaseBar).show(view, self.app.clock(), self.status)
         truncated = any(e.get("type") == "run_started" for e in events)
         self.query_one(LossChart).set_data(
             view.train_steps, view.train_loss, view.eval_steps, view.eval_loss, reset=truncated
@@ -258,6 +295,10 @@ class LiveScreen(Screen):
         model = self._model_name()
         if model:
             title.append(f"  {model}")
+        if self.view.nan_flag:
+            title.append("  ⚠ loss not finite", style="bold")
+        if not self.view.controllable:
+            title.append("  (Hugging Face folder)")
         if title != self._shown_title:
             self._shown_title = title
             self.query_one("#live-title", Static).update(title, layout=False)  # height 1
@@ -280,6 +321,15 @@ class LiveScreen(Screen):
                 body.append(
                     "\nhint: see the Log tab (logs/worker.err); resume from a checkpoint with r"
                 )
+            if self.view.nan_flag:
+                body.append(f"\n{self.view.nan_flag}")
+            if body != self._shown_error:
+                self._shown_error = body
+                panel.update(body)
+            panel.add_class("-shown")
+        elif self.view.nan_flag:
+            body = Text("⚠ ", style="bold")
+            body.append(self.view.nan_flag)
             if body != self._shown_error:
                 self._shown_error = body
                 panel.update(body)
@@ -303,7 +353,7 @@ class LiveScreen(Screen):
         if self._pending:
             self._flush()  # the coalesced redraw (also moves the elapsed time)
         elif self.status == "running" and self.is_current:
-            self.query_one(PhaseBar).show(self.view, self.app.clock())
+            self.query_one(PhaseBar).show(self.view, self.app.clock(), self.status)
 
     # ---- actions ------------------------------------------------------------
 
@@ -323,6 +373,9 @@ class LiveScreen(Screen):
         self.app.open_metrics(self.run_dir)
 
     def action_stop(self) -> None:
+        if not self.view.controllable:
+            self.notify("A plain Hugging Face folder: there is no run to stop.", severity="warning")
+            return
         if self.status != "running":
             self.notify("This run is not running.", severity="warning")
             return
@@ -343,6 +396,10 @@ class LiveScreen(Screen):
         )
 
     def action_resume(self) -> None:
+        if not self.view.controllable:
+            self.notify("A plain Hugging Face folder: clmtune cannot resume it.",
+                        severity="warning")
+            return
         if self.status == "running":
             self.notify("The run is still running: stop it first (s).", severity="warning")
             return

@@ -3,7 +3,10 @@
 Works on our run dirs (run.json, events.jsonl, config.toml) and on plain
 Hugging Face output dirs that only hold ``trainer_state.json`` and the
 ``*_results.json`` files. Everything is read in a thread worker by
-:func:`load_saved_run`; the screen only renders what it returns.
+:func:`load_saved_run`; the screen only renders what it returns. Every figure comes
+from the one reducer (``backend.rundir.state``), through ``read_run`` for the summary
+and a full fold of the events for the curves and the log history. A running run is
+read again every ``AUTO_RELOAD_S`` seconds.
 """
 
 from __future__ import annotations
@@ -20,18 +23,20 @@ from typing import Any
 from textual import on, work
 from textual.app import ComposeResult, SystemCommand
 from textual.binding import Binding
-from textual.containers import Horizontal, Vertical
+from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import Screen
 from textual.widgets import Static, TabbedContent, TabPane
 from textual.worker import Worker, WorkerState
 
-from clmtune.backend.events import EVENTS_FILE, read_events, reduce_events, to_float
+from clmtune.backend.events import EVENTS_FILE, read_events, to_float
+from clmtune.backend.rundir.state import fold
 from clmtune.tui import fmt
 from clmtune.tui.screens.editor import binding_commands, display_path
 from clmtune.tui.widgets.footer import AppFooter
 from clmtune.tui.widgets.metrics_table import LogHistoryTable, ResultsTable
 
 TRAINER_STATE = "trainer_state.json"
+AUTO_RELOAD_S = 3.0  # a running run's metrics are read again this often
 
 
 @dataclass
@@ -47,6 +52,7 @@ class SavedRun:
     eval_x: list[float] = field(default_factory=list)
     eval_y: list[float] = field(default_factory=list)
     accuracy: float | None = None
+    results: dict[str, dict[str, Any]] = field(default_factory=dict)  # files + event finals
     problem: str | None = None  # the dir is not a run dir / unreadable
 
 
@@ -67,24 +73,6 @@ def _trainer_state(run_dir: Path, summary: Any) -> dict | None:
         if isinstance(state, dict):
             return state
     return None
-
-
-def history_from_events(events: list[dict]) -> list[dict[str, Any]]:
-    """Log-history rows (HF's shape) rebuilt from train_log / eval events."""
-    rows: list[dict[str, Any]] = []
-    for e in events:
-        kind = e.get("type")
-        if kind == "run_started" and e.get("resume_step") is not None:
-            # A resume re-logs the steps after its checkpoint: keep the newer rows.
-            cut = int(e["resume_step"])
-            rows = [r for r in rows if (r.get("step") or 0) <= cut]
-        elif kind == "train_log":
-            row = {k: e.get(k) for k in ("step", "epoch", "loss", "learning_rate", "grad_norm")}
-            rows.append({k: v for k, v in row.items() if v is not None})
-        elif kind == "eval":
-            metrics = {k: to_float(v) for k, v in (e.get("metrics") or {}).items()}
-            rows.append({"step": e.get("step"), "epoch": e.get("epoch"), **metrics})
-    return rows
 
 
 def _curves(history: list[dict[str, Any]]) -> tuple[list[float], ...]:
@@ -126,18 +114,23 @@ def load_saved_run(run_dir: Path) -> SavedRun:
         saved.history_source = TRAINER_STATE
     events_path = run_dir / EVENTS_FILE
     events = read_events(events_path) if events_path.exists() else []
-    event_history = history_from_events(events)
+    folded = fold(events) if events else summary.state
+    event_history = folded.history_rows() if events and folded is not None else []
     # events.jsonl is newer than the last trainer_state.json save when a run was stopped
     # between checkpoints: use whichever knows more steps.
     if event_history and _last_step(event_history) > _last_step(saved.history):
         saved.history = event_history
         saved.history_source = EVENTS_FILE
     saved.train_x, saved.train_y, saved.eval_x, saved.eval_y = _curves(saved.history)
-    if events and not saved.train_x:
-        view = reduce_events(events)
-        saved.train_x, saved.train_y = list(view.train_steps), list(view.train_loss)
-        saved.eval_x, saved.eval_y = list(view.eval_steps), list(view.eval_loss)
-    saved.accuracy = _accuracy(summary.metrics, saved.history)
+    if folded is not None and not saved.train_x:
+        saved.train_x, saved.train_y = list(folded.train_steps), list(folded.train_loss)
+        saved.eval_x, saved.eval_y = list(folded.eval_steps), list(folded.eval_loss)
+    # A stopped run writes no *_results.json: its train metrics are in the events.
+    saved.results = dict(summary.metrics)
+    for split, values in (folded.final_metrics if folded is not None else {}).items():
+        if values and not saved.results.get(split):
+            saved.results[split] = values
+    saved.accuracy = _accuracy(saved.results, saved.history)
     return saved
 
 
@@ -165,7 +158,7 @@ def _when(ts: float | None) -> str:
 
 
 def summary_lines(saved: SavedRun) -> list[tuple[str, str]]:
-    """``(label, value)`` pairs for the summary panel."""
+    """``(label, value)`` pairs for the summary panel (error and hint: the error panel)."""
     s = saved.summary
     steps = f"{s.global_step}" + (f" / {s.max_steps}" if s.max_steps else "")
     lines = [
@@ -179,7 +172,7 @@ def summary_lines(saved: SavedRun) -> list[tuple[str, str]]:
         ("steps", steps),
         ("started", _when(s.started)),
         ("duration", fmt.duration(s.duration)),
-        ("last loss", fmt.num(s.last_loss)),
+        (s.loss_label, fmt.num(s.loss)),
         ("best eval loss", fmt.num(s.best_eval_loss)),
         ("perplexity", fmt.num(s.perplexity)),
         ("accuracy", fmt.percent(saved.accuracy)),  # as the live view's final table
@@ -187,13 +180,28 @@ def summary_lines(saved: SavedRun) -> list[tuple[str, str]]:
     ]
     if s.world_size and s.world_size > 1:
         lines.append(("processes", str(s.world_size)))
+    if s.attempts > 1:
+        lines.append(("attempts", str(s.attempts)))
+    if s.eta is not None:
+        lines.append(("eta", fmt.duration(s.eta)))
     if s.resumed_from:
         lines.append(("resumed from", Path(s.resumed_from).name))
-    if s.error:
-        lines.append(("error", str(s.error)))
-    if s.hint:
-        lines.append(("hint", str(s.hint)))
+    if s.nan_flag:
+        lines.append(("loss", "⚠ not finite (see below)"))
     return lines
+
+
+def problem_text(saved: SavedRun) -> str:
+    """The run's error, hint and loss flag in full ("" when there is none)."""
+    s = saved.summary
+    parts = []
+    if s.error or s.status in ("failed", "crashed"):
+        parts.append(f"{s.status}: {s.error or 'the worker ended without an error message'}")
+    if s.hint:
+        parts.append(f"hint: {s.hint}")
+    if s.nan_flag:
+        parts.append(f"⚠ {s.nan_flag}")
+    return "\n".join(parts)
 
 
 def _checkpoint_text(checkpoints: list[Any]) -> str:
@@ -225,6 +233,10 @@ class MetricsScreen(Screen[None]):
     }
     MetricsScreen #metrics-chart-box { width: 1fr; height: 1fr; min-height: 8; }
     MetricsScreen #metrics-chart { height: 1fr; }
+    MetricsScreen #metrics-error-box {
+        display: none; height: auto; max-height: 8; padding: 0 1; color: $text-error;
+    }
+    MetricsScreen #metrics-error-box.-shown { display: block; }
     MetricsScreen #metrics-chart-empty { color: $text-muted; padding: 1 2; }
     MetricsScreen ResultsTable, MetricsScreen LogHistoryTable { height: 1fr; }
     MetricsScreen #history-source { height: 1; color: $text-muted; padding: 0 1; }
@@ -262,10 +274,12 @@ class MetricsScreen(Screen[None]):
     def compose(self) -> ComposeResult:
         yield Static(f"Metrics · {display_path(self.run_dir)}", id="metrics-title", markup=False)
         yield Static("", id="metrics-problem", markup=False)
+        with VerticalScroll(id="metrics-error-box"):
+            yield Static("", id="metrics-error", markup=False)
         with TabbedContent(initial="overview"):
             with TabPane("Overview (1)", id="overview"):
                 with Horizontal(id="overview-box"):
-                    yield Static("Loading…", id="summary")
+                    yield Static("Loading…", id="summary", markup=False)
                     with Vertical(id="metrics-chart-box"):
                         yield from self._chart()
             with TabPane("Results (2)", id="results"):
@@ -285,6 +299,13 @@ class MetricsScreen(Screen[None]):
 
     def on_mount(self) -> None:
         self.reload()
+        self.set_interval(AUTO_RELOAD_S, self._auto_reload)
+
+    def _auto_reload(self) -> None:
+        # A running run changes under us; a finished one is read once (f5 reads again).
+        if self.ready.is_set() and self.saved is not None and self.saved.summary is not None:
+            if self.saved.summary.status == "running":
+                self.reload()
 
     def reload(self) -> None:
         """Read the run dir again (in a thread)."""
@@ -322,7 +343,10 @@ class MetricsScreen(Screen[None]):
         width = max(len(label) for label, _ in summary_lines(saved))
         text = "\n".join(f"{label:<{width}}  {value}" for label, value in summary_lines(saved))
         self.query_one("#summary", Static).update(text)
-        self.query_one("#results-table", ResultsTable).set_results(saved.summary.metrics)
+        problem = problem_text(saved)
+        self.query_one("#metrics-error", Static).update(problem)
+        self.query_one("#metrics-error-box").set_class(bool(problem), "-shown")
+        self.query_one("#results-table", ResultsTable).set_results(saved.results)
         self.query_one("#history-table", LogHistoryTable).set_history(saved.history)
         source = saved.history_source or "no log history"
         self.query_one("#history-source", Static).update(

@@ -88,6 +88,7 @@ class LossChart(PlotWidget, inherit_bindings=False):
         self.eval_x: Sequence[float] = []
         self.eval_y: Sequence[float] = []
         self.plotted_points = 0  # after thinning, for tests and the bench
+        self._padded_y = False  # y limits set by _keep_axes_readable, not by the user
         self._cache = [ArrayCache() for _ in range(4)]
 
     def on_mount(self) -> None:
@@ -133,10 +134,32 @@ class LossChart(PlotWidget, inherit_bindings=False):
                 y: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
         lo, hi = self._window()
         xa, ya = self._cache[2 * which].get(x), self._cache[2 * which + 1].get(y)
+        finite = np.isfinite(xa) & np.isfinite(ya) if len(xa) == len(ya) else None
+        if finite is not None and not finite.all():
+            # NaN/inf would make the axis limits NaN/inf: leave those points out (the run
+            # is flagged elsewhere) so the finite part keeps a readable axis.
+            xa, ya = xa[finite], ya[finite]
         xs, ys = thin_minmax(xa, ya, self._columns(), lo, hi)
         if self.log_scale:
             xs, ys = log10_positive(xs, ys)
         return xs, ys
+
+    def _keep_axes_readable(self, *series: np.ndarray) -> None:
+        """Give a flat series (one value, or one point) a span the tick labels can show.
+
+        textual-plot widens a zero span by 1e-6 only, which labels every tick with the
+        same number; the padding here is released as soon as the data has a span.
+        """
+        ys = np.concatenate([s for s in series if len(s)]) if any(len(s) for s in series) else None
+        flat = ys is not None and float(np.ptp(ys)) <= 1e-9 * max(1.0, float(np.abs(ys).max()))
+        if flat and ys is not None and self._auto_y_min and self._auto_y_max:
+            value = float(ys[0])
+            pad = max(abs(value) * 0.05, 0.05)
+            self.set_ylimits(value - pad, value + pad)
+            self._padded_y = True
+        elif not flat and self._padded_y:
+            self._padded_y = False
+            self.set_ylimits(None, None)
 
     def redraw(self) -> None:
         """Re-thin for the current window and width, then re-plot."""
@@ -146,6 +169,7 @@ class LossChart(PlotWidget, inherit_bindings=False):
         eval_style = str(self.get_component_rich_style("loss-chart--eval", partial=True))
         tx, ty = self._series(0, self.train_x, self.train_y)
         ex, ey = self._series(1, self.eval_x, self.eval_y)
+        self._keep_axes_readable(ty, ey)
         self.clear()
         self.plotted_points = len(tx) + len(ex)
         self.plot(tx, ty, line_style=train_style or "white", hires_mode=HiResMode.BRAILLE,
@@ -159,6 +183,7 @@ class LossChart(PlotWidget, inherit_bindings=False):
         self.set_ylabel("loss (log)" if log_scale else "loss")
         # y limits in the old scale are meaningless now; keep the x window.
         self._auto_y_min = self._auto_y_max = True
+        self._padded_y = False
         self.redraw()
 
     def toggle_log(self) -> None:

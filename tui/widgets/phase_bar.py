@@ -31,14 +31,6 @@ def progress_fraction(view: Any) -> float | None:
     return view.phase_progress
 
 
-def elapsed(view: Any, now: float) -> float | None:
-    """Seconds the run has taken, from event timestamps (``now`` only while it runs)."""
-    if view.start_time is None:
-        return None
-    end = view.end_time if view.end_time is not None else now
-    if view.status != "running" and view.end_time is None and view.last_event_time is not None:
-        end = view.last_event_time  # crashed / unknown: the last sign of life
-    return max(end - view.start_time, 0.0)
 
 
 class PhaseBar(Static):
@@ -46,12 +38,20 @@ class PhaseBar(Static):
 
     COMPONENT_CLASSES = {"phase-bar--phase", "phase-bar--bar", "phase-bar--dim"}
 
-    def show(self, view: Any, now: float) -> None:
-        self._last = (view, now)
+    def show(self, view: Any, now: float, status: str | None = None) -> None:
+        """Draw ``view`` (a ``RunState``); ``status`` is the one shown (``crashed`` included).
+
+        Elapsed time and ETA come from the state: every attempt counted, no ETA unless
+        the run is running, and a crashed run's elapsed time stops at its last event.
+        """
+        status = status or view.status
+        self._last = (view, now, status)
         fraction = progress_fraction(view)
         phase = PHASE_LABELS.get(view.phase, view.phase)
-        if view.phase in ("finished", None) and view.status not in ("running", "unknown"):
-            phase = view.status  # "stopped" says more than "finished"
+        if status == "crashed" or (
+            view.phase in ("finished", None) and status not in ("running", "unknown")
+        ):
+            phase = status  # "stopped" says more than "finished"
         dim = self._style("phase-bar--dim")
         head = Text()
         head.append(f"{phase} ", style=self._style("phase-bar--phase"))
@@ -67,10 +67,11 @@ class PhaseBar(Static):
             parts.append((3, Text(f" · {fmt.si(view.tokens_per_second)} tok/s")))
         elif view.samples_per_second is not None:
             parts.append((3, Text(f" · {fmt.si(view.samples_per_second)} samp/s")))
-        if view.status == "running" and view.eta_seconds is not None:
-            parts.append((4, Text(f" · ETA {fmt.duration(view.eta_seconds)}")))
-        parts.append((2, Text(f" · {fmt.duration(elapsed(view, now))} elapsed", style=dim)))
-        if view.phase_detail and view.phase != "training" and view.status == "running":
+        eta = view.eta(status)
+        if eta is not None:
+            parts.append((4, Text(f" · ETA {fmt.duration(eta)}")))
+        parts.append((2, Text(f" · {fmt.duration(view.elapsed(now, status))} elapsed", style=dim)))
+        if view.phase_detail and view.phase != "training" and status == "running":
             parts.append((1, Text(f"  {view.phase_detail}", style=dim)))
         width = self.content_size.width
         while width and parts and head.cell_len + sum(t.cell_len for _, t in parts) > width:

@@ -1,0 +1,520 @@
+"""THE reducer: ``events.jsonl`` → :class:`RunState`. Every view of a run folds through it.
+
+``state = fold(events)``, or incrementally ``state.apply(event)`` while a run is
+tailed. The CLI progress and its final table, ``clmtune runs`` / ``clmtune show``, the
+runs listing (:mod:`clmtune.backend.rundir.listing`), the live view and the metrics
+screen all render a :class:`RunState`; none of them derives a figure from events on
+its own. The event schema is documented in :mod:`clmtune.backend.events`.
+
+A plain Hugging Face output folder has no events: :func:`events_from_trainer_state`
+turns its ``trainer_state.json`` into the same events, so its figures come from this
+reducer too (and the state says it offers no Stop / Resume).
+
+What depends on the moment or on the machine (whether the worker's pid is alive) is
+not folded: :meth:`RunState.status_with` takes the status ``run.json`` reports (with
+``crashed`` decided by the listing) and :meth:`RunState.elapsed` / :meth:`RunState.eta`
+take ``now`` and that status, so a crashed run shows no ETA and a fixed elapsed time.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from clmtune.backend.events import Event, perplexity, to_float
+
+#: What the headline loss of a run is; shown next to the number everywhere.
+LOSS_LAST_TRAIN = "last train log"
+LOSS_MEAN_TRAIN = "mean train loss"
+LOSS_LAST_EVAL = "last eval"
+ENDED = ("completed", "stopped", "failed", "crashed")
+
+
+@dataclass
+class CheckpointMark:
+    """A ``checkpoint`` event: what the worker said it saved (health is on disk)."""
+
+    step: int
+    path: str
+    complete: bool
+    time: float
+
+
+@dataclass
+class Attempt:
+    """One worker process of a run: the first start, then each resume."""
+
+    start: float
+    end: float | None = None  # the run_finished time; None while running or after a crash
+    last_seen: float | None = None  # the newest event of this attempt
+    resumed_from: str | None = None
+    resume_step: int | None = None
+    status: str = "running"  # running | completed | stopped | failed (crashed: no end)
+    first_step: int = 0  # the global step this attempt started from
+
+    def duration(self, now: float | None) -> float:
+        """Seconds this attempt ran: to its end, else ``now`` (live), else its last event."""
+        end = self.end if self.end is not None else now
+        if end is None:
+            end = self.last_seen if self.last_seen is not None else self.start
+        return max(end - self.start, 0.0)
+
+
+@dataclass(frozen=True)
+class LossFigure:
+    """A loss value and which loss it is (``kind`` is one of the ``LOSS_*`` labels)."""
+
+    value: float | None
+    kind: str
+
+    @property
+    def label(self) -> str:
+        return f"loss ({self.kind})" if self.value is not None else "loss"
+
+
+@dataclass
+class RunState:
+    """Everything known about one run from its events. Live and past runs alike.
+
+    Histories are plain lists (``train_steps[i]`` ↔ ``train_loss[i]``) so a chart can
+    thin them without copying. ``compact`` states (the listing's) keep no memory
+    samples, learning-rate history or logs: fewer bytes, same figures.
+    """
+
+    compact: bool = False
+    source: str = "clmtune"  # "clmtune" | "huggingface" (no worker: no Stop / Resume)
+    started: Event | None = None  # the latest run_started event
+    status: str = "unknown"  # running | completed | stopped | failed (crashed: status_with)
+    phase: str = "starting"
+    phase_progress: float | None = None
+    phase_detail: str = ""
+    step: int = 0
+    epoch: float | None = None
+    max_steps: int | None = None
+    train_steps: list[float] = field(default_factory=list)
+    train_loss: list[float] = field(default_factory=list)
+    train_epochs: list[float] = field(default_factory=list)
+    lr_steps: list[float] = field(default_factory=list)
+    learning_rate: list[float] = field(default_factory=list)
+    grad_norm: list[float] = field(default_factory=list)
+    tokens_per_second: float | None = None
+    samples_per_second: float | None = None
+    eta_seconds: float | None = None
+    eval_steps: list[float] = field(default_factory=list)
+    eval_loss: list[float] = field(default_factory=list)
+    eval_accuracy: list[float] = field(default_factory=list)
+    eval_rows: list[dict[str, Any]] = field(default_factory=list)
+    last_eval: dict[str, Any] = field(default_factory=dict)
+    memory: list[Event] = field(default_factory=list)
+    checkpoints: list[CheckpointMark] = field(default_factory=list)
+    warnings: list[Event] = field(default_factory=list)
+    logs: list[str] = field(default_factory=list)
+    final_metrics: dict[str, dict[str, Any]] = field(default_factory=dict)
+    error: str | None = None
+    hint: str | None = None
+    attempts: list[Attempt] = field(default_factory=list)
+    last_event_time: float | None = None
+    nan_loss_steps: list[int] = field(default_factory=list)
+    nan_message: str | None = None  # the worker's nan_loss warning (what to change)
+    events_folded: int = 0
+    _attempt_trained: bool = False  # the current attempt got as far as training
+
+    max_memory_samples: int = 600
+    max_logs: int = 500
+
+    # ------------------------------------------------------------ the fold
+
+    def apply(self, event: Event) -> None:
+        """Fold one event. Unknown types are ignored (forward compatible)."""
+        kind = event.get("type")
+        t = to_float(event.get("time"))
+        self.events_folded += 1
+        self._attempt_for(kind, event, t)
+        if t is not None:
+            self.last_event_time = t
+            if self.attempts:
+                self.attempts[-1].last_seen = t
+        handler = getattr(self, f"_on_{kind}", None)
+        if handler is not None:
+            handler(event)
+
+    def apply_all(self, events: list[Event]) -> None:
+        """Fold events in order."""
+        for event in events:
+            self.apply(event)
+
+    def _attempt_for(self, kind: Any, event: Event, t: float | None) -> None:
+        """Open a new attempt when ``event`` is the first one of a worker process.
+
+        A worker's first event is a ``phase`` (loading the model) or, in hand-made
+        logs, ``run_started``. A new attempt begins after a ``run_finished``, or when
+        a worker starts loading again after an attempt that already trained (crashed).
+        """
+        current = self.attempts[-1] if self.attempts else None
+        starts = current is None or current.status != "running"
+        if not starts and self._attempt_trained:
+            loading = kind == "phase" and event.get("phase") in ("starting", "loading_model")
+            starts = loading or kind == "run_started"
+        if starts:
+            when = t if t is not None else (self.last_event_time or 0.0)
+            self.attempts.append(Attempt(start=when, first_step=self.step))
+            self._attempt_trained = False
+        elif kind in ("train_log", "eval", "checkpoint") or (
+            kind == "phase" and event.get("phase") == "training"
+        ):
+            self._attempt_trained = True
+
+    def _on_run_started(self, e: Event) -> None:
+        self.started = e
+        self.status = "running"
+        self.error = self.hint = None
+        attempt = self.attempts[-1]
+        attempt.resumed_from = e.get("resumed_from")
+        if e.get("max_steps") is not None:
+            self.max_steps = int(e["max_steps"])
+        resume_step = e.get("resume_step")
+        # A resumed run re-logs the steps after its checkpoint: drop the stale tail.
+        cut = int(resume_step) if resume_step is not None else -1
+        attempt.resume_step = cut if cut >= 0 else None
+        attempt.first_step = max(cut, 0)
+        self._truncate_after(cut)
+
+    def _truncate_after(self, step: int) -> None:
+        def keep(steps: list[float], *series: list[Any]) -> None:
+            n = sum(1 for s in steps if s <= step)
+            del steps[n:]
+            for values in series:
+                del values[n:]
+
+        keep(self.train_steps, self.train_loss, self.train_epochs)
+        keep(self.lr_steps, self.learning_rate, self.grad_norm)
+        keep(self.eval_steps, self.eval_loss, self.eval_accuracy, self.eval_rows)
+        self.nan_loss_steps = [s for s in self.nan_loss_steps if s <= step]
+        if not self.nan_loss_steps:
+            self.nan_message = None
+        self.step = max(step, 0)
+        self.final_metrics = {}
+        self.eta_seconds = None
+
+    def _on_phase(self, e: Event) -> None:
+        self.phase = str(e.get("phase", self.phase))
+        self.phase_progress = to_float(e.get("progress"))
+        self.phase_detail = str(e.get("detail") or "")
+        if self.status in ("unknown",) or (self.phase != "finished" and self.status in ENDED):
+            self.status = "running"  # a new attempt is loading
+
+    def _on_train_log(self, e: Event) -> None:
+        step = int(e.get("step") or 0)
+        self.step = max(self.step, step)
+        self.epoch = to_float(e.get("epoch"))
+        loss = to_float(e.get("loss"))
+        if loss is not None:
+            self.train_steps.append(step)
+            self.train_loss.append(loss)
+            self.train_epochs.append(self.epoch if self.epoch is not None else math.nan)
+            if not math.isfinite(loss):
+                self.nan_loss_steps.append(step)
+        if not self.compact:
+            lr = to_float(e.get("learning_rate"))
+            if lr is not None:
+                self.lr_steps.append(step)
+                self.learning_rate.append(lr)
+                gn = to_float(e.get("grad_norm"))
+                self.grad_norm.append(gn if gn is not None else math.nan)
+        for name in ("tokens_per_second", "samples_per_second", "eta_seconds"):
+            value = to_float(e.get(name))
+            if value is not None:
+                setattr(self, name, value)
+
+    def _on_eval(self, e: Event) -> None:
+        metrics = {k: v for k, v in dict(e.get("metrics") or {}).items()}
+        step = int(e.get("step") or self.step)
+        self.step = max(self.step, step)
+        self.last_eval = {"step": step, **metrics}
+        loss = to_float(metrics.get("eval_loss"))
+        if loss is not None:
+            self.eval_steps.append(step)
+            self.eval_loss.append(loss)
+            acc = to_float(metrics.get("eval_accuracy"))
+            self.eval_accuracy.append(acc if acc is not None else math.nan)
+            row = {"step": step, "epoch": to_float(e.get("epoch"))}
+            row.update({k: to_float(v) for k, v in metrics.items()})
+            self.eval_rows.append({k: v for k, v in row.items() if v is not None})
+
+    def _on_memory(self, e: Event) -> None:
+        if self.compact:
+            return
+        self.memory.append(e)
+        if len(self.memory) > self.max_memory_samples:
+            del self.memory[: len(self.memory) - self.max_memory_samples]
+
+    def _on_checkpoint(self, e: Event) -> None:
+        mark = CheckpointMark(
+            step=int(e.get("step") or 0),
+            path=str(e.get("path") or ""),
+            complete=bool(e.get("complete")),
+            time=to_float(e.get("time")) or 0.0,
+        )
+        self.checkpoints = [c for c in self.checkpoints if c.path != mark.path] + [mark]
+        # A step that was saved (e.g. the stop step) was trained even if it was not logged.
+        self.step = max(self.step, mark.step)
+
+    def _on_warning(self, e: Event) -> None:
+        if e.get("code") == "nan_loss":
+            self.nan_message = str(e.get("message") or "")
+        if not self.compact:
+            self.warnings.append(e)
+
+    def _on_log(self, e: Event) -> None:
+        if self.compact:
+            return
+        self.logs.append(str(e.get("message", "")))
+        if len(self.logs) > self.max_logs:
+            del self.logs[: len(self.logs) - self.max_logs]
+
+    def _on_final_metrics(self, e: Event) -> None:
+        split = str(e.get("split") or "train")
+        self.final_metrics[split] = dict(e.get("metrics") or {})
+
+    def _on_run_finished(self, e: Event) -> None:
+        self.status = str(e.get("status") or "completed")
+        self.error = e.get("error")
+        self.hint = e.get("hint")
+        self.phase = "finished"
+        self.phase_progress = None
+        self.eta_seconds = None
+        if self.attempts:
+            attempt = self.attempts[-1]
+            attempt.end = to_float(e.get("time"))
+            attempt.status = self.status
+
+    # ------------------------------------------------------------ figures
+
+    @property
+    def start_time(self) -> float | None:
+        """When the run first started (the first attempt), not the latest resume."""
+        return self.attempts[0].start if self.attempts else None
+
+    @property
+    def end_time(self) -> float | None:
+        """When the latest attempt finished (None while running or after a crash)."""
+        return self.attempts[-1].end if self.attempts else None
+
+    @property
+    def resumed_from(self) -> str | None:
+        """The checkpoint the latest attempt resumed from."""
+        return self.attempts[-1].resumed_from if self.attempts else None
+
+    @property
+    def controllable(self) -> bool:
+        """Whether Stop / Resume apply (a plain Hugging Face folder has no worker)."""
+        return self.source == "clmtune"
+
+    @property
+    def last_loss(self) -> float | None:
+        """The loss of the last train log."""
+        return self.train_loss[-1] if self.train_loss else None
+
+    @property
+    def mean_train_loss(self) -> float | None:
+        """Trainer's ``train_loss``: the mean over the run (final metrics only)."""
+        return to_float((self.final_metrics.get("train") or {}).get("train_loss"))
+
+    @property
+    def last_eval_loss(self) -> float | None:
+        """The loss of the last evaluation (final evaluation included)."""
+        final = to_float((self.final_metrics.get("eval") or {}).get("eval_loss"))
+        if final is not None:
+            return final
+        return self.eval_loss[-1] if self.eval_loss else None
+
+    @property
+    def loss(self) -> LossFigure:
+        """The headline loss and which one it is: last train log, else mean, else last eval."""
+        if self.last_loss is not None:
+            return LossFigure(self.last_loss, LOSS_LAST_TRAIN)
+        if self.mean_train_loss is not None:
+            return LossFigure(self.mean_train_loss, LOSS_MEAN_TRAIN)
+        if self.last_eval_loss is not None:
+            return LossFigure(self.last_eval_loss, LOSS_LAST_EVAL)
+        return LossFigure(None, LOSS_LAST_TRAIN)
+
+    @property
+    def best_eval_loss(self) -> float | None:
+        values = [x for x in self.eval_loss if math.isfinite(x)]
+        final = to_float((self.final_metrics.get("eval") or {}).get("eval_loss"))
+        if final is not None and math.isfinite(final):
+            values.append(final)
+        return min(values) if values else None
+
+    @property
+    def perplexity(self) -> float | None:
+        for src in (self.final_metrics.get("eval") or {}, self.last_eval):
+            value = to_float(src.get("perplexity"))
+            if value is not None:
+                return value
+        # Results files written without one: exp(final eval loss), as run_clm computes it.
+        return perplexity(to_float((self.final_metrics.get("eval") or {}).get("eval_loss")))
+
+    @property
+    def nan_flag(self) -> str | None:
+        """A one-line badge when the train loss became NaN/inf, with the worker's hint."""
+        if not self.nan_loss_steps:
+            return None
+        first = self.nan_loss_steps[0]
+        text = f"loss not finite since step {first}"
+        return f"{text}: {self.nan_message}" if self.nan_message else text
+
+    @property
+    def train_samples(self) -> int | None:
+        """Samples in the training set (as run_clm reports ``train_samples``)."""
+        value = (self.final_metrics.get("train") or {}).get("train_samples")
+        if value is None and self.started:
+            value = self.started.get("train_samples")
+        number = to_float(value)
+        return int(number) if number is not None and math.isfinite(number) else None
+
+    @property
+    def samples_per_step(self) -> int | None:
+        settings = (self.started or {}).get("settings") or {}
+        batch = to_float(settings.get("per_device_train_batch_size"))
+        accum = to_float(settings.get("gradient_accumulation_steps")) or 1.0
+        world = to_float((self.started or {}).get("world_size")) or 1.0
+        if batch is None:
+            return None
+        return int(batch * accum * world)
+
+    def status_with(self, disk: str | None) -> str:
+        """The status to show: the events' one, unless ``run.json`` knows better.
+
+        ``disk`` is run.json's status with ``crashed`` for a vanished worker.
+        """
+        if disk == "crashed" and self.status in ("running", "unknown"):
+            return "crashed"
+        if self.status == "unknown" and disk:
+            return disk
+        return self.status
+
+    def elapsed(self, now: float, status: str | None = None) -> float | None:
+        """Seconds the run has taken over all its attempts (gaps between them excluded).
+
+        ``now`` counts only while the run is running; a crashed run stops at its last
+        event, so the figure is fixed.
+        """
+        if not self.attempts:
+            return None
+        status = status or self.status
+        total = sum(a.duration(None) for a in self.attempts[:-1])
+        live = now if status == "running" else None
+        return total + self.attempts[-1].duration(live)
+
+    def eta(self, status: str | None = None) -> float | None:
+        """The worker's estimate of the time left; None unless the run is running."""
+        status = status or self.status
+        return self.eta_seconds if status == "running" and self.phase != "finished" else None
+
+    def run_samples_per_second(self) -> float | None:
+        """Samples per second over every attempt: samples trained / time training.
+
+        Trainer's own ``train_samples_per_second`` divides the whole run's samples by
+        the last attempt's runtime, which overstates it after a resume.
+        """
+        per_step = self.samples_per_step
+        if per_step is None or not self.attempts:
+            return None
+        steps = 0
+        seconds = 0.0
+        for i, attempt in enumerate(self.attempts):
+            nxt = self.attempts[i + 1].first_step if i + 1 < len(self.attempts) else self.step
+            steps += max(nxt - attempt.first_step, 0)
+            seconds += attempt.duration(None)
+        return steps * per_step / seconds if seconds > 0 and steps > 0 else None
+
+    def history_rows(self) -> list[dict[str, Any]]:
+        """Log-history rows in Hugging Face's shape (train logs and evals by step)."""
+        lr = dict(zip(self.lr_steps, zip(self.learning_rate, self.grad_norm, strict=False),
+                      strict=False))
+        rows: list[dict[str, Any]] = []
+        for step, loss, epoch in zip(self.train_steps, self.train_loss, self.train_epochs,
+                                     strict=False):
+            row: dict[str, Any] = {"step": int(step)}
+            if math.isfinite(epoch):
+                row["epoch"] = epoch
+            row["loss"] = loss
+            if step in lr:
+                row["learning_rate"], grad = lr[step]
+                if math.isfinite(grad):
+                    row["grad_norm"] = grad
+            rows.append(row)
+        rows.extend(dict(r) for r in self.eval_rows)
+        rows.sort(key=lambda r: (r.get("step") or 0, "eval_loss" in r))
+        return rows
+
+
+def fold(events: list[Event], *, compact: bool = False) -> RunState:
+    """The state of a run after ``events`` (the one reduction every view uses)."""
+    state = RunState(compact=compact)
+    state.apply_all(events)
+    return state
+
+
+def events_from_trainer_state(trainer_state: dict[str, Any], results: dict[str, dict],
+                              time: float | None = None) -> list[Event]:
+    """The events a plain Hugging Face run would have written, from its saved files.
+
+    ``trainer_state``: ``trainer_state.json``; ``results``: ``{"train": ..., "eval":
+    ..., "all": ...}`` from the ``*_results.json`` files; ``time``: when it ran (the
+    folder's time stamps), stamped on every event.
+    """
+    events: list[Event] = []
+
+    def event(type_: str, **fields: Any) -> None:
+        events.append({"v": 1, "type": type_, "time": time, **fields})
+
+    max_steps = trainer_state.get("max_steps")
+    event("run_started", max_steps=max_steps if isinstance(max_steps, int) and max_steps > 0
+          else None, resume_step=None, resumed_from=None,
+          train_batch_size=trainer_state.get("train_batch_size"))
+    history = trainer_state.get("log_history")
+    for entry in history if isinstance(history, list) else []:
+        if not isinstance(entry, dict):
+            continue
+        step = entry.get("step")
+        if "loss" in entry:
+            event("train_log", step=step, epoch=entry.get("epoch"), loss=entry.get("loss"),
+                  learning_rate=entry.get("learning_rate"), grad_norm=entry.get("grad_norm"))
+        elif "eval_loss" in entry:
+            metrics = {k: v for k, v in entry.items() if k.startswith("eval_")}
+            event("eval", step=step, epoch=entry.get("epoch"), metrics=metrics)
+    step = trainer_state.get("global_step")
+    if isinstance(step, int) and step > 0:
+        event("checkpoint", step=step, path="", complete=False)
+    train = results.get("train") or _split(results.get("all"), "train_")
+    evals = results.get("eval") or _split(results.get("all"), "eval_")
+    if train:
+        event("final_metrics", split="train", metrics=train)
+    if evals:
+        event("final_metrics", split="eval", metrics=evals)
+    done = bool(train) or (isinstance(max_steps, int) and isinstance(step, int)
+                           and 0 < max_steps <= step)
+    event("run_finished", status="completed" if done else "stopped", error=None, hint=None)
+    return events
+
+
+def _split(metrics: dict | None, prefix: str) -> dict[str, Any]:
+    if not isinstance(metrics, dict):
+        return {}
+    out = {k: v for k, v in metrics.items() if k.startswith(prefix) or k in ("epoch",)}
+    if prefix == "eval_" and "perplexity" in metrics:
+        out["perplexity"] = metrics["perplexity"]
+    return out if any(k.startswith(prefix) for k in out) else {}
+
+
+def fold_trainer_state(trainer_state: dict[str, Any], results: dict[str, dict],
+                       time: float | None = None, *, compact: bool = False) -> RunState:
+    """A plain Hugging Face folder's state (source ``huggingface``: no Stop / Resume)."""
+    state = fold(events_from_trainer_state(trainer_state, results, time), compact=compact)
+    state.source = "huggingface"
+    state.checkpoints = []  # the synthetic mark only carried the step
+    return state
