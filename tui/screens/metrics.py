@@ -265,7 +265,7 @@ class MetricsScreen(Screen[None]):
         with TabbedContent(initial="overview"):
             with TabPane("Overview (1)", id="overview"):
                 with Horizontal(id="overview-box"):
-                    yield Static("Loading…", id="summary")
+                    yield Static("Loading…", id="summary", markup=False)
                     with Vertical(id="metrics-chart-box"):
                         yield from self._chart()
             with TabPane("Results (2)", id="results"):
@@ -279,7 +279,7 @@ class MetricsScreen(Screen[None]):
         try:
             from clmtune.tui.widgets.loss_chart import LossChart
         except ImportError:  # pragma: no cover - the chart ships with the app
-            yield Static("", id="metrics-chart-empty")
+            yield Static("", id="metrics-chart-empty", markup=False)
             return
         yield LossChart(id="metrics-chart")
 
