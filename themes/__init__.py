@@ -65,6 +65,24 @@ LIGHT = Theme(
 THEMES: list[Theme] = [DARK, LIGHT]
 DEFAULT_THEME = DARK.name
 
+# The variables app.tcss uses beyond Textual's own, and which of a theme's generated
+# colours stands in for each when the theme (Textual's built-in ones, a user's) has none.
+OWN_VARIABLES: dict[str, str] = {
+    "chart-train": "primary",
+    "chart-eval": "warning",
+    "status-stopped": "secondary",
+    "footer-key-foreground": "accent",
+}
+
+
+def variable_defaults(generated: dict[str, str]) -> dict[str, str]:
+    """Values of :data:`OWN_VARIABLES` for a theme whose colour system is ``generated``.
+
+    Without these, any theme but ours fails to parse app.tcss (undefined variable).
+    """
+    return {name: generated[source] for name, source in OWN_VARIABLES.items()
+            if source in generated}
+
 
 def _toml() -> ModuleType:
     """``tomllib`` (``tomli`` before Python 3.11), imported on first use."""
@@ -93,6 +111,19 @@ def load_theme_name() -> str:
     except (OSError, tomllib.TOMLDecodeError):
         return DEFAULT_THEME
     return name if isinstance(name, str) and name else DEFAULT_THEME
+
+
+def load_setting(key: str) -> object:
+    """One value of tui.toml (None when unset or the file is unreadable)."""
+    path = config_dir() / CONFIG_FILE
+    if not path.is_file():
+        return None
+    tomllib = _toml()
+    try:
+        with open(path, "rb") as fh:
+            return tomllib.load(fh).get(key)
+    except (OSError, tomllib.TOMLDecodeError):
+        return None
 
 
 def save_theme_name(name: str) -> None:

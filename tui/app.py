@@ -18,10 +18,12 @@ from typing import TYPE_CHECKING, Any
 from textual import on, work
 from textual.app import App, SystemCommand
 from textual.binding import Binding
+from textual.filter import Monochrome
 from textual.screen import Screen
 from textual.worker import Worker, WorkerState
 
 from clmtune import themes
+from clmtune.tui import terminal
 from clmtune.tui.messages import LaunchFailed, ResumeRequested, StartRunRequested, StopRequested
 from clmtune.tui.screens.runs import RunsScreen
 from clmtune.tui.widgets import footer
@@ -104,6 +106,13 @@ class ClmtuneApp(App):
         self._children: list[subprocess.Popen[Any]] = []
         self._quit_warned = False
         self._footer_wide: bool | None = None
+        # NO_COLOR: Textual's monochrome filter crashes on textual-plot's blank lines.
+        self._filters = [
+            terminal.SafeMonochrome() if type(f) is Monochrome else f for f in self._filters
+        ]
+        self.ascii = terminal.ascii_mode(setting=themes.load_setting("ascii"))
+        if self.ascii:
+            self._filters.append(terminal.AsciiFilter())
         for theme in themes.THEMES:
             self.register_theme(theme)
         name = themes.load_theme_name() if remember_theme else themes.DEFAULT_THEME
@@ -118,6 +127,10 @@ class ClmtuneApp(App):
         return {p for p in listed if status.get(p, "running") == "running"} | {
             p for p, s in status.items() if s == "running"
         }
+
+    def get_theme_variable_defaults(self) -> dict[str, str]:
+        """Our own CSS variables for themes that do not define them (every built-in one)."""
+        return themes.variable_defaults(self.current_theme.to_color_system().generate())
 
     def get_default_screen(self) -> Screen:
         return RunsScreen()
@@ -221,6 +234,23 @@ class ClmtuneApp(App):
                     keys.append(shown)
         table = [(" / ".join(keys), description) for keys, description in rows.values()]
         return table + list(getattr(screen, "HELP_KEYS", ()))
+
+    def notify(
+        self,
+        message: str,
+        *,
+        title: str = "",
+        severity: Any = "information",
+        timeout: float | None = None,
+        markup: bool = True,
+    ) -> None:
+        """A toast, always as plain text.
+
+        Messages carry file paths, error texts and the settings' own ``[data]`` labels,
+        which Rich markup would swallow or fail on (MarkupError); no message of this app
+        uses markup, so ``markup`` is ignored (screens pass it as True by default).
+        """
+        super().notify(message, title=title, severity=severity, timeout=timeout, markup=False)
 
     # ---- theme ----------------------------------------------------------------
 

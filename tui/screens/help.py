@@ -80,9 +80,9 @@ def _key_table(keys: Sequence[KeyRow], common: Sequence[KeyRow]) -> Table:
     table.add_column(justify="right", style="bold", no_wrap=True)
     table.add_column()
     for key, description in keys:
-        table.add_row(key, description)
+        table.add_row(Text(key), Text(description))  # plain text: "[data]" stays
     if keys and common:
         table.add_row("", "")
     for key, description in common:
-        table.add_row(key, Text(description))
+        table.add_row(Text(key), Text(description))
     return table

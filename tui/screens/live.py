@@ -128,7 +128,7 @@ class LiveScreen(Screen):
     # ---- layout -------------------------------------------------------------
 
     def compose(self) -> ComposeResult:
-        yield Static(self.run_dir.name, classes="title-bar", id="live-title")
+        yield Static(self.run_dir.name, classes="title-bar", id="live-title", markup=False)
         yield PhaseBar(id="phase-bar")
         yield Static(id="error-panel")
         with Horizontal(id="live-main"):

@@ -293,7 +293,7 @@ class MetricsScreen(Screen[None]):
         try:
             from clmtune.tui.widgets.loss_chart import LossChart
         except ImportError:  # pragma: no cover - the chart ships with the app
-            yield Static("", id="metrics-chart-empty")
+            yield Static("", id="metrics-chart-empty", markup=False)
             return
         yield LossChart(id="metrics-chart")
 
