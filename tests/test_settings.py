@@ -112,6 +112,16 @@ def test_resume_comparison_keys_are_settings(sch):
         assert key in sch[section], (section, key)
 
 
+def test_out_of_memory_hint_reads_the_typed_batch_settings(sch):
+    from clmtune.backend.worker import classify_error
+
+    cfg = RunConfig(training={"per_device_train_batch_size": 4, "gradient_accumulation_steps": 2})
+    _error, hint = classify_error(RuntimeError("CUDA out of memory"), cfg)
+    assert "(now 4 x 2)" in hint
+    _error, hint = classify_error(RuntimeError("CUDA out of memory"), None)
+    assert "now" not in hint
+
+
 @pytest.mark.parametrize(("section", "typo", "closest"), [
     ("model", "model_name_or_pth", "model_name_or_path"),
     ("data", "blok_size", "block_size"),
