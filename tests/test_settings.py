@@ -337,3 +337,40 @@ def test_settings_modules_are_small():
     assert sizes and max(sizes.values()) <= MAX_LINES, sizes
     shim = (REPO / "backend" / "config.py").read_text(encoding="utf-8")
     assert len(shim.splitlines()) <= 40 and "ransitional" in shim.split('"""')[1]
+
+
+def test_every_third_party_import_is_declared():
+    """backend/, tui/ and themes/ import only what pyproject.toml declares (extras count)."""
+    import re
+    import sys
+    from importlib.metadata import packages_distributions
+
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # pragma: no cover - 3.10
+        import tomli as tomllib
+    project = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    wanted = list(project["dependencies"])
+    for extra in project.get("optional-dependencies", {}).values():
+        wanted += extra
+
+    def norm(name: str) -> str:
+        return re.sub(r"[-_.]+", "-", name).lower()
+
+    declared = {norm(re.split(r"[<>=!;\[ ]", dep, maxsplit=1)[0]) for dep in wanted}
+    dists = packages_distributions()
+    missing = set()
+    for path in _modules("backend", "tui", "themes"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                tops = [a.name.split(".")[0] for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and not node.level and node.module:
+                tops = [node.module.split(".")[0]]
+            else:
+                continue
+            for top in tops:
+                if top in sys.stdlib_module_names or top == "clmtune":
+                    continue
+                if not any(norm(d) in declared for d in dists.get(top, [top])):
+                    missing.add(f"{top} ({path.relative_to(REPO)})")
+    assert sorted(missing) == []
