@@ -43,13 +43,6 @@ def _one_line(text: str, limit: int = 500) -> str:
     return line if len(line) <= limit else line[: limit - 1] + "…"
 
 
-def _setting(cfg: Any, section: str, key: str) -> Any:
-    try:
-        return cfg.get(section, key)
-    except Exception:  # noqa: BLE001 - the hint must never fail
-        return None
-
-
 #: Exceptions that mean "the settings or files cannot work" (not a crash): the run fails
 #: with ``bad_input`` in run.json and the worker exits 2, like any other bad input.
 BAD_INPUT_ERRORS = ("ConfigError", "TrainingSetupError", "RunError")
@@ -68,8 +61,9 @@ def classify_error(exc: BaseException, cfg: Any = None) -> tuple[str, str | None
     if name == "OutOfMemoryError" or (
         isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower()
     ):
-        bs = _setting(cfg, "training", "per_device_train_batch_size")
-        ga = _setting(cfg, "training", "gradient_accumulation_steps")
+        settings = cfg.settings if cfg is not None else None
+        bs = settings.training.per_device_train_batch_size if settings else None
+        ga = settings.training.gradient_accumulation_steps if settings else None
         now = f" (now {bs} x {ga})" if bs is not None and ga is not None else ""
         return (
             f"out of memory: {text}",

@@ -96,11 +96,17 @@ def test_no_string_lookups_into_settings_remain():
         for node in ast.walk(tree):
             if isinstance(node, ast.Name) and node.id == "cfg_get":
                 found.append(f"{path.name}:{node.lineno} cfg_get")
-            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) \
-                    and node.func.attr == "get" and len(node.args) == 2 \
-                    and all(isinstance(a, ast.Constant) for a in node.args) \
-                    and node.args[0].value in SECTION_NAMES:
-                found.append(f"{path.name}:{node.lineno} .get({node.args[0].value!r}, ...)")
+            if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+                    and node.func.attr == "get" and len(node.args) == 2):
+                continue
+            first, owner = node.args[0], node.func.value
+            if isinstance(first, ast.Constant) and first.value in SECTION_NAMES \
+                    and isinstance(node.args[1], ast.Constant):
+                found.append(f"{path.name}:{node.lineno} .get({first.value!r}, ...)")
+            elif isinstance(owner, ast.Name) and owner.id in ("cfg", "old", "config"):
+                # RunConfig.get(section, key) is gone; a caller that catches the
+                # AttributeError would silently read raw values without defaults.
+                found.append(f"{path.name}:{node.lineno} {owner.id}.get(section, key)")
     assert found == []
     assert not hasattr(RunConfig, "get")
 
@@ -110,6 +116,16 @@ def test_resume_comparison_keys_are_settings(sch):
 
     for section, key, _what in _EXACT_KEYS:
         assert key in sch[section], (section, key)
+
+
+def test_out_of_memory_hint_reads_the_typed_batch_settings(sch):
+    from clmtune.backend.worker import classify_error
+
+    cfg = RunConfig(training={"per_device_train_batch_size": 4, "gradient_accumulation_steps": 2})
+    _error, hint = classify_error(RuntimeError("CUDA out of memory"), cfg)
+    assert "(now 4 x 2)" in hint
+    _error, hint = classify_error(RuntimeError("CUDA out of memory"), None)
+    assert "now" not in hint
 
 
 @pytest.mark.parametrize(("section", "typo", "closest"), [
@@ -327,3 +343,40 @@ def test_settings_modules_are_small():
     assert sizes and max(sizes.values()) <= MAX_LINES, sizes
     shim = (REPO / "backend" / "config.py").read_text(encoding="utf-8")
     assert len(shim.splitlines()) <= 40 and "ransitional" in shim.split('"""')[1]
+
+
+def test_every_third_party_import_is_declared():
+    """backend/, tui/ and themes/ import only what pyproject.toml declares (extras count)."""
+    import re
+    import sys
+    from importlib.metadata import packages_distributions
+
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # pragma: no cover - 3.10
+        import tomli as tomllib
+    project = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    wanted = list(project["dependencies"])
+    for extra in project.get("optional-dependencies", {}).values():
+        wanted += extra
+
+    def norm(name: str) -> str:
+        return re.sub(r"[-_.]+", "-", name).lower()
+
+    declared = {norm(re.split(r"[<>=!;\[ ]", dep, maxsplit=1)[0]) for dep in wanted}
+    dists = packages_distributions()
+    missing = set()
+    for path in _modules("backend", "tui", "themes"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                tops = [a.name.split(".")[0] for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and not node.level and node.module:
+                tops = [node.module.split(".")[0]]
+            else:
+                continue
+            for top in tops:
+                if top in sys.stdlib_module_names or top == "clmtune":
+                    continue
+                if not any(norm(d) in declared for d in dists.get(top, [top])):
+                    missing.add(f"{top} ({path.relative_to(REPO)})")
+    assert sorted(missing) == []

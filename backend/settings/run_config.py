@@ -67,7 +67,8 @@ class TrainingSettings:
 
     def __getattr__(self, name: str) -> Any:
         # Only called for names that are not slots or methods: the settings themselves.
-        if name.startswith("__"):
+        # Private names (unset slots while copying or unpickling) never reach the schema.
+        if name.startswith("_"):
             raise AttributeError(name)
         specs = self._schema()
         if name in specs:

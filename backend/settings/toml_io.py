@@ -150,27 +150,30 @@ def dumps_config(cfg: RunConfig, template: str | None = None) -> str:
     return tomlkit.dumps(doc)
 
 
-def _read_text(path: Path | None) -> str | None:
+def _read_text(path: str | Path | None) -> str | None:
     if path is None:
         return None
     try:
-        return path.read_text(encoding="utf-8")
+        return Path(path).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError):
         return None
 
 
-def save_config(cfg: RunConfig, path: str | Path, *, force: bool = False) -> None:
+def save_config(cfg: RunConfig, path: str | Path, *, force: bool = False,
+                layout_from: str | Path | None = None) -> None:
     """Write ``cfg`` to ``path`` atomically (temp file in the same folder, fsync, replace).
 
     Refuses (ConfigError) to write a config that does not validate, so a good file is
     never replaced by a broken one. ``force=True`` is for the TUI's draft files only:
     it skips validation (tokens are still never written). Relative paths stay relative
     to the file's folder; when saving to another folder they are made absolute. The
-    comments and layout of the file the settings came from (else of ``path``) are kept.
+    comments and layout of ``layout_from`` (an editor's "save as" passes the file it
+    opened), else of the file the settings came from, else of ``path`` are kept.
     """
     path = Path(path)
     target_dir = path.absolute().parent
-    template = _read_text(cfg.source) or _read_text(path if path.is_file() else None)
+    candidates = (layout_from, cfg.source, path)
+    template = next((text for text in map(_read_text, candidates) if text is not None), None)
     if cfg.source is not None and cfg.base_dir() != target_dir:
         cfg = cfg.resolved()
     if not force:

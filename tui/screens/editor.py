@@ -417,7 +417,8 @@ class EditorScreen(Screen[None]):
         self.busy = True
         try:
             if text is None:
-                await asyncio.to_thread(save_config, build_config(doc, target), target)
+                await asyncio.to_thread(save_config, build_config(doc, target), target,
+                                        layout_from=self.path)
             else:
                 await asyncio.to_thread(_save_text, doc, self.schema, text, target)
         except ConfigError as exc:
