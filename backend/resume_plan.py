@@ -69,7 +69,17 @@ _NOT_SETTINGS = {("training", "output_dir")}
 
 
 class RunComplete(RunDirError):
-    """The run already reached its ``max_steps`` / epochs: resuming would damage it."""
+    """The run already reached its ``max_steps`` / epochs: resuming would damage it.
+
+    ``step`` is the step it reached, ``max_steps`` what its settings train to (None when
+    epochs decide): what "train further" starts from.
+    """
+
+    def __init__(self, message: str, hint: str = "", *, step: int | None = None,
+                 max_steps: int | None = None) -> None:  # fmt: skip
+        super().__init__(message, hint)
+        self.step = step
+        self.max_steps = max_steps
 
 
 @dataclass(frozen=True)
@@ -164,8 +174,12 @@ def _setting(cfg: Any, section: str, key: str) -> Any:
         return getattr(cfg, section, {}).get(key)
 
 
-def _old_config(run_dir: Path) -> RunConfig | None:
-    """The settings of the run's last attempt (its frozen ``config.toml``), if readable."""
+def run_settings(run_dir: Path) -> RunConfig | None:
+    """The settings of the run's last attempt (its frozen ``config.toml``), if readable.
+
+    Read as they are, not validated: a run's data file may be gone and its record still be
+    worth deciding on (starting validates again).
+    """
     from clmtune.backend.config import ConfigError, RunConfig, read_toml
 
     path = run_dir / CONFIG_TOML
@@ -250,6 +264,7 @@ def _complete_error(run_dir: Path, state: dict, cfg: Any, how: str) -> RunComple
         f"{run_dir.name}: the run is complete ({at}, {_goal_text(cfg)}); nothing was changed",
         f"to train further raise [training] max_steps (or num_train_epochs) and resume it"
         f" ({how}), or start a new run",
+        step=step if isinstance(step, int) else None, max_steps=_target(cfg)[0],
     )
 
 
@@ -325,7 +340,7 @@ def plan_run(
             f" checkpoint ({last.name}), not {checkpoint.name}",
             "resume with --resume last",
         )
-    old = _old_config(run_dir)
+    old = run_settings(run_dir)
     changes: list[str] = []
     if old is not None:
         problem = _incompatibility(run_dir, old, cfg)
