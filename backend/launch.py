@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from clmtune.backend.events import EVENTS_FILE, EventWriter, make_event, read_json
-from clmtune.backend.resume_plan import RunPlan, need_fixed_dir, plan_run
+from clmtune.backend.resume_plan import LEFTOVERS, RunPlan, need_fixed_dir, plan_run
 from clmtune.backend.runs import (
     CONFIG_TOML,
     RUN_JSON,
@@ -98,7 +98,7 @@ def prepare_run_dir(cfg: RunConfig, run_dir: Path) -> Path:
             raise RunError(
                 f"{run_dir}: a run is still running there; stop it first (clmtune stop {run_dir})"
             )
-        if not is_run_dir(run_dir) and any(run_dir.iterdir()):
+        if not is_run_dir(run_dir) and {p.name for p in run_dir.iterdir()} - LEFTOVERS:
             raise RunError(
                 f"{run_dir}: exists and holds other files; give a new or empty --run-dir"
             )

@@ -47,7 +47,7 @@ if TYPE_CHECKING:
 #: What ``--resume`` accepts besides a checkpoint path.
 RESUME_LAST, RESUME_AUTO = "last", "auto"
 # Left behind by a start that died before the worker wrote anything: not a run, not user files.
-_LEFTOVERS = frozenset({CONFIG_TOML, "logs", STOP_FILE})
+LEFTOVERS = frozenset({CONFIG_TOML, "logs", STOP_FILE})
 # Files a Hugging Face training script leaves in its output_dir.
 _HF_OUTPUTS = (
     TRAINER_STATE, "all_results.json", "train_results.json", "eval_results.json",
@@ -157,7 +157,7 @@ def check_target(run_dir: Path) -> bool:
             "give a new or empty run folder (to start from its model, set [model]"
             f" model_name_or_path = {run_dir})",
         )
-    if names - _LEFTOVERS:
+    if names - LEFTOVERS:
         raise RunDirError(
             f"{run_dir}: exists and holds other files", "give a new or empty --run-dir"
         )
