@@ -53,6 +53,7 @@ class TrainFurtherScreen(ModalScreen[int | None]):
     }
     TrainFurtherScreen #further-error {
         color: $error;
+        margin-bottom: 0;
     }
     TrainFurtherScreen #further-buttons {
         height: auto;
@@ -85,6 +86,7 @@ class TrainFurtherScreen(ModalScreen[int | None]):
         with Vertical(id="further-dialog"):
             yield Static("Train further", id="further-title", markup=False)
             yield Static(body, id="further-body", markup=False)
+            yield Static("New max_steps:", id="further-label", markup=False)
             yield Input(value=str(max(self.reached, 1) * 2), type="integer",
                         id="further-steps", placeholder="new max_steps")  # fmt: skip
             yield Static("", id="further-error", markup=False)
