@@ -4,7 +4,8 @@ Exit codes (``clmtune train`` mirrors the run's final status):
 
 - 0: success (run ``completed``)
 - 1: the run ``failed`` or ``crashed`` (or ``stop`` found nothing running)
-- 2: bad input (unknown file, invalid settings, no complete checkpoint, …):
+- 2: bad input (unknown file or run name, invalid settings, no complete checkpoint, a
+  complete run resumed, a folder that holds another run or a checkpoint, …):
   one line per problem on stderr, never a traceback; also a run that the worker
   refused on its settings or data once loaded (a block size the data cannot fill)
 - 3: the run ``stopped`` on request (a complete checkpoint was saved; resume

@@ -20,8 +20,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from clmtune.backend.events import EVENTS_FILE, EventWriter, make_event, read_json
-from clmtune.backend.resume_plan import RunPlan, need_fixed_dir, plan_run
+from clmtune.backend.events import EVENTS_FILE, EventWriter, make_event
+from clmtune.backend.resume_plan import (
+    LEFTOVERS,
+    RunPlan,
+    need_fixed_dir,
+    plan_run,
+    resume_warnings,  # noqa: F401 - part of launch's public surface
+    world_size,
+)
 from clmtune.backend.runs import (
     CONFIG_TOML,
     RUN_JSON,
@@ -98,7 +105,7 @@ def prepare_run_dir(cfg: RunConfig, run_dir: Path) -> Path:
             raise RunError(
                 f"{run_dir}: a run is still running there; stop it first (clmtune stop {run_dir})"
             )
-        if not is_run_dir(run_dir) and any(run_dir.iterdir()):
+        if not is_run_dir(run_dir) and {p.name for p in run_dir.iterdir()} - LEFTOVERS:
             raise RunError(
                 f"{run_dir}: exists and holds other files; give a new or empty --run-dir"
             )
@@ -259,7 +266,7 @@ def start_run(
             "host": socket.gethostname(),
             "command": command,
             "start_time": since,
-            "world_size": _world_size(cfg),
+            "world_size": world_size(cfg),
             "resumed_from": str(checkpoint) if checkpoint else None,
             "settings_changes": list(plan.changes),
         },
@@ -324,111 +331,6 @@ def _previous_attempts(run_dir: Path) -> dict[str, Any]:
                                       "global_step", "error", "settings_changes")}
         )  # fmt: skip
     return {"attempts": attempts} if attempts else {}
-
-
-# ------------------------------------------------------------------ resume warnings
-
-_EXACT_KEYS: tuple[tuple[str, str, str], ...] = (
-    ("training", "per_device_train_batch_size", "the batch size"),
-    ("training", "gradient_accumulation_steps", "the accumulation"),
-    ("training", "learning_rate", "the schedule"),
-    ("training", "lr_scheduler_type", "the schedule"),
-    ("training", "warmup_steps", "the schedule"),
-    ("training", "max_steps", "the schedule"),
-    ("training", "num_train_epochs", "the schedule"),
-    ("training", "weight_decay", "the optimizer"),
-    ("training", "optim", "the optimizer"),
-    ("training", "seed", "the data order"),
-    ("training", "data_seed", "the data order"),
-    ("data", "dataset_name", "the data"),
-    ("data", "dataset_config_name", "the data"),
-    ("data", "train_file", "the data"),
-    ("data", "block_size", "the data"),
-    ("data", "max_train_samples", "the data"),
-    ("data", "packing", "the data"),
-    ("data", "keep_linebreaks", "the data"),
-    ("data", "validation_split_percentage", "the data"),
-    ("model", "model_name_or_path", "the model"),
-)
-
-
-def _setting(cfg: RunConfig, section: str, key: str) -> Any:
-    # Typed read: a key of _EXACT_KEYS that is not a setting raises (tests/test_settings.py).
-    return getattr(getattr(cfg.settings, section), key)
-
-
-def _old_config(checkpoint: Path, run_dir: Path) -> Any | None:
-    from clmtune.backend.settings.problems import ConfigError
-    from clmtune.backend.settings.run_config import RunConfig
-    from clmtune.backend.settings.toml_io import read_toml
-
-    for candidate in (checkpoint.parent / CONFIG_TOML, run_dir / CONFIG_TOML):
-        if candidate.is_file():
-            try:
-                data = read_toml(candidate)
-            except ConfigError:
-                continue  # unreadable: no settings to compare with, so no warnings
-            sections = {
-                k: v
-                for k, v in data.items()
-                if k in ("model", "data", "training", "launch") and isinstance(v, dict)
-            }
-            return RunConfig(**sections, source=candidate)  # fmt: skip
-    return None
-
-
-def _world_size(cfg: RunConfig) -> int:
-    return int(cfg.settings.launch.nproc_per_node) * int(cfg.settings.launch.nnodes)
-
-
-def resume_warnings(run_dir: Path, checkpoint: Path, cfg: RunConfig | None = None) -> list[str]:
-    """Settings that differ from the checkpoint's and so break exact continuation.
-
-    The checkpoint's own settings come from the frozen ``config.toml`` of the
-    run that wrote it (else, in a plain Hugging Face dir, ``train_batch_size`` of
-    its ``trainer_state.json``) and from its completion marker (world size);
-    reading ``training_args.bin`` would need torch.
-    """
-    from clmtune.backend.runs import COMPLETE_MARKER
-
-    run_dir, checkpoint = Path(run_dir), Path(checkpoint)
-    if cfg is None:
-        from clmtune.backend.settings.toml_io import load_config
-
-        cfg = load_config(run_dir / CONFIG_TOML)
-    old = _old_config(checkpoint, run_dir)
-    found: list[str] = []
-    if old is not None:
-        for section, key, what in _EXACT_KEYS:
-            before, now = _setting(old, section, key), _setting(cfg, section, key)
-            if before != now:
-                found.append(
-                    f"[{section}] {key} was {before!r} at {checkpoint.name}, now {now!r}:"
-                    f" {what} changes, the run will not continue exactly"
-                )
-    # Without a frozen config (a plain Hugging Face dir) the trainer state tells the batch
-    # size; with one, the config wins: Trainer copies train_batch_size from the checkpoint
-    # it resumed, so after one resume with a new batch size the state holds a stale value.
-    state = read_json(checkpoint / "trainer_state.json") if old is None else None
-    bs_now = cfg.settings.training.per_device_train_batch_size
-    if isinstance(state, dict) and isinstance(state.get("train_batch_size"), int) and bs_now:
-        if state["train_batch_size"] != int(bs_now):
-            found.append(
-                f"[training] per_device_train_batch_size was {state['train_batch_size']} at"
-                f" {checkpoint.name}, now {bs_now}: the batch size changes, the run will not"
-                " continue exactly"
-            )
-    marker = read_json(checkpoint / COMPLETE_MARKER)
-    ws_before = marker.get("world_size") if isinstance(marker, dict) else None
-    if ws_before is None:
-        ws_before = read_run_json(checkpoint.parent).get("world_size")
-    ws_now = _world_size(cfg)
-    if isinstance(ws_before, int) and ws_before != ws_now:
-        found.append(
-            f"world size was {ws_before} at {checkpoint.name}, now {ws_now}: the effective batch"
-            " and data order change, the run will not continue exactly"
-        )
-    return found
 
 
 # ------------------------------------------------------------------ stop

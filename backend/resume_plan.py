@@ -47,7 +47,7 @@ if TYPE_CHECKING:
 #: What ``--resume`` accepts besides a checkpoint path.
 RESUME_LAST, RESUME_AUTO = "last", "auto"
 # Left behind by a start that died before the worker wrote anything: not a run, not user files.
-_LEFTOVERS = frozenset({CONFIG_TOML, "logs", STOP_FILE})
+LEFTOVERS = frozenset({CONFIG_TOML, "logs", STOP_FILE})
 # Files a Hugging Face training script leaves in its output_dir.
 _HF_OUTPUTS = (
     TRAINER_STATE, "all_results.json", "train_results.json", "eval_results.json",
@@ -69,7 +69,17 @@ _NOT_SETTINGS = {("training", "output_dir")}
 
 
 class RunComplete(RunDirError):
-    """The run already reached its ``max_steps`` / epochs: resuming would damage it."""
+    """The run already reached its ``max_steps`` / epochs: resuming would damage it.
+
+    ``step`` is the step it reached, ``max_steps`` what its settings train to (None when
+    epochs decide): what "train further" starts from.
+    """
+
+    def __init__(self, message: str, hint: str = "", *, step: int | None = None,
+                 max_steps: int | None = None) -> None:  # fmt: skip
+        super().__init__(message, hint)
+        self.step = step
+        self.max_steps = max_steps
 
 
 @dataclass(frozen=True)
@@ -147,7 +157,7 @@ def check_target(run_dir: Path) -> bool:
             "give a new or empty run folder (to start from its model, set [model]"
             f" model_name_or_path = {run_dir})",
         )
-    if names - _LEFTOVERS:
+    if names - LEFTOVERS:
         raise RunDirError(
             f"{run_dir}: exists and holds other files", "give a new or empty --run-dir"
         )
@@ -157,15 +167,12 @@ def check_target(run_dir: Path) -> bool:
 # ------------------------------------------------------------------ settings
 
 
-def _setting(cfg: Any, section: str, key: str) -> Any:
-    try:
-        return cfg.get(section, key)
-    except Exception:  # noqa: BLE001 - a key this schema version does not know
-        return getattr(cfg, section, {}).get(key)
+def run_settings(run_dir: Path) -> RunConfig | None:
+    """The settings of the run's last attempt (its frozen ``config.toml``), if readable.
 
-
-def _old_config(run_dir: Path) -> RunConfig | None:
-    """The settings of the run's last attempt (its frozen ``config.toml``), if readable."""
+    Read as they are, not validated: a run's data file may be gone and its record still be
+    worth deciding on (starting validates again).
+    """
     from clmtune.backend.config import ConfigError, RunConfig, read_toml
 
     path = run_dir / CONFIG_TOML
@@ -220,10 +227,10 @@ def _incompatibility(run_dir: Path, old: RunConfig, new: RunConfig) -> str | Non
 
 def _target(cfg: Any) -> tuple[int | None, float | None]:
     """(max_steps, num_train_epochs) the settings train to; max_steps wins when set."""
-    steps = _setting(cfg, "training", "max_steps")
+    steps = cfg.settings.training.max_steps
     if isinstance(steps, int) and steps > 0:
         return steps, None
-    epochs = _setting(cfg, "training", "num_train_epochs")
+    epochs = cfg.settings.training.num_train_epochs
     return None, float(epochs) if isinstance(epochs, (int, float)) else 3.0
 
 
@@ -250,6 +257,7 @@ def _complete_error(run_dir: Path, state: dict, cfg: Any, how: str) -> RunComple
         f"{run_dir.name}: the run is complete ({at}, {_goal_text(cfg)}); nothing was changed",
         f"to train further raise [training] max_steps (or num_train_epochs) and resume it"
         f" ({how}), or start a new run",
+        step=step if isinstance(step, int) else None, max_steps=_target(cfg)[0],
     )
 
 
@@ -325,7 +333,7 @@ def plan_run(
             f" checkpoint ({last.name}), not {checkpoint.name}",
             "resume with --resume last",
         )
-    old = _old_config(run_dir)
+    old = run_settings(run_dir)
     changes: list[str] = []
     if old is not None:
         problem = _incompatibility(run_dir, old, cfg)
@@ -336,7 +344,6 @@ def plan_run(
                 "undo that change, or start a new run for the new settings",
             )
         changes = settings_changes(old, cfg)
-    from clmtune.backend.launch import resume_warnings  # launch imports this module
 
     warnings = resume_warnings(run_dir, checkpoint, cfg)
     return RunPlan("resume", run_dir, checkpoint, tuple(changes), tuple(warnings))
@@ -351,3 +358,108 @@ def need_fixed_dir(resume: str | None, run_dir: Path | None, cfg: Any) -> None:
             "--resume auto needs a fixed run folder",
             "pass --run-dir DIR or set [training] output_dir",
         )
+
+
+# ------------------------------------------------------------------ resume warnings
+
+_EXACT_KEYS: tuple[tuple[str, str, str], ...] = (
+    ("training", "per_device_train_batch_size", "the batch size"),
+    ("training", "gradient_accumulation_steps", "the accumulation"),
+    ("training", "learning_rate", "the schedule"),
+    ("training", "lr_scheduler_type", "the schedule"),
+    ("training", "warmup_steps", "the schedule"),
+    ("training", "max_steps", "the schedule"),
+    ("training", "num_train_epochs", "the schedule"),
+    ("training", "weight_decay", "the optimizer"),
+    ("training", "optim", "the optimizer"),
+    ("training", "seed", "the data order"),
+    ("training", "data_seed", "the data order"),
+    ("data", "dataset_name", "the data"),
+    ("data", "dataset_config_name", "the data"),
+    ("data", "train_file", "the data"),
+    ("data", "block_size", "the data"),
+    ("data", "max_train_samples", "the data"),
+    ("data", "packing", "the data"),
+    ("data", "keep_linebreaks", "the data"),
+    ("data", "validation_split_percentage", "the data"),
+    ("model", "model_name_or_path", "the model"),
+)
+
+
+def _setting(cfg: RunConfig, section: str, key: str) -> Any:
+    # Typed read: a key of _EXACT_KEYS that is not a setting raises (tests/test_settings.py).
+    return getattr(getattr(cfg.settings, section), key)
+
+
+def _old_config(checkpoint: Path, run_dir: Path) -> Any | None:
+    from clmtune.backend.settings.problems import ConfigError
+    from clmtune.backend.settings.run_config import RunConfig
+    from clmtune.backend.settings.toml_io import read_toml
+
+    for candidate in (checkpoint.parent / CONFIG_TOML, run_dir / CONFIG_TOML):
+        if candidate.is_file():
+            try:
+                data = read_toml(candidate)
+            except ConfigError:
+                continue  # unreadable: no settings to compare with, so no warnings
+            sections = {
+                k: v
+                for k, v in data.items()
+                if k in ("model", "data", "training", "launch") and isinstance(v, dict)
+            }
+            return RunConfig(**sections, source=candidate)  # fmt: skip
+    return None
+
+
+def world_size(cfg: RunConfig) -> int:
+    return int(cfg.settings.launch.nproc_per_node) * int(cfg.settings.launch.nnodes)
+
+
+def resume_warnings(run_dir: Path, checkpoint: Path, cfg: RunConfig | None = None) -> list[str]:
+    """Settings that differ from the checkpoint's and so break exact continuation.
+
+    The checkpoint's own settings come from the frozen ``config.toml`` of the
+    run that wrote it (else, in a plain Hugging Face dir, ``train_batch_size`` of
+    its ``trainer_state.json``) and from its completion marker (world size);
+    reading ``training_args.bin`` would need torch.
+    """
+    from clmtune.backend.runs import COMPLETE_MARKER
+
+    run_dir, checkpoint = Path(run_dir), Path(checkpoint)
+    if cfg is None:
+        from clmtune.backend.settings.toml_io import load_config
+
+        cfg = load_config(run_dir / CONFIG_TOML)
+    old = _old_config(checkpoint, run_dir)
+    found: list[str] = []
+    if old is not None:
+        for section, key, what in _EXACT_KEYS:
+            before, now = _setting(old, section, key), _setting(cfg, section, key)
+            if before != now:
+                found.append(
+                    f"[{section}] {key} was {before!r} at {checkpoint.name}, now {now!r}:"
+                    f" {what} changes, the run will not continue exactly"
+                )
+    # Without a frozen config (a plain Hugging Face dir) the trainer state tells the batch
+    # size; with one, the config wins: Trainer copies train_batch_size from the checkpoint
+    # it resumed, so after one resume with a new batch size the state holds a stale value.
+    state = read_json(checkpoint / "trainer_state.json") if old is None else None
+    bs_now = cfg.settings.training.per_device_train_batch_size
+    if isinstance(state, dict) and isinstance(state.get("train_batch_size"), int) and bs_now:
+        if state["train_batch_size"] != int(bs_now):
+            found.append(
+                f"[training] per_device_train_batch_size was {state['train_batch_size']} at"
+                f" {checkpoint.name}, now {bs_now}: the batch size changes, the run will not"
+                " continue exactly"
+            )
+    marker = read_json(checkpoint / COMPLETE_MARKER)
+    ws_before = marker.get("world_size") if isinstance(marker, dict) else None
+    if ws_before is None:
+        ws_before = read_run_json(checkpoint.parent).get("world_size")
+    ws_now = world_size(cfg)
+    if isinstance(ws_before, int) and ws_before != ws_now:
+        found.append(
+            f"world size was {ws_before} at {checkpoint.name}, now {ws_now}: the effective batch"
+            " and data order change, the run will not continue exactly"
+        )
+    return found

@@ -305,3 +305,17 @@ def test_events_of_a_refused_resume_are_untouched(run_copy):
     count = len(read_events(run_copy / "events.jsonl"))
     assert main(["train", "--run-dir", str(run_copy), "--resume", "last"]) == 2
     assert len(read_events(run_copy / "events.jsonl")) == count
+
+
+def test_a_start_that_died_before_the_worker_leaves_a_folder_that_can_start_again(
+    tmp_path, tiny_assets
+):
+    from clmtune.backend.launch import prepare_run_dir
+
+    cfg = make_tiny_config(tiny_assets)
+    folder = prepare_run_dir(cfg, tmp_path / "run")  # config.toml and logs/, nothing else
+    assert plan_run(folder, cfg).action == "fresh"
+    assert prepare_run_dir(cfg, folder) == folder.resolve()
+    (folder / "notes.txt").write_text("mine")
+    with pytest.raises(RunDirError, match="holds other files"):
+        plan_run(folder, cfg)

@@ -112,7 +112,7 @@ def test_no_string_lookups_into_settings_remain():
 
 
 def test_resume_comparison_keys_are_settings(sch):
-    from clmtune.backend.launch import _EXACT_KEYS
+    from clmtune.backend.resume_plan import _EXACT_KEYS
 
     for section, key, _what in _EXACT_KEYS:
         assert key in sch[section], (section, key)

@@ -292,33 +292,53 @@ class ClmtuneApp(App):
     def _resume_requested(self, message: ResumeRequested) -> None:
         if self._refuse_second_launch():
             return
-        self.notify(f"Resuming {message.run_dir.name} from {message.checkpoint.name}…",
+        further = f" to step {message.max_steps}" if message.max_steps else ""
+        self.notify(f"Resuming {message.run_dir.name} from {message.checkpoint.name}{further}…",
                     timeout=4)
-        self._launch(run_dir=message.run_dir, resume=str(message.checkpoint))
+        overrides = {"training": {"max_steps": message.max_steps}} if message.max_steps else None
+        self._launch(run_dir=message.run_dir, resume=str(message.checkpoint), overrides=overrides)
 
     @work(thread=True, name=LAUNCH_WORKER, group=LAUNCH_WORKER, exit_on_error=False)
     def _launch(
         self, *, config_path: Path | None = None, run_dir: Path | None = None,
-        resume: str | None = None,
+        resume: str | None = None, overrides: dict[str, dict[str, Any]] | None = None,
     ) -> Any:
         """Validate and spawn the worker process (backend.launch); raises ConfigError."""
         from clmtune.backend.launch import start_run
 
+        extra = {"overrides": overrides} if overrides else {}
         return start_run(config_path, run_dir=run_dir, runs_root=self.runs_dir, resume=resume,
-                         check_hardware=False)
+                         check_hardware=False, **extra)
+
+    def _plan(self, run_dir: Path, spec: str, max_steps: int | None = None) -> Any:
+        """backend.resume_plan's decision for resuming ``run_dir`` with its own settings."""
+        from clmtune.backend.resume_plan import plan_run, run_settings
+        from clmtune.backend.runs import RunError
+
+        cfg = run_settings(Path(run_dir))
+        if cfg is None:
+            raise RunError(f"{Path(run_dir).name}: no readable config.toml; it cannot be resumed")
+        if max_steps is not None:
+            cfg.training["max_steps"] = max_steps
+        return plan_run(run_dir, cfg, spec)
 
     def resume_run(self, run_dir: Path, checkpoint: Path | None, *, status: str) -> None:
-        """Confirm (with the backend's settings-change warnings), then resume ``run_dir``."""
+        """Confirm (with the backend's settings-change warnings), then resume ``run_dir``.
+
+        A complete run is never resumed as it is: "train further" asks for a new max_steps.
+        """
         if status == "running":
             self.notify("The run is still running: stop it first.", severity="warning")
             return
-        from clmtune.backend.launch import resume_warnings
-        from clmtune.backend.runs import RunError, resolve_resume
+        from clmtune.backend.errors import ClmtuneError
+        from clmtune.backend.resume_plan import RunComplete
 
         try:
-            ckpt = resolve_resume(run_dir, str(checkpoint) if checkpoint else "last")
-            warnings = resume_warnings(run_dir, ckpt)
-        except RunError as error:
+            plan = self._plan(run_dir, str(checkpoint) if checkpoint else "last")
+        except RunComplete as done:
+            self.train_further(run_dir, done)
+            return
+        except ClmtuneError as error:
             self.notify(one_line(error), severity="error")
             return
         except Exception as error:  # noqa: BLE001 - a damaged run dir must not end the app
@@ -326,6 +346,7 @@ class ClmtuneApp(App):
             return
         from clmtune.tui.screens.confirm import ConfirmScreen  # the editor helper's module
 
+        ckpt, warnings = plan.checkpoint, plan.warnings
         body = f"Resume {run_dir.name} from {ckpt.name}."
         if warnings:
             body += "\n\nThese settings changed since the checkpoint:\n" + "\n".join(
@@ -337,6 +358,48 @@ class ClmtuneApp(App):
                 self.post_message(ResumeRequested(Path(run_dir), ckpt))
 
         self.push_screen(ConfirmScreen(f"Resume from {ckpt.name}?", body, yes="Resume"), done)
+
+    def train_further(self, run_dir: Path, complete: Any = None) -> None:
+        """Ask for a new max_steps and continue a complete run from its last checkpoint."""
+        from clmtune.backend.errors import ClmtuneError
+        from clmtune.backend.resume_plan import RunComplete
+        from clmtune.tui.screens.train_further import TrainFurtherScreen
+
+        if complete is None:
+            try:
+                self._plan(run_dir, "last")
+            except RunComplete as done:
+                complete = done
+            except ClmtuneError as error:
+                self.notify(one_line(error), severity="error")
+                return
+            except Exception as error:  # noqa: BLE001 - a damaged run dir must not end the app
+                self.notify(f"Cannot train {run_dir.name} further: {one_line(error)}",
+                            severity="error")
+                return
+        if complete is None:
+            self.notify(f"{run_dir.name} is not complete: resume it (r).", severity="warning")
+            return
+        from clmtune.backend.runs import list_checkpoints
+
+        resumable = [c for c in list_checkpoints(Path(run_dir)) if c.resumable]
+        newest = resumable[-1].path if resumable else None
+
+        def chosen(max_steps: int | None) -> None:
+            if not max_steps:
+                return
+            try:
+                plan = self._plan(run_dir, "last", max_steps)
+            except ClmtuneError as error:
+                self.notify(one_line(error), severity="error")
+                return
+            self.post_message(ResumeRequested(Path(run_dir), plan.checkpoint, max_steps))
+
+        self.push_screen(
+            TrainFurtherScreen(Path(run_dir).name, complete.step or 0, complete.max_steps,
+                               newest.name if newest else None),
+            chosen,
+        )  # fmt: skip
 
     @on(StopRequested)
     def _stop_requested(self, message: StopRequested) -> None:

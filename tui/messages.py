@@ -64,10 +64,11 @@ class StartRunRequested(Message):
 
 @dataclass
 class ResumeRequested(Message):
-    """Resume ``run_dir`` from one of its complete checkpoints."""
+    """Resume ``run_dir`` from one of its complete checkpoints (``max_steps``: train further)."""
 
     run_dir: Path
     checkpoint: Path
+    max_steps: int | None = None
 
 
 @dataclass

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 import clmtune.backend.launch as launch
+import clmtune.backend.resume_plan as resume_plan
 from clmtune import themes
 from clmtune.tui.app import ClmtuneApp, main
 from clmtune.tui.messages import EventsArrived, StartRunRequested
@@ -66,7 +67,7 @@ async def test_resume_from_checkpoint_table_confirms_with_warnings(runs_root, mo
     fake_checkpoint(run_dir, 40)
     fake_checkpoint(run_dir, 60, complete=False)
     started = []
-    monkeypatch.setattr(launch, "resume_warnings",
+    monkeypatch.setattr(resume_plan, "resume_warnings",
                         lambda rd, ck, cfg=None: ["[training] learning_rate was 0.0005, now 0.001"])
     monkeypatch.setattr(launch, "start_run", lambda config_path=None, **kw: started.append(kw)
                         or launch.LaunchedRun(run_dir=run_dir, pid=1, command=[], process=None))

@@ -96,6 +96,10 @@ class LiveScreen(Screen):
             "r", "resume", "Resume",
             tooltip="Resume from the checkpoint selected in the Checkpoints tab",
         ),
+        Binding(
+            "f", "train_further", "Extend",
+            tooltip="Train a complete run further, to a new max_steps (asks for it)",
+        ),
         Binding("l", "log_scale", "Log scale", tooltip="Loss axis: linear / log scale"),
         Binding(
             "m", "metrics", "Metrics",
@@ -341,6 +345,7 @@ class LiveScreen(Screen):
             self._on_status_change(previous, status)
 
     def _on_status_change(self, previous: str | None, status: str) -> None:
+        self.refresh_bindings()  # a complete run offers "train further", not "resume"
         if status != "unknown":
             self.app.live_status[self.run_dir] = status
         tabs = self.query_one(TabbedContent)
@@ -395,11 +400,23 @@ class LiveScreen(Screen):
             done,
         )
 
+    def footer_hidden(self) -> tuple[str, ...]:
+        """A complete run is never resumed as it is: it offers "train further" instead."""
+        return ("resume",) if self.status == "completed" else ("train_further",)
+
+    def action_train_further(self) -> None:
+        if self.status != "completed":
+            self.notify("Only a complete run trains further; resume this one (r).",
+                        severity="warning")
+            return
+        self.app.train_further(self.run_dir)
+
     def action_resume(self) -> None:
         if not self.view.controllable:
             self.notify("A plain Hugging Face folder: clmtune cannot resume it.",
                         severity="warning")
             return
+        # A complete run (by its records, not this view) gets app.resume_run's "train further".
         if self.status == "running":
             self.notify("The run is still running: stop it first (s).", severity="warning")
             return
@@ -428,6 +445,10 @@ class LiveScreen(Screen):
             "Resume from checkpoint",
             "Resume from the checkpoint selected in the table (r)",
             self.action_resume,
+        )
+        yield SystemCommand(
+            "Train further", "Continue a complete run to a new max_steps (f)",
+            self.action_train_further,
         )
         yield SystemCommand("Toggle log scale", "Loss axis linear / log (l)", self.action_log_scale)
         yield SystemCommand(

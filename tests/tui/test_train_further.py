@@ -1,0 +1,94 @@
+"""The dashboard never resumes a complete run as it is; it offers "train further" instead."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+import clmtune.backend.launch as launch
+from clmtune.tui.app import ClmtuneApp
+from clmtune.tui.messages import EventsArrived
+from clmtune.tui.screens.live import LiveScreen
+from clmtune.tui.screens.train_further import TrainFurtherScreen, parse_max_steps
+from tests.tui.conftest import fake_checkpoint, frozen_clock, recorded_run, recording, wait_until
+
+pytestmark = pytest.mark.anyio
+
+
+def _complete_run(root: Path) -> Path:
+    run_dir = recorded_run(root, "done", "completed", status="completed")
+    (run_dir / "config.toml").write_text(
+        '[model]\nmodel_name_or_path = "tiny-gpt2"\n[training]\nmax_steps = 60\n'
+    )
+    fake_checkpoint(run_dir, 40)
+    fake_checkpoint(run_dir, 60)
+    (run_dir / "trainer_state.json").write_text(json.dumps({"global_step": 60, "max_steps": 60}))
+    return run_dir
+
+
+def _footer_actions(app: ClmtuneApp) -> set[str]:
+    return {key.action for key in app.screen.query("FooterKey")}
+
+
+async def test_a_complete_run_offers_train_further_not_resume(runs_root, monkeypatch):
+    run_dir = _complete_run(runs_root)
+    started = []
+    monkeypatch.setattr(launch, "start_run", lambda config_path=None, **kw: started.append(kw)
+                        or launch.LaunchedRun(run_dir=run_dir, pid=1, command=[], process=None))
+    app = ClmtuneApp(runs_root, clock=frozen_clock, remember_theme=False)
+    async with app.run_test(size=(120, 40)) as pilot:
+        screen = LiveScreen(run_dir, follow=False)
+        await app.push_screen(screen)
+        screen.post_message(EventsArrived(run_dir, recording("completed")))
+        await wait_until(pilot, lambda: screen.status == "completed")
+        await pilot.pause()
+        actions = _footer_actions(app)
+        assert "train_further" in actions and "resume" not in actions
+        # r on a complete run: no "Resume from …?" confirmation, the train-further dialog.
+        await pilot.press("r")
+        await pilot.pause()
+        assert isinstance(app.screen, TrainFurtherScreen), [n.message for n in app._notifications]
+        dialog = app.screen
+        assert "step 60 (max_steps = 60)" in str(dialog.query_one("#further-body").render())
+        await pilot.press("escape")
+        await wait_until(pilot, lambda: app.screen is screen)
+        assert started == []  # cancelled: nothing started
+        await pilot.press("f")
+        await wait_until(pilot, lambda: isinstance(app.screen, TrainFurtherScreen))
+        field = app.screen.query_one("#further-steps")
+        field.value = ""
+        await pilot.press("5", "0", "enter")  # not above the step reached: refused in place
+        await pilot.pause()
+        assert isinstance(app.screen, TrainFurtherScreen)
+        assert "more than 60" in str(app.screen.query_one("#further-error").render())
+        field.value = ""
+        await pilot.press("9", "0", "enter")
+        await wait_until(pilot, lambda: bool(started))
+        assert started[0]["run_dir"] == run_dir
+        assert started[0]["resume"] == str((run_dir / "checkpoint-60").resolve())
+        assert started[0]["overrides"] == {"training": {"max_steps": 90}}
+
+
+async def test_a_stopped_run_still_resumes_and_hides_train_further(runs_root):
+    run_dir = recorded_run(runs_root, "paused", "completed", status="stopped")
+    fake_checkpoint(run_dir, 40)
+    events = [e for e in recording("completed") if e["type"] != "run_finished"]
+    events.append({**recording("completed")[-1], "status": "stopped"})
+    app = ClmtuneApp(runs_root, clock=frozen_clock, remember_theme=False)
+    async with app.run_test(size=(120, 40)) as pilot:
+        screen = LiveScreen(run_dir, follow=False)
+        await app.push_screen(screen)
+        screen.post_message(EventsArrived(run_dir, events))
+        await wait_until(pilot, lambda: screen.status == "stopped")
+        await pilot.pause()
+        actions = _footer_actions(app)
+        assert "resume" in actions and "train_further" not in actions
+
+
+def test_new_max_steps_must_be_a_whole_number_above_the_step_reached():
+    assert parse_max_steps("900", 600) == (900, "")
+    assert parse_max_steps("600", 600)[0] is None
+    assert parse_max_steps("9.5", 600)[0] is None
+    assert parse_max_steps("", 600)[0] is None
