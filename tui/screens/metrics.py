@@ -172,7 +172,8 @@ def summary_lines(saved: SavedRun) -> list[tuple[str, str]]:
         ("steps", steps),
         ("started", _when(s.started)),
         ("duration", fmt.duration(s.duration)),
-        (s.loss_label, fmt.num(s.loss)),
+        # Which loss it is goes with the value: a long label would cut the other values.
+        ("loss", f"{fmt.num(s.loss)} ({s.loss_kind})" if s.loss is not None else "-"),
         ("best eval loss", fmt.num(s.best_eval_loss)),
         ("perplexity", fmt.num(s.perplexity)),
         ("accuracy", fmt.percent(saved.accuracy)),  # as the live view's final table
