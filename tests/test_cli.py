@@ -167,6 +167,10 @@ def test_runs_table_says_which_loss_it_shows(capsys, tmp_path, monkeypatch):
         writer.emit(make_event("eval", step=5, metrics={"eval_loss": 3.25}))
     code, out, _ = run_cli(capsys, "runs", str(tmp_path))
     assert code == 0 and "3.25 (last eval)" in out
+    with EventWriter(run / "events.jsonl") as writer:
+        writer.emit(make_event("train_log", step=6, loss=float("nan")))
+    code, out, _ = run_cli(capsys, "runs", str(tmp_path))
+    assert "completed (nan)" in out and "nan (last log)" in out
 
 
 # ------------------------------------------------------------------ init / check
