@@ -339,7 +339,7 @@ def _need_settings_file(path: Path) -> None:
 
 
 def _need_run_dir(path: str) -> Path:
-    from clmtune.backend.runs import is_run_dir
+    from clmtune.backend.rundir.layout import is_run_dir
 
     run_dir = Path(path)
     if run_dir.exists() and not run_dir.is_dir():
