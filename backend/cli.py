@@ -417,7 +417,8 @@ def _cmd_runs(args: argparse.Namespace) -> int:
 
     rows = [
         {
-            "name": run.name, "status": run.status, "model": _short_model(run.model),
+            "name": run.name, "model": _short_model(run.model),
+            "status": f"{run.status} (nan)" if run.nan_flag else run.status,
             "step": f"{run.global_step}/{run.max_steps}" if run.max_steps else str(run.global_step),
             "loss": _fmt_loss(run.loss, run.loss_kind), "best eval": _fmt_float(run.best_eval_loss),
             "ppl": _fmt_float(run.perplexity), "started": _fmt_time(run.started, "%m-%d %H:%M"),

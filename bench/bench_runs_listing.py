@@ -45,8 +45,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from clmtune.backend import runs as runs_mod  # noqa: E402
 from clmtune.backend.events import EventWriter, make_event  # noqa: E402
+from clmtune.backend.rundir import cache as cache_mod  # noqa: E402
+from clmtune.backend.rundir import layout as layout_mod  # noqa: E402
+from clmtune.backend.rundir import listing as runs_mod  # noqa: E402
 
 SMALL_RUNS = 19
 SMALL_STEPS = 200
@@ -80,7 +82,7 @@ def make_checkpoint(run_dir: Path, step: int, log_every: int) -> None:
             history.append({"step": s, "eval_loss": 3.1 - s * 1e-5})
     state = {"global_step": step, "max_steps": 10**6, "log_history": history}
     (ckpt / "trainer_state.json").write_text(json.dumps(state))
-    (ckpt / runs_mod.COMPLETE_MARKER).write_text(json.dumps({"step": step, "world_size": 1}))
+    (ckpt / layout_mod.COMPLETE_MARKER).write_text(json.dumps({"step": step, "world_size": 1}))
 
 
 def memory_event(step: int) -> dict:
@@ -101,8 +103,8 @@ def write_run(run_dir: Path, steps: int, *, live: bool, start: float) -> EventWr
     info = {"status": "running" if live else "completed", "pid": os.getpid() if live else 1,
             "host": socket.gethostname(), "start_time": start, "world_size": 1,
             "end_time": None if live else start + 600, "global_step": steps}  # fmt: skip
-    (run_dir / runs_mod.RUN_JSON).write_text(json.dumps(info))
-    (run_dir / runs_mod.CONFIG_TOML).write_text(
+    (run_dir / layout_mod.RUN_JSON).write_text(json.dumps(info))
+    (run_dir / layout_mod.CONFIG_TOML).write_text(
         '[model]\nmodel_name_or_path = "gpt2"\n\n[data]\ntrain_file = "train.txt"\n'
         "block_size = 64\n\n[training]\nmax_steps = 1000000\nlogging_steps = 1\n"
     )
@@ -232,9 +234,14 @@ def main() -> None:
     if args.many:
         many_runs(args.many, args.source, args.reps)
         return
-    clear = getattr(runs_mod, "clear_caches", lambda: None)  # absent before the cache
-
     with tempfile.TemporaryDirectory(prefix="clmtune-bench-runs-") as tmp:
+        os.environ["CLMTUNE_CACHE"] = str(Path(tmp) / "cache")
+
+        def clear() -> None:
+            """Cold: no per-process cache and no listing cache on disk."""
+            cache_mod.clear_caches()
+            shutil.rmtree(Path(tmp) / "cache", ignore_errors=True)
+
         root = Path(tmp) / "runs"
         now = time.time()
         t0 = time.perf_counter()

@@ -187,8 +187,27 @@ def test_show_reads_a_plain_hugging_face_dir(capsys, tmp_path):
     assert data["global_step"] == 20 and data["world_size"] == 1
     assert data["metrics"]["train"]["train_loss"] == 1.6
     assert data["checkpoints"][0]["state"] == "complete"
+    assert data["controllable"] is False and data["eta"] is None
+    assert (data["loss"], data["loss_kind"]) == (1.5, "last train log")
     code, out, _ = run_cli(capsys, "show", str(hf))
     assert code == 0 and "huggingface" in out and "checkpoint" in out.lower()
+    assert "loss (last train log)" in out and "nothing to stop or resume" in out
+
+
+def test_runs_table_says_which_loss_it_shows(capsys, tmp_path, monkeypatch):
+    from clmtune.backend.events import EventWriter, make_event
+
+    monkeypatch.setenv("COLUMNS", "200")
+    run = make_run(tmp_path / "evalonly", start_time=1000.0)
+    with EventWriter(run / "events.jsonl") as writer:
+        writer.emit(make_event("run_started", max_steps=10, resume_step=None))
+        writer.emit(make_event("eval", step=5, metrics={"eval_loss": 3.25}))
+    code, out, _ = run_cli(capsys, "runs", str(tmp_path))
+    assert code == 0 and "3.25 (last eval)" in out
+    with EventWriter(run / "events.jsonl") as writer:
+        writer.emit(make_event("train_log", step=6, loss=float("nan")))
+    code, out, _ = run_cli(capsys, "runs", str(tmp_path))
+    assert "completed (nan)" in out and "nan (last log)" in out
 
 
 # ------------------------------------------------------------------ init / check

@@ -152,3 +152,80 @@ def test_read_json_is_none_for_missing_torn_or_unreadable_files(tmp_path):
     assert read_json(torn) is None
     assert read_json(tmp_path / "missing.json") is None
     assert read_json(tmp_path) is None  # a folder
+
+
+# ------------------------------------------------------------------ the one reducer
+
+
+def _at(t: float, type_: str, **fields) -> dict:
+    event = make_event(type_, **fields)
+    event["time"] = t
+    return event
+
+
+def test_attempts_count_every_worker_and_skip_the_gap_between_them():
+    events = [
+        _at(100, "phase", phase="loading_model", progress=None, detail=""),
+        _at(105, "run_started", max_steps=10, resume_step=None),
+        _at(106, "phase", phase="training", progress=None, detail=""),
+        _at(110, "train_log", step=4, loss=2.0, eta_seconds=9.0),
+        # killed here (no run_finished); resumed an hour later from checkpoint 3
+        _at(3700, "phase", phase="loading_model", progress=None, detail=""),
+        _at(3705, "run_started", max_steps=10, resume_step=3, resumed_from="ckpt-3"),
+        _at(3720, "train_log", step=10, loss=1.0, eta_seconds=0.0),
+        _at(3722, "run_finished", status="completed", error=None, hint=None),
+    ]
+    state = reduce_events(events)
+    assert len(state.attempts) == 2
+    assert state.start_time == 100 and state.end_time == 3722
+    assert state.elapsed(now=9999) == (110 - 100) + (3722 - 3700)
+    assert state.resumed_from == "ckpt-3"
+    assert state.eta() is None  # finished
+
+
+def test_a_crashed_run_has_no_eta_and_a_fixed_elapsed_time():
+    events = [
+        _at(100, "run_started", max_steps=10, resume_step=None),
+        _at(110, "train_log", step=4, loss=2.0, eta_seconds=9.0),
+    ]
+    state = reduce_events(events)
+    assert state.eta("running") == 9.0
+    assert state.elapsed(now=500, status="running") == 400
+    assert state.status_with("crashed") == "crashed"
+    assert state.eta("crashed") is None
+    assert state.elapsed(now=500, status="crashed") == 10
+    assert state.elapsed(now=9000, status="crashed") == 10
+
+
+def test_which_loss_is_shown_is_part_of_the_state():
+    state = reduce_events([_at(1, "eval", step=5, metrics={"eval_loss": 3.0})])
+    assert (state.loss.value, state.loss.kind) == (3.0, "last eval")
+    state.apply(_at(2, "final_metrics", split="train", metrics={"train_loss": 2.5}))
+    assert (state.loss.value, state.loss.kind) == (2.5, "mean train loss")
+    state.apply(_at(3, "train_log", step=6, loss=2.0))
+    assert (state.loss.value, state.loss.kind) == (2.0, "last train log")
+    assert state.loss.label == "loss (last train log)"
+
+
+def test_nan_loss_is_flagged_with_the_workers_hint_and_cleared_by_a_resume_before_it():
+    state = reduce_events([
+        _at(1, "run_started", max_steps=10, resume_step=None),
+        _at(2, "train_log", step=3, loss=2.0),
+        _at(3, "train_log", step=4, loss="nan"),
+        _at(3, "warning", code="nan_loss", step=4, message="lower the learning rate"),
+    ])
+    assert state.nan_flag == "loss not finite since step 4: lower the learning rate"
+    state.apply(_at(4, "run_started", max_steps=10, resume_step=3))
+    assert state.nan_flag is None
+
+
+def test_a_plain_hugging_face_folder_folds_to_a_completed_state_without_controls():
+    from clmtune.backend.rundir.state import fold_trainer_state
+
+    trainer_state = {"global_step": 20, "max_steps": 20, "log_history": [
+        {"step": 10, "loss": 3.0}, {"step": 20, "loss": 2.0}, {"step": 20, "eval_loss": 2.2}]}
+    state = fold_trainer_state(trainer_state, {"train": {"train_loss": 2.6}}, time=50.0)
+    assert state.status == "completed" and state.phase == "finished"
+    assert not state.controllable and state.step == 20
+    assert state.train_steps == [10, 20] and state.best_eval_loss == 2.2
+    assert state.eta("completed") is None

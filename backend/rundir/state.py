@@ -19,6 +19,7 @@ take ``now`` and that status, so a crashed run shows no ETA and a fixed elapsed 
 from __future__ import annotations
 
 import math
+from array import array
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -122,6 +123,13 @@ class RunState:
 
     max_memory_samples: int = 600
     max_logs: int = 500
+
+    def __post_init__(self) -> None:
+        if self.compact:
+            # The listing keeps one state per run: 8-byte floats, not Python objects.
+            self.train_steps = array("d")  # type: ignore[assignment]
+            self.train_loss = array("d")  # type: ignore[assignment]
+            self.train_epochs = array("d")  # type: ignore[assignment]
 
     # ------------------------------------------------------------ the fold
 

@@ -334,6 +334,7 @@ def read_run(run_dir: Path, *, now: float | None = None) -> RunSummary:
     checkpoints = list_checkpoints(run_dir)
     metrics = _read_metrics(run_dir)
     ours = bool(info) or state is not None or bool(settings)
+    has_events = state is not None
     if state is None:
         state = _hf_state(run_dir, checkpoints, metrics)
         if state is not None and ours:
@@ -366,6 +367,8 @@ def read_run(run_dir: Path, *, now: float | None = None) -> RunSummary:
     summary.global_step = max(summary.global_step, recorded)
     if summary.max_steps is None and isinstance(info.get("max_steps"), int):
         summary.max_steps = info["max_steps"]
+    if not has_events and _first_start(info) is not None:
+        summary.started = None  # no events: run.json's times, not the files' (below)
     if summary.started is None:
         summary.started = _first_start(info)
         summary.ended = to_float(info.get("end_time"))

@@ -218,3 +218,41 @@ async def test_escape_returns_to_runs(runs_root):
         await _open(app, pilot, run_dir, "completed")
         await pilot.press("escape")
         assert type(app.screen).__name__ == "RunsScreen"
+
+
+async def test_plain_hugging_face_folder_is_completed_with_its_curve(runs_root):
+    import json
+
+    run_dir = runs_root / "hf-out"
+    run_dir.mkdir()
+    history = [{"step": s, "epoch": s / 10, "loss": 4.0 - s / 10} for s in range(5, 31, 5)]
+    state = {"global_step": 30, "max_steps": 30, "log_history": history}
+    (run_dir / "trainer_state.json").write_text(json.dumps(state))
+    (run_dir / "all_results.json").write_text(json.dumps({"train_loss": 3.0, "epoch": 3.0}))
+    app = _app(runs_root)
+    async with app.run_test(size=(120, 40)) as pilot:
+        screen = LiveScreen(run_dir, poll_s=0.05)
+        await app.push_screen(screen)
+        chart = screen.query_one(LossChart)
+        await wait_until(pilot, lambda: len(chart.train_y) == 6)
+        assert screen.status == "completed"
+        assert "completed" in _text(screen.query_one(PhaseBar))
+        assert "step 30/30" in _text(screen.query_one(PhaseBar))
+        assert "Hugging Face" in _text(screen.query_one("#live-title"))
+        assert screen.check_action("stop", ()) is False
+        assert screen.check_action("resume", ()) is False
+
+
+@pytest.mark.parametrize("values", [[2.5] * 5, [2.5, float("nan"), 2.7, float("inf"), 2.6]])
+async def test_chart_axes_stay_readable(runs_root, values):
+    """A flat or non-finite series keeps finite limits with a span its ticks can label."""
+    app = _app(runs_root)
+    async with app.run_test(size=(120, 40)) as pilot:
+        screen = await _open(app, pilot, runs_root, None)
+        chart = screen.query_one(LossChart)
+        chart.set_data([1.0, 2.0, 3.0, 4.0, 5.0], values, [], [])
+        await pilot.pause()
+        y_min, y_max = chart._y_min, chart._y_max
+        assert all(map(lambda v: v == v and abs(v) != float("inf"), (y_min, y_max)))
+        assert y_max - y_min >= 0.1  # not textual-plot's 2e-6 around a flat line
+        assert y_min <= 2.5 <= y_max

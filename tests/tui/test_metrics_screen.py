@@ -14,7 +14,7 @@ from clmtune.backend.rundir.state import fold
 from clmtune.tui.screens.metrics import MetricsScreen, load_saved_run
 from clmtune.tui.widgets.loss_chart import LossChart
 from clmtune.tui.widgets.metrics_table import LogHistoryTable, ResultsTable, format_cell
-from tests.tui.conftest import frozen_clock, recorded_run, wait_until
+from tests.tui.conftest import frozen_clock, recorded_run, recording, wait_until
 
 pytestmark = pytest.mark.anyio
 
@@ -255,3 +255,57 @@ def test_snapshot_metrics(finished_run: Path, snap_compare: Any, size, monkeypat
 
     app = SnapApp(finished_run.parent, clock=frozen_clock, remember_theme=False)
     assert snap_compare(app, terminal_size=size, run_before=loaded)
+
+
+def _stopped_run(runs_root: Path) -> Path:
+    """The first attempt of the "resumed" recording: stopped, so no *_results.json."""
+    from clmtune.backend.events import EventWriter
+
+    run_dir = runs_root / "stopped"
+    (run_dir / "logs").mkdir(parents=True)
+    events = recording("resumed")
+    stop = next(i for i, e in enumerate(events) if e["type"] == "run_finished")
+    with EventWriter(run_dir / "events.jsonl") as writer:
+        for event in events[: stop + 1]:
+            writer.emit(event)
+    (run_dir / "run.json").write_text(json.dumps({"status": "stopped", "pid": 1}))
+    return run_dir
+
+
+async def test_stopped_run_shows_its_train_metrics(runs_root: Path) -> None:
+    screen = MetricsScreen(_stopped_run(runs_root))
+    async with MetricsApp(screen).run_test(size=(100, 30)) as pilot:
+        await wait_until(pilot, screen.ready.is_set)
+        results = screen.query_one(ResultsTable)
+        assert "train_loss" in results.metric_names  # from the final_metrics event
+        assert "stopped" in summary_text(screen)
+
+
+async def test_failed_run_error_and_hint_in_full_and_as_text(runs_root: Path) -> None:
+    run_dir = recorded_run(runs_root, "bad-data", "failed", status="failed")
+    long_error = "DatasetGenerationError: cannot read [/data/train.txt] " + "x" * 300
+    info = json.loads((run_dir / "run.json").read_text())
+    info.update(error=long_error, hint="check [data] train_file")
+    (run_dir / "run.json").write_text(json.dumps(info))
+    screen = MetricsScreen(run_dir)
+    async with MetricsApp(screen).run_test(size=(80, 24)) as pilot:
+        await wait_until(pilot, screen.ready.is_set)
+        problem = str(screen.query_one("#metrics-error", Static).render())
+        assert long_error in problem.replace("\n", "")  # whole, not cut; markup kept as text
+        assert "hint: check [data] train_file" in problem
+        assert screen.query_one("#metrics-error-box").has_class("-shown")
+
+
+async def test_running_run_updates_by_itself(runs_root: Path, monkeypatch) -> None:
+    from clmtune.backend.events import EventWriter, make_event
+    from clmtune.tui.screens import metrics
+
+    monkeypatch.setattr(metrics, "AUTO_RELOAD_S", 0.1)
+    run_dir = recorded_run(runs_root, "live", "running_gpu", status="running")
+    screen = MetricsScreen(run_dir)
+    async with MetricsApp(screen).run_test(size=(100, 30)) as pilot:
+        await wait_until(pilot, screen.ready.is_set)
+        assert "35 / 100" in summary_text(screen)
+        with EventWriter(run_dir / "events.jsonl") as writer:
+            writer.emit(make_event("train_log", step=36, loss=3.0))
+        await wait_until(pilot, lambda: "36 / 100" in summary_text(screen))

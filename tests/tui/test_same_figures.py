@@ -180,7 +180,7 @@ async def test_metrics_screen_shows_the_listing_figures(runs: dict[str, Path],
     async with _MetricsApp(screen).run_test(size=(100, 30)) as pilot:
         await wait_until(pilot, screen.ready.is_set)
         text = str(screen.query_one("#summary", Static).render())
-        assert summary.loss_label in text and fmt.num(summary.loss) in text
+        assert f"{fmt.num(summary.loss)} ({summary.loss_kind})" in text
         assert fmt.duration(summary.duration) in text
         assert summary.status in text
         problem = str(screen.query_one("#metrics-error", Static).render())

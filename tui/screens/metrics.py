@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import math
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -44,7 +43,7 @@ class SavedRun:
     """What the metrics screen shows, read from a run dir."""
 
     path: Path
-    summary: Any  # backend.runs.RunSummary
+    summary: Any  # backend.rundir.summary.RunSummary
     history: list[dict[str, Any]] = field(default_factory=list)
     history_source: str = ""  # "trainer_state.json" | "events.jsonl" | ""
     train_x: list[float] = field(default_factory=list)
@@ -75,26 +74,10 @@ def _trainer_state(run_dir: Path, summary: Any) -> dict | None:
     return None
 
 
-def _curves(history: list[dict[str, Any]]) -> tuple[list[float], ...]:
-    tx, ty, ex, ey = [], [], [], []
-    for entry in history:
-        step = to_float(entry.get("step"))
-        if step is None:
-            continue
-        loss = to_float(entry.get("loss"))
-        if loss is not None and math.isfinite(loss):
-            tx.append(step)
-            ty.append(loss)
-        eval_loss = to_float(entry.get("eval_loss"))
-        if eval_loss is not None and math.isfinite(eval_loss):
-            ex.append(step)
-            ey.append(eval_loss)
-    return tx, ty, ex, ey
-
-
 def load_saved_run(run_dir: Path) -> SavedRun:
     """Read everything the metrics screen shows. Never raises on a damaged dir."""
-    from clmtune.backend.runs import is_run_dir, read_run
+    from clmtune.backend.rundir.layout import is_run_dir
+    from clmtune.backend.rundir.summary import read_run
 
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
@@ -121,8 +104,7 @@ def load_saved_run(run_dir: Path) -> SavedRun:
     if event_history and _last_step(event_history) > _last_step(saved.history):
         saved.history = event_history
         saved.history_source = EVENTS_FILE
-    saved.train_x, saved.train_y, saved.eval_x, saved.eval_y = _curves(saved.history)
-    if folded is not None and not saved.train_x:
+    if folded is not None:  # the curves are the reducer's, as in the live view
         saved.train_x, saved.train_y = list(folded.train_steps), list(folded.train_loss)
         saved.eval_x, saved.eval_y = list(folded.eval_steps), list(folded.eval_loss)
     # A stopped run writes no *_results.json: its train metrics are in the events.
@@ -172,7 +154,8 @@ def summary_lines(saved: SavedRun) -> list[tuple[str, str]]:
         ("steps", steps),
         ("started", _when(s.started)),
         ("duration", fmt.duration(s.duration)),
-        (s.loss_label, fmt.num(s.loss)),
+        # Which loss it is goes with the value: a long label would cut the other values.
+        ("loss", f"{fmt.num(s.loss)} ({s.loss_kind})" if s.loss is not None else "-"),
         ("best eval loss", fmt.num(s.best_eval_loss)),
         ("perplexity", fmt.num(s.perplexity)),
         ("accuracy", fmt.percent(saved.accuracy)),  # as the live view's final table

@@ -21,7 +21,7 @@ HEALTH_CLASSES = {
 
 @dataclass
 class CheckpointRow:
-    """What the table shows of one checkpoint (from backend.runs or from the events)."""
+    """What the table shows of one checkpoint (from backend.rundir.checkpoints or the events)."""
 
     step: int
     path: Path
@@ -35,12 +35,12 @@ class CheckpointRow:
 
     @classmethod
     def from_info(cls, info: Any) -> CheckpointRow:
-        """From ``backend.runs.CheckpointInfo``."""
+        """From ``backend.rundir.checkpoints.CheckpointInfo``."""
         return cls(int(info.step), Path(info.path), str(info.state), info.mtime, info.eval_loss)
 
     @classmethod
     def from_mark(cls, mark: Any, eval_loss: float | None = None) -> CheckpointRow:
-        """From a ``backend.events.CheckpointMark`` (only what the events say)."""
+        """From a ``backend.rundir.state.CheckpointMark`` (only what the events say)."""
         state = "complete" if mark.complete else "partial"
         return cls(int(mark.step), Path(mark.path), state, mark.time or None, eval_loss)
 
