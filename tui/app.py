@@ -185,8 +185,12 @@ class ClmtuneApp(App):
     def action_new_run(self) -> None:
         from clmtune.tui.screens.editor import EditorScreen  # the editor helper's module
 
-        preset = None if self.running_runs or self._has_runs() else "demo"
-        self.push_screen(EditorScreen(preset=preset, runs_dir=self.runs_dir))
+        # A first run starts from the offline demo; later ones from a template the user
+        # picks (never an empty form that fails validation everywhere).
+        if self.running_runs or self._has_runs():
+            self.push_screen(EditorScreen(runs_dir=self.runs_dir, ask_preset=True))
+        else:
+            self.push_screen(EditorScreen(preset="demo", runs_dir=self.runs_dir))
 
     def action_open_toml(self) -> None:
         from clmtune.tui.screens.editor import EditorScreen  # the editor helper's module

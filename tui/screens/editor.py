@@ -26,11 +26,11 @@ from textual.widgets import Label, LoadingIndicator, Static
 from textual.worker import Worker, WorkerState
 
 from clmtune.tui.messages import LaunchFailed, StartRunRequested
-from clmtune.tui.screens.confirm import ConfirmScreen
+from clmtune.tui.screens.confirm import ChoiceScreen, ConfirmScreen
 from clmtune.tui.screens.editor_dialogs import PathPrompt, PresetPicker
 from clmtune.tui.screens.editor_files import (  # noqa: F401 - re-exported for other screens
     FileProblem,
-    _default_run_dir,
+    FileStamp,
     _is_demo_path,
     _preset_text_if_unchanged,
     _run_demo_init,
@@ -40,14 +40,19 @@ from clmtune.tui.screens.editor_files import (  # noqa: F401 - re-exported for o
     _toml_suggestions,
     binding_commands,
     build_config,
+    changed_on_disk,
+    copy_of_frozen,
     demo_assets_present,
     display_path,
+    file_stamp,
+    frozen_run_dir,
     load_schema,
     preset_builds_assets,
     preset_names,
     read_document,
     rebase_paths,
     render_preset_document,
+    run_destination,
     unique_path,
 )
 from clmtune.tui.widgets.config_form import ConfigForm, Document, summary_text
@@ -106,9 +111,11 @@ class EditorScreen(Screen[None]):
         Binding("f8", "next_error", "Next error", tooltip="Focus the next field with an error"),
         Binding("ctrl+y", "copy_command", "Copy cmd",
                 tooltip="Copy the equivalent clmtune / torchrun command"),
-        Binding("f2", "save_as", "Save as", tooltip="Save under another file name"),
-        # ? types a character in the text fields: F1 is the help key here.
+        Binding("f2", "save_as", "Save as",
+                tooltip="Save under another file name (a run's settings: copy to a new file)"),
         Binding("f1", "app.help", "Help", tooltip="What this screen does and all its keys"),
+        # ? is help everywhere, even in a text field (settings never hold a ?).
+        Binding("question_mark", "app.help", "Help", show=False, priority=True),
         # The app's one-letter keys mean the same here when no text field has the focus.
         Binding("o", "open", "Open", show=False),
         Binding("n", "preset", "Preset", show=False),
@@ -125,11 +132,15 @@ class EditorScreen(Screen[None]):
         preset: str | None = None,
         runs_dir: Path = Path("runs"),
         ask_path: bool = False,
+        ask_preset: bool = False,
     ) -> None:
         super().__init__()
         self.path: Path | None = Path(path) if path is not None else None
         self.initial_preset = preset
         self.ask_path = ask_path  # start by asking which TOML file to open (the app's o)
+        self.ask_preset = ask_preset  # start by asking which template (the app's n)
+        self.stamp: FileStamp | None = None  # the file as last read or written here
+        self.banner_kind: str | None = None  # "error" / "info" while a banner shows
         self.runs_dir = Path(runs_dir)
         self.schema: Any = None
         self.form: ConfigForm | None = None
@@ -150,10 +161,11 @@ class EditorScreen(Screen[None]):
                     "Reading the settings schema… (the first time after an install or "
                     "upgrade this takes a while: it asks the installed transformers)",
                     id="editor-loading-label",
+                    markup=False,
                 )
         yield Static("", id="editor-help", markup=False)
         yield Static("", id="editor-command", markup=False)
-        yield Static("", id="editor-status")
+        yield Static("", id="editor-status", markup=False)
         yield AppFooter()
 
     def on_mount(self) -> None:
@@ -193,15 +205,25 @@ class EditorScreen(Screen[None]):
             await self.show_document({}, base_dir=Path.cwd(), saved=None)
         if self.ask_path:
             self._open_flow(leave_if_cancelled=True)
+        elif self.ask_preset:
+            self._preset_flow(leave_if_cancelled=True)
 
     # -- showing a document
+
+    @property
+    def read_only(self) -> bool:
+        """A run's frozen config.toml: the record of what the run used, never saved over."""
+        return frozen_run_dir(self.path) is not None
 
     @property
     def base_dir(self) -> Path:
         return (self.path.parent if self.path is not None else Path.cwd()).resolve()
 
-    async def show_document(self, doc: Document, *, base_dir: Path, saved: Document | None) -> None:
-        """Replace the form with one editing ``doc``."""
+    async def show_document(
+        self, doc: Document, *, base_dir: Path, saved: Document | None,
+        focus: tuple[str, str] | None = None,
+    ) -> None:
+        """Replace the form with one editing ``doc`` (``focus``: the field to focus)."""
         body = self.query_one("#editor-body")
         form = ConfigForm(
             self.schema,
@@ -218,11 +240,26 @@ class EditorScreen(Screen[None]):
         self.form = form
         self._update_title()
         self._update_command()
-        first = next(iter(form.query("FieldRow")), None)
-        if first is not None:
-            first.focus_editor()
-            self._show_help(first)
+        if focus is not None and await form.focus_field(*focus):
+            row = form.row(*focus)
+            if row is not None:
+                self._show_help(row)
+        else:
+            first = next(iter(form.query("FieldRow")), None)
+            if first is not None:
+                first.focus_editor()
+                self._show_help(first)
         self.ready.set()
+
+    def focused_field(self) -> tuple[str, str] | None:
+        """(section, key) of the field holding the focus, if any."""
+        focused = self.focused
+        if self.form is None or focused is None:
+            return None
+        for row in self.form.query("FieldRow"):
+            if focused in row.walk_children():
+                return (row.section, row.key)
+        return None
 
     async def open_file(self, path: Path, *, missing_ok: bool = False) -> bool:
         """Open a TOML file; problems are shown in the banner. Returns True when opened."""
@@ -230,6 +267,7 @@ class EditorScreen(Screen[None]):
         if missing_ok and not path.exists():
             self.path = path
             self.preset = None
+            self.stamp = None
             await self.show_document({}, base_dir=self.base_dir, saved=None)
             self.show_banner(
                 f"{path}: no such file yet; ctrl+s creates it from these settings.", info=True
@@ -242,8 +280,15 @@ class EditorScreen(Screen[None]):
             return False
         self.path = path
         self.preset = None
+        self.stamp = await asyncio.to_thread(file_stamp, path)
         await self.show_document(doc, base_dir=self.base_dir, saved=doc)
         self.hide_banner()
+        run_dir = frozen_run_dir(path)
+        if run_dir is not None:
+            self.show_banner(
+                f"Read-only: the settings run {run_dir.name} was started with (its record). "
+                "f2 or ctrl+s copies them to a new settings file.", info=True
+            )
         return True
 
     async def load_preset(self, name: str, dest: Path | None = None) -> bool:
@@ -281,12 +326,15 @@ class EditorScreen(Screen[None]):
         return self.form.document != _sections_only(self._saved_doc)
 
     def show_banner(self, text: str, *, info: bool = False) -> None:
+        """Show ``text`` (plain text) above the form: a refusal, or ``info``."""
+        self.banner_kind = "info" if info else "error"
         banner = self.query_one("#editor-banner", Static)
         banner.update(text)
         banner.set_class(True, "-shown")
         banner.set_class(info, "-info")
 
     def hide_banner(self) -> None:
+        self.banner_kind = None
         self.query_one("#editor-banner", Static).set_class(False, "-shown")
 
     def _update_title(self) -> None:
@@ -294,6 +342,8 @@ class EditorScreen(Screen[None]):
         parts = ["Settings", name]
         if self.preset:
             parts.append(f"preset {self.preset}")
+        if self.read_only:
+            parts.append("read-only")
         text = " · ".join(parts) + ("  ● modified" if self.is_dirty else "")
         self.query_one("#editor-title", Static).update(text)
 
@@ -305,6 +355,10 @@ class EditorScreen(Screen[None]):
             summary = summary + Content(" — f8 jumps to the next")
         if note:
             summary = summary + Content(f" · {note}")
+        elif not self.form.error_count:
+            destination = self.destination_text()
+            if destination:
+                summary = summary + Content(f" · {destination}")
         self.query_one("#editor-status", Static).update(summary)
 
     def command_text(self) -> str:
@@ -319,6 +373,20 @@ class EditorScreen(Screen[None]):
         except Exception:  # settings half-typed: fall back to the plain form
             return f"clmtune train {path}"
 
+    def destination_text(self) -> str:
+        """Where a start writes the run (the launcher's rule), for the command line."""
+        if self.form is None or self.path is None or self.read_only:
+            return ""
+        try:
+            folder, named = run_destination(self.form.document, self.path, self.runs_dir)
+        except Exception:  # noqa: BLE001 - settings half-typed: the command says enough
+            return ""
+        if named:
+            state = "holds files" if folder.exists() and any(folder.iterdir()) else (
+                "exists" if folder.exists() else "will be created")
+            return f"runs in {display_path(folder)} (output_dir; {state})"
+        return f"runs in {display_path(folder.parent)}/{self.path.stem}-<date>-<time> (new)"
+
     def _update_command(self) -> None:
         self.query_one("#editor-command", Static).update(f"$ {self.command_text()}")
 
@@ -328,6 +396,8 @@ class EditorScreen(Screen[None]):
 
     @on(ConfigForm.Validated)
     def _validated(self) -> None:
+        if self.banner_kind == "error" and self.form is not None and not self.form.error_count:
+            self.hide_banner()  # the refusal it explained is fixed now
         self._update_status()
         self._update_command()
         self._update_title()
@@ -375,15 +445,24 @@ class EditorScreen(Screen[None]):
             self._refuse(f"Not saved: {problems.error_count} error(s) in the settings.")
             return False
         target = self.path
-        if ask or target is None:
+        frozen = frozen_run_dir(self.path)
+        if ask or target is None or frozen is not None:
+            # A run's frozen settings are its record: only ever copied to a new file.
+            default = unique_path(Path.cwd() / f"{frozen.name}.toml") if frozen else (
+                target or Path.cwd() / "run.toml")
             target = await self.app.push_screen_wait(
                 PathPrompt(
-                    "Save settings as (TOML file):",
-                    str(target or Path.cwd() / "run.toml"),
+                    "Copy the run's settings to a new settings file:" if frozen
+                    else "Save settings as (TOML file):",
+                    str(default),
                     _toml_suggestions(self.runs_dir),
                 )
             )
             if target is None:
+                return False
+            if frozen_run_dir(target) is not None:
+                self._refuse(f"Not saved: {target} is a run's settings record (read-only); "
+                             "pick a new file name.")
                 return False
             if target.exists() and target != self.path:
                 ok = await self.app.push_screen_wait(
@@ -393,7 +472,26 @@ class EditorScreen(Screen[None]):
                 )
                 if not ok:
                     return False
+        elif await asyncio.to_thread(changed_on_disk, target, self.stamp):
+            choice = await self.app.push_screen_wait(ChoiceScreen(
+                "Changed on disk",
+                f"{target} was changed by something else since it was opened here. "
+                "Reload it (drops the edits made here), overwrite it with these settings, "
+                "or save these settings under another name?",
+                [("reload", "r", "Reload"), ("overwrite", "o", "Overwrite"),
+                 ("elsewhere", "e", "Save elsewhere"), ("cancel", "c", "Cancel")],
+            ))
+            if choice == "reload":
+                await self.open_file(target)
+                self._update_status(f"reloaded {target.name}")
+                return False
+            if choice == "elsewhere":
+                return await self.save(ask=True)
+            if choice != "overwrite":
+                return False
         doc = form.document
+        if frozen is not None:
+            doc = copy_of_frozen(doc, frozen)
         unsaved_preset = self.preset is not None and self._saved_doc is None
         if (
             not unsaved_preset
@@ -431,9 +529,12 @@ class EditorScreen(Screen[None]):
             self.busy = False
         moved = self.path is None or target.resolve() != self.path.resolve()
         self.path = target
+        self.stamp = await asyncio.to_thread(file_stamp, target)
         if moved or self._saved_doc is None:
-            # Relative paths now resolve from the file's folder: rebuild the form around it.
-            await self.show_document(doc, base_dir=self.base_dir, saved=doc)
+            # Relative paths now resolve from the file's folder: rebuild the form around it,
+            # keeping the focus where it was.
+            focus = self.focused_field()
+            await self.show_document(doc, base_dir=self.base_dir, saved=doc, focus=focus)
         else:
             self._saved_doc = doc
         self.hide_banner()
@@ -514,7 +615,7 @@ class EditorScreen(Screen[None]):
         self._preset_flow()
 
     @work(exclusive=True, group="dialog")
-    async def _preset_flow(self) -> None:
+    async def _preset_flow(self, leave_if_cancelled: bool = False) -> None:
         try:
             presets = preset_names()
         except Exception as exc:
@@ -524,6 +625,8 @@ class EditorScreen(Screen[None]):
             return
         name = await self.app.push_screen_wait(PresetPicker(presets))
         if name is None:
+            if leave_if_cancelled and not self.is_dirty and len(self.app.screen_stack) > 1:
+                self.dismiss(None)  # asked from the runs list: back there
             return
         dest = await self.app.push_screen_wait(
             PathPrompt(
@@ -589,12 +692,13 @@ class EditorScreen(Screen[None]):
                 str(getattr(first, "section", "")), str(getattr(first, "key", ""))
             )
             return
-        if self.is_dirty or self.path is None or not self.path.exists():
-            if not await self.save():
+        if self.read_only or self.is_dirty or self.path is None or not self.path.exists():
+            if not await self.save():  # a run's own settings: copied to a new file first
                 return
         assert self.path is not None
-        run_dir = _default_run_dir(self.path, self.runs_dir)
-        self.post_message(StartRunRequested(config_path=self.path, run_dir=run_dir))
+        # No run folder here: the launcher picks it by the same rule as `clmtune train`
+        # (output_dir when set, else a new runs/<name>-<date>), shown under the form.
+        self.post_message(StartRunRequested(config_path=self.path, run_dir=None))
         self._update_status("starting…")
 
     async def _launch_errors(self) -> list[Any]:
