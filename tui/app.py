@@ -36,7 +36,7 @@ STOP_WORKER = "stop"
 REAP_S = 2.0
 PREFETCH_AFTER_S = 1.0  # after the first paint, never competing with it
 COMMON_KEYS: tuple[tuple[str, str], ...] = (
-    ("n", "New run: the settings editor (offline demo preset when there are no runs)"),
+    ("n", "New run from a template (the offline demo when there are no runs yet)"),
     ("o", "Open a run settings TOML file in the editor"),
     ("t", "Switch the dark / light theme (remembered)"),
     ("?", "This help"),
@@ -76,6 +76,9 @@ class ClmtuneApp(App):
     """Runs list, live dashboards, settings editor and saved metrics."""
 
     CSS_PATH = str(themes.CSS_FILE)
+    # Classes every screen gets on a small terminal (themes/*.tcss fit the layout to it).
+    HORIZONTAL_BREAKPOINTS = [(0, "-cramped"), (64, "-roomy")]
+    VERTICAL_BREAKPOINTS = [(0, "-tiny"), (20, "-high")]
     TITLE = "clmtune"
     BINDINGS = [
         Binding("n", "new_run", "New"),
@@ -389,7 +392,7 @@ class ClmtuneApp(App):
         palette = getattr(screen, "palette_commands", None)
         if palette is not None:
             yield from palette()
-        yield SystemCommand("New run", "Settings editor with the offline demo preset (n)",
+        yield SystemCommand("New run", "Settings editor, starting from a template (n)",
                             self.action_new_run)
         yield SystemCommand("Open TOML", "Edit a run settings file (o)", self.action_open_toml)
         yield SystemCommand("Toggle theme", "Switch the dark / light palette (t)",

@@ -60,8 +60,8 @@ class LiveScreen(Screen):
     """Dashboard of one run; works the same for a running and a finished run."""
 
     CSS_PATH = str(themes.LIVE_CSS_FILE)  # loaded on the first live view, not at startup
-    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (110, "-wide")]
-    VERTICAL_BREAKPOINTS = [(0, "-short"), (34, "-tall")]
+    HORIZONTAL_BREAKPOINTS = [(0, "-cramped"), (64, "-narrow"), (110, "-wide")]
+    VERTICAL_BREAKPOINTS = [(0, "-tiny"), (20, "-short"), (34, "-tall")]
 
     HELP_TITLE = "Run"
     HELP = (
