@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from textual import on, work
-from textual.app import App, SystemCommand
+from textual.app import SystemCommand
 from textual.binding import Binding
 from textual.filter import Monochrome
 from textual.screen import Screen
@@ -26,6 +26,7 @@ from clmtune import themes
 from clmtune.tui import terminal
 from clmtune.tui.messages import LaunchFailed, ResumeRequested, StartRunRequested, StopRequested
 from clmtune.tui.screens.runs import RunsScreen
+from clmtune.tui.shell import DashboardApp
 from clmtune.tui.widgets import footer
 
 if TYPE_CHECKING:
@@ -72,7 +73,7 @@ def one_line(error: BaseException) -> str:
     return text or type(error).__name__
 
 
-class ClmtuneApp(App):
+class ClmtuneApp(DashboardApp):
     """Runs list, live dashboards, settings editor and saved metrics."""
 
     CSS_PATH = str(themes.CSS_FILE)
@@ -258,6 +259,11 @@ class ClmtuneApp(App):
         uses markup, so ``markup`` is ignored (screens pass it as True by default).
         """
         super().notify(message, title=title, severity=severity, timeout=timeout, markup=False)
+
+    def report_failure(self, action: str, error: BaseException) -> None:
+        """Say why ``action`` failed: screens call this from their worker error handlers
+        (a thread worker's error reaches only its own screen, never this app)."""
+        self.notify(one_line(error), title=f"Could not {action}", severity="error", timeout=10)
 
     # ---- theme ----------------------------------------------------------------
 

@@ -37,7 +37,7 @@ from clmtune.tui.widgets.memory_panel import MemoryPanel
 from clmtune.tui.widgets.phase_bar import PhaseBar
 
 if TYPE_CHECKING:
-    from clmtune.tui.app import ClmtuneApp
+    from clmtune.tui.shell import DashboardApp
 
 ENDED = ("completed", "stopped", "failed", "crashed")
 RENDER_EVERY_S = 1.0  # coalesce data batches into one redraw per this many seconds
@@ -97,7 +97,7 @@ class LiveScreen(Screen):
         Binding("3", "tab('tab-final')", "Final metrics", show=False),
     ]
 
-    app: ClmtuneApp
+    app: DashboardApp
 
     def __init__(self, run_dir: Path, *, poll_s: float = 0.3, follow: bool = True) -> None:
         super().__init__()
@@ -213,6 +213,8 @@ class LiveScreen(Screen):
     def status(self) -> str:
         """The run's status: the events' view, unless run.json knows better (crashed)."""
         disk = self.disk_status.status if self.disk_status else None
+        if disk == "deleted":
+            return disk
         if disk == "crashed" and self.view.status in ("running", "unknown"):
             return "crashed"
         if self.view.status == "unknown" and disk:
@@ -264,7 +266,7 @@ class LiveScreen(Screen):
         error = self.view.error or (self.disk_status.error if self.disk_status else None)
         hint = self.view.hint or (self.disk_status.hint if self.disk_status else None)
         panel = self.query_one("#error-panel", Static)
-        if status in ("failed", "crashed"):
+        if status in ("failed", "crashed", "deleted"):
             body = Text(f"{status}: ", style="bold")
             body.append(
                 error
