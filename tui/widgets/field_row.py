@@ -27,6 +27,15 @@ from clmtune.tui.widgets.field_values import (
 )
 
 
+class FieldInput(Input):
+    """A settings text field. ``?`` is the help key, never a typed character: no setting
+    holds one, and Textual drops every binding of a key an Input consumes (the editor
+    binds ``?`` with priority; this lets that binding through)."""
+
+    def check_consume_key(self, key: str, character: str | None) -> bool:
+        return character != "?" and super().check_consume_key(key, character)
+
+
 class FieldRow(Widget):
     """One setting: name, the editor for its kind, a hint, and its messages below."""
 
@@ -166,7 +175,7 @@ class FieldRow(Widget):
         # A plain text field for numbers too: Textual's integer/number inputs drop
         # the characters they do not allow ("2.0" became 20, "1e3" 13), so what was
         # typed was not what was used. parse_text reads the text and says what is wrong.
-        return Input(
+        return FieldInput(
             format_value(value, kind),
             placeholder=format_default(spec),
             valid_empty=True,

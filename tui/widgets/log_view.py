@@ -51,6 +51,12 @@ class LogView(RichLog):
         super().__init__(max_lines=1000, wrap=False, markup=False, highlight=False, **kwargs)
         self.warning_count = 0
 
+    def on_show(self) -> None:
+        # Its tab was opened: the scroll keys (up/down, page up/down, home/end) move the
+        # log then, not whatever had the focus before (the chart pans on the same keys).
+        if self.screen.is_current:
+            self.focus()
+
     def _style(self, component: str) -> str:
         return str(self.get_component_rich_style(component, partial=True))
 
