@@ -64,7 +64,8 @@ def _ascii_table() -> dict[int, str]:
         for char in chars:
             table[char] = to
 
-    put("─━═╌╍┄┅┈┉╴╶╸╺▔▬⎯‒–—", "-")
+    put("─━═╴╶╸╺▔▬⎯‒–—", "-")
+    put("╌╍┄┅┈┉", ".")  # dashed: the empty part of a progress bar
     put("│┃║╎╏┆┇┊┋▏▎▍▕▐▌", "|")
     put("┌┐└┘╭╮╰╯├┤┬┴┼┏┓┗┛┣┫┳┻╋╔╗╚╝╠╣╦╩╬", "+")
     # Sparkline heights: low, middle, high.
