@@ -25,70 +25,40 @@ from textual.screen import Screen
 from textual.widgets import Label, LoadingIndicator, Static
 from textual.worker import Worker, WorkerState
 
+from clmtune import themes
 from clmtune.tui.messages import LaunchFailed, StartRunRequested
-from clmtune.tui.screens.confirm import ChoiceScreen, ConfirmScreen
+from clmtune.tui.screens.confirm import ConfirmScreen
 from clmtune.tui.screens.editor_dialogs import PathPrompt, PresetPicker
-from clmtune.tui.screens.editor_files import (  # noqa: F401 - re-exported for other screens
+from clmtune.tui.screens.editor_files import (  # noqa: F401 - metrics imports two of these
     FileProblem,
     FileStamp,
     _is_demo_path,
-    _preset_text_if_unchanged,
-    _run_demo_init,
-    _save_text,
     _sections_only,
     _toml_hint,
     _toml_suggestions,
     binding_commands,
     build_config,
-    changed_on_disk,
-    copy_of_frozen,
-    demo_assets_present,
     display_path,
     file_stamp,
     frozen_run_dir,
     load_schema,
-    preset_builds_assets,
     preset_names,
     read_document,
-    rebase_paths,
     render_preset_document,
     run_destination,
     unique_path,
 )
+from clmtune.tui.screens.editor_save import EditorSaving
 from clmtune.tui.widgets.config_form import ConfigForm, Document, summary_text
 from clmtune.tui.widgets.footer import AppFooter
 
 # --------------------------------------------------------------------------- the screen
 
 
-class EditorScreen(Screen[None]):
+class EditorScreen(EditorSaving, Screen[None]):
     """Edit a run's settings; save them; start the run."""
 
-    DEFAULT_CSS = """
-    EditorScreen { layout: vertical; }
-    EditorScreen #editor-title {
-        height: 1; width: 1fr; padding: 0 1;
-        background: $panel; color: $text; text-style: bold;
-        text-wrap: nowrap; text-overflow: ellipsis;
-    }
-    EditorScreen #editor-banner {
-        display: none; height: auto; max-height: 4; padding: 0 1;
-        color: $text-error; background: $error 15%;
-    }
-    EditorScreen #editor-banner.-shown { display: block; }
-    EditorScreen #editor-banner.-info { color: $text-warning; background: $warning 10%; }
-    EditorScreen #editor-body { height: 1fr; }
-    EditorScreen #editor-loading-box { height: 1fr; align: center middle; }
-    EditorScreen #editor-loading-label { width: auto; color: $text-muted; }
-    EditorScreen LoadingIndicator { height: 1; }
-    EditorScreen #editor-help {
-        height: 2; padding: 0 1; color: $text-muted; background: $boost;
-    }
-    EditorScreen #editor-command {
-        height: auto; max-height: 3; padding: 0 1; color: $text-accent;
-    }
-    EditorScreen #editor-status { height: 1; padding: 0 1; text-wrap: nowrap; }
-    """
+    CSS_PATH = str(themes.EDITOR_CSS_FILE)  # loaded with the first editor
 
     HELP_TITLE = "Settings"
     HELP = (
@@ -431,125 +401,6 @@ class EditorScreen(Screen[None]):
     async def _save_flow(self, ask: bool) -> None:
         await self.save(ask=ask)
 
-    async def save(self, *, ask: bool = False) -> bool:
-        """Validate and save atomically. Returns True when the file was written.
-
-        Dialogs (file name, overwrite) need a worker: call from one when ``ask``
-        or when the document has no file yet.
-        """
-        form = self.form
-        if form is None or self.busy:
-            return False
-        problems = form.validate_now()
-        if problems.error_count:
-            self._refuse(f"Not saved: {problems.error_count} error(s) in the settings.")
-            return False
-        target = self.path
-        frozen = frozen_run_dir(self.path)
-        if ask or target is None or frozen is not None:
-            # A run's frozen settings are its record: only ever copied to a new file.
-            default = unique_path(Path.cwd() / f"{frozen.name}.toml") if frozen else (
-                target or Path.cwd() / "run.toml")
-            target = await self.app.push_screen_wait(
-                PathPrompt(
-                    "Copy the run's settings to a new settings file:" if frozen
-                    else "Save settings as (TOML file):",
-                    str(default),
-                    _toml_suggestions(self.runs_dir),
-                )
-            )
-            if target is None:
-                return False
-            if frozen_run_dir(target) is not None:
-                self._refuse(f"Not saved: {target} is a run's settings record (read-only); "
-                             "pick a new file name.")
-                return False
-            if target.exists() and target != self.path:
-                ok = await self.app.push_screen_wait(
-                    ConfirmScreen(
-                        "Overwrite?", f"{target} exists. Replace it with these settings?", "Replace"
-                    )
-                )
-                if not ok:
-                    return False
-        elif await asyncio.to_thread(changed_on_disk, target, self.stamp):
-            choice = await self.app.push_screen_wait(ChoiceScreen(
-                "Changed on disk",
-                f"{target} was changed by something else since it was opened here. "
-                "Reload it (drops the edits made here), overwrite it with these settings, "
-                "or save these settings under another name?",
-                [("reload", "r", "Reload"), ("overwrite", "o", "Overwrite"),
-                 ("elsewhere", "e", "Save elsewhere"), ("cancel", "c", "Cancel")],
-            ))
-            if choice == "reload":
-                await self.open_file(target)
-                self._update_status(f"reloaded {target.name}")
-                return False
-            if choice == "elsewhere":
-                return await self.save(ask=True)
-            if choice != "overwrite":
-                return False
-        doc = form.document
-        if frozen is not None:
-            doc = copy_of_frozen(doc, frozen)
-        unsaved_preset = self.preset is not None and self._saved_doc is None
-        if (
-            not unsaved_preset
-            and self.path is not None
-            and target.parent.resolve() != self.base_dir
-        ):
-            # A preset's relative paths are meant for wherever it lands; a file's are not.
-            doc = rebase_paths(doc, self.path, target.parent)
-        if unsaved_preset and self._needs_demo_assets(target):
-            if not await self._build_demo_assets(target):
-                return False
-        text = None
-        if unsaved_preset and self.preset is not None:
-            text = _preset_text_if_unchanged(self.preset, doc, target)
-        return await self._write(doc, target, text)
-
-    async def _write(self, doc: Document, target: Path, text: str | None = None) -> bool:
-        """Save ``doc`` (or a preset's commented ``text`` holding the same settings)."""
-        from clmtune.backend.config import ConfigError, save_config
-
-        self.busy = True
-        try:
-            if text is None:
-                await asyncio.to_thread(save_config, build_config(doc, target), target)
-            else:
-                await asyncio.to_thread(_save_text, doc, self.schema, text, target)
-        except ConfigError as exc:
-            first = exc.errors[0] if exc.errors else exc
-            self._refuse(f"Not saved: {first}")
-            return False
-        except OSError as exc:
-            self._refuse(f"Not saved: {target}: {exc.strerror or exc}")
-            return False
-        finally:
-            self.busy = False
-        moved = self.path is None or target.resolve() != self.path.resolve()
-        self.path = target
-        self.stamp = await asyncio.to_thread(file_stamp, target)
-        if moved or self._saved_doc is None:
-            # Relative paths now resolve from the file's folder: rebuild the form around it,
-            # keeping the focus where it was.
-            focus = self.focused_field()
-            await self.show_document(doc, base_dir=self.base_dir, saved=doc, focus=focus)
-        else:
-            self._saved_doc = doc
-        self.hide_banner()
-        self._update_title()
-        self._update_status(f"saved {target.name}")
-        self.notify(f"Saved {target}", timeout=3)
-        return True
-
-    def _needs_demo_assets(self, target: Path) -> bool:
-        return (
-            self.preset is not None
-            and preset_builds_assets(self.preset)
-            and not demo_assets_present(target)
-        )
-
     def _validate(
         self, doc: Document, schema: Any, base_dir: Path, source: Path | None
     ) -> tuple[list[Any], list[str]]:
@@ -563,25 +414,6 @@ class EditorScreen(Screen[None]):
             if self._needs_demo_assets(self.path):
                 errors = [e for e in errors if not _is_demo_path(doc, e)]
         return errors, warnings
-
-    async def _build_demo_assets(self, target: Path) -> bool:
-        """Build the demo's tiny model and texts beside ``target`` in a subprocess.
-
-        Building them imports torch and transformers, which the TUI process never
-        does; ``clmtune init --preset demo`` writes them into ``clmtune-demo/``.
-        """
-        self.busy = True
-        self.show_banner("Building the offline demo model and data (first time only)…", info=True)
-        self._update_status("building the demo…")
-        try:
-            code, output = await asyncio.to_thread(_run_demo_init, target)
-        finally:
-            self.busy = False
-        if code != 0 or not demo_assets_present(target):
-            last = (output.strip().splitlines() or [f"exit code {code}"])[-1]
-            self._refuse(f"Building the demo failed: {last}")
-            return False
-        return True
 
     def _refuse(self, message: str) -> None:
         self.show_banner(message)
