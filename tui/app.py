@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from textual import on, work
-from textual.app import App, SystemCommand
+from textual.app import SystemCommand
 from textual.binding import Binding
 from textual.filter import Monochrome
 from textual.screen import Screen
@@ -26,6 +26,7 @@ from clmtune import themes
 from clmtune.tui import terminal
 from clmtune.tui.messages import LaunchFailed, ResumeRequested, StartRunRequested, StopRequested
 from clmtune.tui.screens.runs import RunsScreen
+from clmtune.tui.shell import DashboardApp
 from clmtune.tui.widgets import footer
 
 if TYPE_CHECKING:
@@ -36,7 +37,7 @@ STOP_WORKER = "stop"
 REAP_S = 2.0
 PREFETCH_AFTER_S = 1.0  # after the first paint, never competing with it
 COMMON_KEYS: tuple[tuple[str, str], ...] = (
-    ("n", "New run: the settings editor (offline demo preset when there are no runs)"),
+    ("n", "New run from a template (the offline demo when there are no runs yet)"),
     ("o", "Open a run settings TOML file in the editor"),
     ("t", "Switch the dark / light theme (remembered)"),
     ("?", "This help"),
@@ -72,10 +73,13 @@ def one_line(error: BaseException) -> str:
     return text or type(error).__name__
 
 
-class ClmtuneApp(App):
+class ClmtuneApp(DashboardApp):
     """Runs list, live dashboards, settings editor and saved metrics."""
 
     CSS_PATH = str(themes.CSS_FILE)
+    # Classes every screen gets on a small terminal (themes/*.tcss fit the layout to it).
+    HORIZONTAL_BREAKPOINTS = [(0, "-cramped"), (64, "-roomy")]
+    VERTICAL_BREAKPOINTS = [(0, "-tiny"), (20, "-high")]
     TITLE = "clmtune"
     BINDINGS = [
         Binding("n", "new_run", "New"),
@@ -185,8 +189,12 @@ class ClmtuneApp(App):
     def action_new_run(self) -> None:
         from clmtune.tui.screens.editor import EditorScreen  # the editor helper's module
 
-        preset = None if self.running_runs or self._has_runs() else "demo"
-        self.push_screen(EditorScreen(preset=preset, runs_dir=self.runs_dir))
+        # A first run starts from the offline demo; later ones from a template the user
+        # picks (never an empty form that fails validation everywhere).
+        if self.running_runs or self._has_runs():
+            self.push_screen(EditorScreen(runs_dir=self.runs_dir, ask_preset=True))
+        else:
+            self.push_screen(EditorScreen(preset="demo", runs_dir=self.runs_dir))
 
     def action_open_toml(self) -> None:
         from clmtune.tui.screens.editor import EditorScreen  # the editor helper's module
@@ -251,6 +259,11 @@ class ClmtuneApp(App):
         uses markup, so ``markup`` is ignored (screens pass it as True by default).
         """
         super().notify(message, title=title, severity=severity, timeout=timeout, markup=False)
+
+    def report_failure(self, action: str, error: BaseException) -> None:
+        """Say why ``action`` failed: screens call this from their worker error handlers
+        (a thread worker's error reaches only its own screen, never this app)."""
+        self.notify(one_line(error), title=f"Could not {action}", severity="error", timeout=10)
 
     # ---- theme ----------------------------------------------------------------
 
@@ -448,7 +461,7 @@ class ClmtuneApp(App):
         palette = getattr(screen, "palette_commands", None)
         if palette is not None:
             yield from palette()
-        yield SystemCommand("New run", "Settings editor with the offline demo preset (n)",
+        yield SystemCommand("New run", "Settings editor, starting from a template (n)",
                             self.action_new_run)
         yield SystemCommand("Open TOML", "Edit a run settings file (o)", self.action_open_toml)
         yield SystemCommand("Toggle theme", "Switch the dark / light palette (t)",

@@ -32,7 +32,7 @@ class RunsRefreshed(Message):
 
 @dataclass
 class RunStatusChanged(Message):
-    """The status read from run.json (``crashed`` when the worker's pid is gone)."""
+    """The status in run.json (``crashed``: the worker is gone; ``deleted``: the run folder)."""
 
     run_dir: Path
     status: str

@@ -66,6 +66,10 @@ def _read_status(run_dir: Path) -> tuple[str, str | None, str | None] | None:
     # Imported here: keeps the runs screen's startup lean.
     from clmtune.backend.rundir.layout import STATUSES, read_run_json, run_process_alive
 
+    if not run_dir.is_dir():  # deleted elsewhere (another dashboard, a shell)
+        return ("deleted", f"{run_dir} no longer exists: the run folder was deleted "
+                "elsewhere; nothing more will arrive", "escape goes back to the runs list")
+
     info = read_run_json(run_dir)
     status = info.get("status")
     if status not in STATUSES:

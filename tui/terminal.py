@@ -64,10 +64,14 @@ def _ascii_table() -> dict[int, str]:
         for char in chars:
             table[char] = to
 
-    put("─━═╌╍┄┅┈┉╴╶╸╺▔▁▬⎯‒–—", "-")
+    put("─━═╴╶╸╺▔▬⎯‒–—", "-")
+    put("╌╍┄┅┈┉", ".")  # dashed: the empty part of a progress bar
     put("│┃║╎╏┆┇┊┋▏▎▍▕▐▌", "|")
     put("┌┐└┘╭╮╰╯├┤┬┴┼┏┓┗┛┣┫┳┻╋╔╗╚╝╠╣╦╩╬", "+")
-    put("█▇▆▅▄▃▂▀▓▒░■", "#")
+    # Sparkline heights: low, middle, high.
+    put("▁▂▃", "_")
+    put("▄▅", "=")
+    put("█▇▆▀▓▒░■", "#")
     put("•●◆◉⏺", "*")
     put("○◯◇", "o")
     put("▼▾⏷↓", "v")

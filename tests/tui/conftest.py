@@ -25,9 +25,12 @@ def frozen_clock() -> float:
 
 @pytest.fixture(autouse=True)
 def _tui_env(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch):
-    """Never read or write the user's ~/.config; format times in UTC."""
+    """Never read or write the user's ~/.config; format times in UTC; UTF-8, colours."""
     monkeypatch.setenv("CLMTUNE_CONFIG_DIR", str(tmp_path_factory.mktemp("clmtune-config")))
     monkeypatch.setenv("TZ", "UTC")
+    # Draw as on a UTF-8 terminal whatever TERM/locale the test runner has (tui.terminal).
+    monkeypatch.setenv("CLMTUNE_ASCII", "0")
+    monkeypatch.delenv("NO_COLOR", raising=False)
     time.tzset()
     yield
     time.tzset()

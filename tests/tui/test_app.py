@@ -193,3 +193,40 @@ def test_cli_help_runs():
     out = subprocess.run([sys.executable, "-m", "clmtune.tui.app", "--help"], capture_output=True,
                          text=True, check=True)
     assert "RUNS_DIR" in out.stdout or "runs_dir" in out.stdout
+
+
+# Screens owned elsewhere that still name tui.app in a TYPE_CHECKING import; the fix is
+# one line (import DashboardApp from clmtune.tui.shell). Empty this once it is merged.
+PENDING_APP_IMPORTS = {"runs.py"}
+
+
+def test_no_screen_or_widget_imports_the_app():
+    """The app imports the screens; screens see it as tui.shell.DashboardApp (no circle)."""
+    import ast
+
+    tui = Path(__file__).resolve().parents[2] / "tui"
+    offenders = []
+    for path in sorted([*tui.glob("screens/*.py"), *tui.glob("widgets/*.py")]):
+        if path.name in PENDING_APP_IMPORTS:
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module in ("clmtune.tui.app", "tui.app"):
+                offenders.append(path.name)
+    assert not offenders
+
+
+def test_report_failure_says_why(runs_root):
+    from clmtune.backend.runs import RunError
+
+    app = _app(runs_root)
+
+    async def go():
+        async with app.run_test(size=(80, 24)) as pilot:
+            app.report_failure("delete big-oom", RunError("big-oom: [data] is still running"))
+            await pilot.pause()
+            return [(n.title, n.message) for n in app._notifications]  # noqa: SLF001
+
+    import asyncio
+
+    shown = asyncio.run(go())
+    assert ("Could not delete big-oom", "big-oom: [data] is still running") in shown

@@ -250,8 +250,10 @@ async def test_start_saves_and_posts_start_run_requested(project: Path) -> None:
         message = app.started[0]
         assert message.config_path == Path("run.toml")
         assert tomllib.loads(message.config_path.read_text())["training"]["max_steps"] == 7
-        assert message.run_dir is not None and message.run_dir.parent == Path("runs")
-        assert message.run_dir.name.startswith("run-")
+        # The launcher picks the folder by the CLI's rule (no output_dir: runs/NAME-DATE),
+        # and the editor says so before the start.
+        assert message.run_dir is None
+        assert editor.destination_text().startswith("runs in runs/run-<date>")
 
 
 async def test_start_refuses_invalid_settings(project: Path) -> None:

@@ -1,4 +1,4 @@
-"""Snapshots of the runs and live screens at 80x24 and 120x40, clock frozen.
+"""Snapshots of the runs and live screens at 80x24 and 120x40 (NO_COLOR, ASCII, other themes).
 
 Regenerate after an intended change: pytest tests/tui/test_snapshots.py --snapshot-update
 (then look at the SVGs in tests/tui/__snapshots__/).
@@ -90,3 +90,44 @@ def test_live_running_gpu(snap_compare, runs_root, size):
 def test_live_failed(snap_compare, runs_root):
     assert snap_compare(_app(runs_root), terminal_size=(80, 24),
                         run_before=_live("failed", "failed"))
+
+
+# ----------------------------------------------------------------- terminals and themes
+
+
+def test_live_completed_no_color(snap_compare, runs_root, monkeypatch):
+    monkeypatch.setenv("NO_COLOR", "1")
+    assert snap_compare(_app(runs_root), terminal_size=(80, 24),
+                        run_before=_live("completed", "completed", (20, 40, 60)))
+
+
+def test_live_completed_ascii(snap_compare, runs_root, monkeypatch):
+    monkeypatch.setenv("CLMTUNE_ASCII", "1")  # as on TERM=linux
+    assert snap_compare(_app(runs_root), terminal_size=(80, 24),
+                        run_before=_live("completed", "completed", (20, 40, 60)))
+
+
+def _in_theme(theme: str, then):
+    async def run_before(pilot):
+        pilot.app.theme = theme
+        await pilot.pause()
+        await then(pilot)
+
+    return run_before
+
+
+def test_live_failed_in_a_textual_theme(snap_compare, runs_root):
+    assert snap_compare(_app(runs_root), terminal_size=(80, 24),
+                        run_before=_in_theme("nord", _live("failed", "failed")))
+
+
+def test_runs_screen_no_color_light_theme(snap_compare, runs_root, monkeypatch):
+    monkeypatch.setenv("NO_COLOR", "1")
+    standard_runs(runs_root)
+
+    async def loaded(pilot):
+        table = pilot.app.screen.query_one("RunTable")
+        await wait_until(pilot, lambda: len(table.runs) == 4)
+
+    assert snap_compare(_app(runs_root), terminal_size=(80, 24),
+                        run_before=_in_theme("clmtune-light", loaded))

@@ -1,7 +1,8 @@
-"""A reusable yes/no question: ``ConfirmScreen(title, body)`` dismisses with a bool."""
+"""Reusable questions: yes/no (``ConfirmScreen``) and one of a few choices (``ChoiceScreen``)."""
 
 from __future__ import annotations
 
+from textual import events
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
@@ -81,3 +82,57 @@ class ConfirmScreen(ModalScreen[bool]):
     def action_answer(self, answer: bool) -> None:
         """Dismiss with ``answer``."""
         self.dismiss(answer)
+
+
+class ChoiceScreen(ModalScreen["str | None"]):
+    """Ask which of a few ways to go on; dismisses with the chosen id (None: cancel).
+
+    ``choices`` are ``(id, key, label)``: each is a button and a one-letter key.
+    The last choice has the initial focus (put the safe one there).
+    """
+
+    DEFAULT_CSS = """
+    ChoiceScreen { align: center middle; background: $background 60%; }
+    ChoiceScreen > #choice-dialog {
+        width: 72; max-width: 95%; height: auto; max-height: 90%;
+        border: thick $warning; background: $surface; padding: 1 2;
+    }
+    ChoiceScreen #choice-title { text-style: bold; width: 1fr; margin-bottom: 1; }
+    ChoiceScreen #choice-body { width: 1fr; margin-bottom: 1; }
+    ChoiceScreen #choice-buttons { height: auto; width: 1fr; align-horizontal: right; }
+    ChoiceScreen Button { margin-left: 1; min-width: 8; }
+    """
+
+    BINDINGS = [Binding("escape", "choose('')", "Cancel")]
+
+    def __init__(self, title: str, body: str, choices: list[tuple[str, str, str]]) -> None:
+        super().__init__()
+        self.question_title = title
+        self.body = body
+        self.choices = choices
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="choice-dialog"):
+            yield Static(self.question_title, id="choice-title", markup=False)
+            yield Static(self.body, id="choice-body", markup=False)
+            with Horizontal(id="choice-buttons"):
+                for ident, key, label in self.choices:
+                    yield Button(f"{label} ({key})", id=f"choice-{ident}", compact=True)
+
+    def on_mount(self) -> None:
+        self.query(Button).last().focus()
+
+    def on_key(self, event: events.Key) -> None:
+        for ident, key, _ in self.choices:
+            if event.key == key:
+                event.stop()
+                self.dismiss(ident)
+                return
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        event.stop()
+        self.dismiss(str(event.button.id).removeprefix("choice-"))
+
+    def action_choose(self, ident: str) -> None:
+        """Dismiss with ``ident`` (empty: cancelled)."""
+        self.dismiss(ident or None)

@@ -25,65 +25,40 @@ from textual.screen import Screen
 from textual.widgets import Label, LoadingIndicator, Static
 from textual.worker import Worker, WorkerState
 
+from clmtune import themes
 from clmtune.tui.messages import LaunchFailed, StartRunRequested
 from clmtune.tui.screens.confirm import ConfirmScreen
 from clmtune.tui.screens.editor_dialogs import PathPrompt, PresetPicker
-from clmtune.tui.screens.editor_files import (  # noqa: F401 - re-exported for other screens
+from clmtune.tui.screens.editor_files import (  # noqa: F401 - metrics imports two of these
     FileProblem,
-    _default_run_dir,
+    FileStamp,
     _is_demo_path,
-    _preset_text_if_unchanged,
-    _run_demo_init,
-    _save_text,
     _sections_only,
     _toml_hint,
     _toml_suggestions,
     binding_commands,
     build_config,
-    demo_assets_present,
     display_path,
+    file_stamp,
+    frozen_run_dir,
     load_schema,
-    preset_builds_assets,
     preset_names,
     read_document,
-    rebase_paths,
     render_preset_document,
+    run_destination,
     unique_path,
 )
+from clmtune.tui.screens.editor_save import EditorSaving
 from clmtune.tui.widgets.config_form import ConfigForm, Document, summary_text
 from clmtune.tui.widgets.footer import AppFooter
 
 # --------------------------------------------------------------------------- the screen
 
 
-class EditorScreen(Screen[None]):
+class EditorScreen(EditorSaving, Screen[None]):
     """Edit a run's settings; save them; start the run."""
 
-    DEFAULT_CSS = """
-    EditorScreen { layout: vertical; }
-    EditorScreen #editor-title {
-        height: 1; width: 1fr; padding: 0 1;
-        background: $panel; color: $text; text-style: bold;
-        text-wrap: nowrap; text-overflow: ellipsis;
-    }
-    EditorScreen #editor-banner {
-        display: none; height: auto; max-height: 4; padding: 0 1;
-        color: $text-error; background: $error 15%;
-    }
-    EditorScreen #editor-banner.-shown { display: block; }
-    EditorScreen #editor-banner.-info { color: $text-warning; background: $warning 10%; }
-    EditorScreen #editor-body { height: 1fr; }
-    EditorScreen #editor-loading-box { height: 1fr; align: center middle; }
-    EditorScreen #editor-loading-label { width: auto; color: $text-muted; }
-    EditorScreen LoadingIndicator { height: 1; }
-    EditorScreen #editor-help {
-        height: 2; padding: 0 1; color: $text-muted; background: $boost;
-    }
-    EditorScreen #editor-command {
-        height: auto; max-height: 3; padding: 0 1; color: $text-accent;
-    }
-    EditorScreen #editor-status { height: 1; padding: 0 1; text-wrap: nowrap; }
-    """
+    CSS_PATH = str(themes.EDITOR_CSS_FILE)  # loaded with the first editor
 
     HELP_TITLE = "Settings"
     HELP = (
@@ -106,9 +81,11 @@ class EditorScreen(Screen[None]):
         Binding("f8", "next_error", "Next error", tooltip="Focus the next field with an error"),
         Binding("ctrl+y", "copy_command", "Copy cmd",
                 tooltip="Copy the equivalent clmtune / torchrun command"),
-        Binding("f2", "save_as", "Save as", tooltip="Save under another file name"),
-        # ? types a character in the text fields: F1 is the help key here.
+        Binding("f2", "save_as", "Save as",
+                tooltip="Save under another file name (a run's settings: copy to a new file)"),
         Binding("f1", "app.help", "Help", tooltip="What this screen does and all its keys"),
+        # ? is help everywhere, even in a text field (settings never hold a ?).
+        Binding("question_mark", "app.help", "Help", show=False, priority=True),
         # The app's one-letter keys mean the same here when no text field has the focus.
         Binding("o", "open", "Open", show=False),
         Binding("n", "preset", "Preset", show=False),
@@ -125,11 +102,15 @@ class EditorScreen(Screen[None]):
         preset: str | None = None,
         runs_dir: Path = Path("runs"),
         ask_path: bool = False,
+        ask_preset: bool = False,
     ) -> None:
         super().__init__()
         self.path: Path | None = Path(path) if path is not None else None
         self.initial_preset = preset
         self.ask_path = ask_path  # start by asking which TOML file to open (the app's o)
+        self.ask_preset = ask_preset  # start by asking which template (the app's n)
+        self.stamp: FileStamp | None = None  # the file as last read or written here
+        self.banner_kind: str | None = None  # "error" / "info" while a banner shows
         self.runs_dir = Path(runs_dir)
         self.schema: Any = None
         self.form: ConfigForm | None = None
@@ -150,10 +131,11 @@ class EditorScreen(Screen[None]):
                     "Reading the settings schema… (the first time after an install or "
                     "upgrade this takes a while: it asks the installed transformers)",
                     id="editor-loading-label",
+                    markup=False,
                 )
         yield Static("", id="editor-help", markup=False)
         yield Static("", id="editor-command", markup=False)
-        yield Static("", id="editor-status")
+        yield Static("", id="editor-status", markup=False)
         yield AppFooter()
 
     def on_mount(self) -> None:
@@ -193,15 +175,25 @@ class EditorScreen(Screen[None]):
             await self.show_document({}, base_dir=Path.cwd(), saved=None)
         if self.ask_path:
             self._open_flow(leave_if_cancelled=True)
+        elif self.ask_preset:
+            self._preset_flow(leave_if_cancelled=True)
 
     # -- showing a document
+
+    @property
+    def read_only(self) -> bool:
+        """A run's frozen config.toml: the record of what the run used, never saved over."""
+        return frozen_run_dir(self.path) is not None
 
     @property
     def base_dir(self) -> Path:
         return (self.path.parent if self.path is not None else Path.cwd()).resolve()
 
-    async def show_document(self, doc: Document, *, base_dir: Path, saved: Document | None) -> None:
-        """Replace the form with one editing ``doc``."""
+    async def show_document(
+        self, doc: Document, *, base_dir: Path, saved: Document | None,
+        focus: tuple[str, str] | None = None,
+    ) -> None:
+        """Replace the form with one editing ``doc`` (``focus``: the field to focus)."""
         body = self.query_one("#editor-body")
         form = ConfigForm(
             self.schema,
@@ -218,11 +210,26 @@ class EditorScreen(Screen[None]):
         self.form = form
         self._update_title()
         self._update_command()
-        first = next(iter(form.query("FieldRow")), None)
-        if first is not None:
-            first.focus_editor()
-            self._show_help(first)
+        if focus is not None and await form.focus_field(*focus):
+            row = form.row(*focus)
+            if row is not None:
+                self._show_help(row)
+        else:
+            first = next(iter(form.query("FieldRow")), None)
+            if first is not None:
+                first.focus_editor()
+                self._show_help(first)
         self.ready.set()
+
+    def focused_field(self) -> tuple[str, str] | None:
+        """(section, key) of the field holding the focus, if any."""
+        focused = self.focused
+        if self.form is None or focused is None:
+            return None
+        for row in self.form.query("FieldRow"):
+            if focused in row.walk_children():
+                return (row.section, row.key)
+        return None
 
     async def open_file(self, path: Path, *, missing_ok: bool = False) -> bool:
         """Open a TOML file; problems are shown in the banner. Returns True when opened."""
@@ -230,6 +237,7 @@ class EditorScreen(Screen[None]):
         if missing_ok and not path.exists():
             self.path = path
             self.preset = None
+            self.stamp = None
             await self.show_document({}, base_dir=self.base_dir, saved=None)
             self.show_banner(
                 f"{path}: no such file yet; ctrl+s creates it from these settings.", info=True
@@ -242,8 +250,15 @@ class EditorScreen(Screen[None]):
             return False
         self.path = path
         self.preset = None
+        self.stamp = await asyncio.to_thread(file_stamp, path)
         await self.show_document(doc, base_dir=self.base_dir, saved=doc)
         self.hide_banner()
+        run_dir = frozen_run_dir(path)
+        if run_dir is not None:
+            self.show_banner(
+                f"Read-only: the settings run {run_dir.name} was started with (its record). "
+                "f2 or ctrl+s copies them to a new settings file.", info=True
+            )
         return True
 
     async def load_preset(self, name: str, dest: Path | None = None) -> bool:
@@ -281,12 +296,15 @@ class EditorScreen(Screen[None]):
         return self.form.document != _sections_only(self._saved_doc)
 
     def show_banner(self, text: str, *, info: bool = False) -> None:
+        """Show ``text`` (plain text) above the form: a refusal, or ``info``."""
+        self.banner_kind = "info" if info else "error"
         banner = self.query_one("#editor-banner", Static)
         banner.update(text)
         banner.set_class(True, "-shown")
         banner.set_class(info, "-info")
 
     def hide_banner(self) -> None:
+        self.banner_kind = None
         self.query_one("#editor-banner", Static).set_class(False, "-shown")
 
     def _update_title(self) -> None:
@@ -294,6 +312,8 @@ class EditorScreen(Screen[None]):
         parts = ["Settings", name]
         if self.preset:
             parts.append(f"preset {self.preset}")
+        if self.read_only:
+            parts.append("read-only")
         text = " · ".join(parts) + ("  ● modified" if self.is_dirty else "")
         self.query_one("#editor-title", Static).update(text)
 
@@ -305,6 +325,10 @@ class EditorScreen(Screen[None]):
             summary = summary + Content(" — f8 jumps to the next")
         if note:
             summary = summary + Content(f" · {note}")
+        elif not self.form.error_count:
+            destination = self.destination_text()
+            if destination:
+                summary = summary + Content(f" · {destination}")
         self.query_one("#editor-status", Static).update(summary)
 
     def command_text(self) -> str:
@@ -319,6 +343,20 @@ class EditorScreen(Screen[None]):
         except Exception:  # settings half-typed: fall back to the plain form
             return f"clmtune train {path}"
 
+    def destination_text(self) -> str:
+        """Where a start writes the run (the launcher's rule), for the command line."""
+        if self.form is None or self.path is None or self.read_only:
+            return ""
+        try:
+            folder, named = run_destination(self.form.document, self.path, self.runs_dir)
+        except Exception:  # noqa: BLE001 - settings half-typed: the command says enough
+            return ""
+        if named:
+            state = "holds files" if folder.exists() and any(folder.iterdir()) else (
+                "exists" if folder.exists() else "will be created")
+            return f"runs in {display_path(folder)} (output_dir; {state})"
+        return f"runs in {display_path(folder.parent)}/{self.path.stem}-<date>-<time> (new)"
+
     def _update_command(self) -> None:
         self.query_one("#editor-command", Static).update(f"$ {self.command_text()}")
 
@@ -328,6 +366,8 @@ class EditorScreen(Screen[None]):
 
     @on(ConfigForm.Validated)
     def _validated(self) -> None:
+        if self.banner_kind == "error" and self.form is not None and not self.form.error_count:
+            self.hide_banner()  # the refusal it explained is fixed now
         self._update_status()
         self._update_command()
         self._update_title()
@@ -361,95 +401,6 @@ class EditorScreen(Screen[None]):
     async def _save_flow(self, ask: bool) -> None:
         await self.save(ask=ask)
 
-    async def save(self, *, ask: bool = False) -> bool:
-        """Validate and save atomically. Returns True when the file was written.
-
-        Dialogs (file name, overwrite) need a worker: call from one when ``ask``
-        or when the document has no file yet.
-        """
-        form = self.form
-        if form is None or self.busy:
-            return False
-        problems = form.validate_now()
-        if problems.error_count:
-            self._refuse(f"Not saved: {problems.error_count} error(s) in the settings.")
-            return False
-        target = self.path
-        if ask or target is None:
-            target = await self.app.push_screen_wait(
-                PathPrompt(
-                    "Save settings as (TOML file):",
-                    str(target or Path.cwd() / "run.toml"),
-                    _toml_suggestions(self.runs_dir),
-                )
-            )
-            if target is None:
-                return False
-            if target.exists() and target != self.path:
-                ok = await self.app.push_screen_wait(
-                    ConfirmScreen(
-                        "Overwrite?", f"{target} exists. Replace it with these settings?", "Replace"
-                    )
-                )
-                if not ok:
-                    return False
-        doc = form.document
-        unsaved_preset = self.preset is not None and self._saved_doc is None
-        if (
-            not unsaved_preset
-            and self.path is not None
-            and target.parent.resolve() != self.base_dir
-        ):
-            # A preset's relative paths are meant for wherever it lands; a file's are not.
-            doc = rebase_paths(doc, self.path, target.parent)
-        if unsaved_preset and self._needs_demo_assets(target):
-            if not await self._build_demo_assets(target):
-                return False
-        text = None
-        if unsaved_preset and self.preset is not None:
-            text = _preset_text_if_unchanged(self.preset, doc, target)
-        return await self._write(doc, target, text)
-
-    async def _write(self, doc: Document, target: Path, text: str | None = None) -> bool:
-        """Save ``doc`` (or a preset's commented ``text`` holding the same settings)."""
-        from clmtune.backend.config import ConfigError, save_config
-
-        self.busy = True
-        try:
-            if text is None:
-                await asyncio.to_thread(save_config, build_config(doc, target), target,
-                                        layout_from=self.path)
-            else:
-                await asyncio.to_thread(_save_text, doc, self.schema, text, target)
-        except ConfigError as exc:
-            first = exc.errors[0] if exc.errors else exc
-            self._refuse(f"Not saved: {first}")
-            return False
-        except OSError as exc:
-            self._refuse(f"Not saved: {target}: {exc.strerror or exc}")
-            return False
-        finally:
-            self.busy = False
-        moved = self.path is None or target.resolve() != self.path.resolve()
-        self.path = target
-        if moved or self._saved_doc is None:
-            # Relative paths now resolve from the file's folder: rebuild the form around it.
-            await self.show_document(doc, base_dir=self.base_dir, saved=doc)
-        else:
-            self._saved_doc = doc
-        self.hide_banner()
-        self._update_title()
-        self._update_status(f"saved {target.name}")
-        self.notify(f"Saved {target}", timeout=3)
-        return True
-
-    def _needs_demo_assets(self, target: Path) -> bool:
-        return (
-            self.preset is not None
-            and preset_builds_assets(self.preset)
-            and not demo_assets_present(target)
-        )
-
     def _validate(
         self, doc: Document, schema: Any, base_dir: Path, source: Path | None
     ) -> tuple[list[Any], list[str]]:
@@ -463,25 +414,6 @@ class EditorScreen(Screen[None]):
             if self._needs_demo_assets(self.path):
                 errors = [e for e in errors if not _is_demo_path(doc, e)]
         return errors, warnings
-
-    async def _build_demo_assets(self, target: Path) -> bool:
-        """Build the demo's tiny model and texts beside ``target`` in a subprocess.
-
-        Building them imports torch and transformers, which the TUI process never
-        does; ``clmtune init --preset demo`` writes them into ``clmtune-demo/``.
-        """
-        self.busy = True
-        self.show_banner("Building the offline demo model and data (first time only)…", info=True)
-        self._update_status("building the demo…")
-        try:
-            code, output = await asyncio.to_thread(_run_demo_init, target)
-        finally:
-            self.busy = False
-        if code != 0 or not demo_assets_present(target):
-            last = (output.strip().splitlines() or [f"exit code {code}"])[-1]
-            self._refuse(f"Building the demo failed: {last}")
-            return False
-        return True
 
     def _refuse(self, message: str) -> None:
         self.show_banner(message)
@@ -515,7 +447,7 @@ class EditorScreen(Screen[None]):
         self._preset_flow()
 
     @work(exclusive=True, group="dialog")
-    async def _preset_flow(self) -> None:
+    async def _preset_flow(self, leave_if_cancelled: bool = False) -> None:
         try:
             presets = preset_names()
         except Exception as exc:
@@ -525,6 +457,8 @@ class EditorScreen(Screen[None]):
             return
         name = await self.app.push_screen_wait(PresetPicker(presets))
         if name is None:
+            if leave_if_cancelled and not self.is_dirty and len(self.app.screen_stack) > 1:
+                self.dismiss(None)  # asked from the runs list: back there
             return
         dest = await self.app.push_screen_wait(
             PathPrompt(
@@ -590,12 +524,13 @@ class EditorScreen(Screen[None]):
                 str(getattr(first, "section", "")), str(getattr(first, "key", ""))
             )
             return
-        if self.is_dirty or self.path is None or not self.path.exists():
-            if not await self.save():
+        if self.read_only or self.is_dirty or self.path is None or not self.path.exists():
+            if not await self.save():  # a run's own settings: copied to a new file first
                 return
         assert self.path is not None
-        run_dir = _default_run_dir(self.path, self.runs_dir)
-        self.post_message(StartRunRequested(config_path=self.path, run_dir=run_dir))
+        # No run folder here: the launcher picks it by the same rule as `clmtune train`
+        # (output_dir when set, else a new runs/<name>-<date>), shown under the form.
+        self.post_message(StartRunRequested(config_path=self.path, run_dir=None))
         self._update_status("starting…")
 
     async def _launch_errors(self) -> list[Any]:

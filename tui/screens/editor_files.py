@@ -7,10 +7,12 @@ these from its thread workers.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import subprocess
 import sys
 from collections.abc import Iterable
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -168,33 +170,88 @@ def _sections_only(doc: Document) -> Document:
 
 
 def _toml_suggestions(runs_dir: Path) -> list[str]:
-    """TOML files here and every run's config.toml, as typed: relative first, then absolute."""
-    paths = sorted(Path.cwd().glob("*.toml"))
-    try:
-        paths += sorted(runs_dir.glob("*/config.toml"), reverse=True)  # newest run first
-    except OSError:
-        pass
+    """Settings files here (``*.toml``), as typed: relative first, then absolute.
+
+    Only settings files: a run folder's frozen config.toml and other internals are not
+    offered (a run's settings open read-only when their path is typed).
+    """
+    paths = sorted(p for p in Path.cwd().glob("*.toml") if not p.name.startswith("."))
     shown = [display_path(p) for p in paths]
     return list(dict.fromkeys(shown + [str(p.absolute()) for p in paths]))
 
 
 def _toml_hint(suggestions: list[str]) -> str:
     """The prompt's hint: what is there to open, and the keys."""
-    here = [s for s in suggestions if not os.path.isabs(s) and os.sep not in s]
-    runs = [s for s in suggestions if not os.path.isabs(s) and os.sep in s]
+    here = [s for s in suggestions if not os.path.isabs(s)]
     found = ", ".join(here[:3]) + (" …" if len(here) > 3 else "")
-    if runs:
-        found += ("; " if found else "") + f"{len(runs)} run config(s): type {runs[0][:4]}…"
     keys = "→ completes · enter opens · escape cancels"
     return f"Found: {found}\n{keys}" if found else keys
 
 
-def _default_run_dir(config_path: Path, runs_dir: Path) -> Path | None:
+@dataclass(frozen=True)
+class FileStamp:
+    """What a settings file held when it was read or written (to see outside changes)."""
+
+    mtime_ns: int
+    digest: str
+
+
+def file_stamp(path: Path) -> FileStamp | None:
+    """The file's modification time and content hash; None when it does not exist."""
     try:
-        from clmtune.backend.launch import default_run_dir
-    except ImportError:  # the launcher decides
+        data = Path(path).read_bytes()
+        mtime = Path(path).stat().st_mtime_ns
+    except OSError:
         return None
-    return default_run_dir(config_path, runs_dir)
+    return FileStamp(mtime, hashlib.sha256(data).hexdigest())
+
+
+def changed_on_disk(path: Path, stamp: FileStamp | None) -> bool:
+    """Whether ``path`` differs from what ``stamp`` recorded (content, not only mtime)."""
+    now = file_stamp(path)
+    if stamp is None:
+        return now is not None  # created by someone else since
+    if now is None:
+        return False  # deleted since: saving recreates it, nothing to lose
+    return now.digest != stamp.digest
+
+
+def frozen_run_dir(path: Path | None) -> Path | None:
+    """The run folder when ``path`` is a run's frozen config.toml (read-only), else None."""
+    if path is None or Path(path).name != "config.toml":
+        return None
+    from clmtune.backend.runs import is_run_dir
+
+    folder = Path(path).absolute().parent
+    return folder if is_run_dir(folder) else None
+
+
+def copy_of_frozen(doc: Document, run_dir: Path) -> Document:
+    """A run's frozen settings as a new file's: without the run folder as output_dir.
+
+    The frozen copy names the run's own folder; a new run started from the copy
+    would be refused there (it holds a run), so the copy lets the launcher choose.
+    """
+    out = {s: dict(v) if isinstance(v, dict) else v for s, v in doc.items()}
+    training = out.get("training")
+    if isinstance(training, dict):
+        value = training.get("output_dir")
+        if isinstance(value, str) and Path(value).expanduser().absolute() == run_dir.absolute():
+            training.pop("output_dir")
+    return out
+
+
+def run_destination(doc: Document, path: Path, runs_dir: Path) -> tuple[Path, bool]:
+    """Where starting these settings writes the run, by the launcher's own rule.
+
+    ``(folder, named_by_output_dir)``: ``output_dir`` when set (relative to the file),
+    else a new ``runs/<name>-<date>`` folder, exactly as ``clmtune train`` decides.
+    """
+    from clmtune.backend.launch import _choose_run_dir  # the one rule for CLI and dashboard
+
+    cfg = build_config(doc, path)
+    folder = _choose_run_dir(cfg, path, None, runs_dir)
+    return Path(folder), bool(cfg.training.get("output_dir"))
 
 
 def preset_builds_assets(name: str) -> bool:

@@ -42,7 +42,7 @@ from clmtune.tui.widgets.memory_panel import MemoryPanel
 from clmtune.tui.widgets.phase_bar import PhaseBar
 
 if TYPE_CHECKING:
-    from clmtune.tui.app import ClmtuneApp
+    from clmtune.tui.shell import DashboardApp
 
 ENDED = ("completed", "stopped", "failed", "crashed")
 RENDER_EVERY_S = 1.0  # coalesce data batches into one redraw per this many seconds
@@ -71,8 +71,8 @@ class LiveScreen(Screen):
     """Dashboard of one run; works the same for a running and a finished run."""
 
     CSS_PATH = str(themes.LIVE_CSS_FILE)  # loaded on the first live view, not at startup
-    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (110, "-wide")]
-    VERTICAL_BREAKPOINTS = [(0, "-short"), (34, "-tall")]
+    HORIZONTAL_BREAKPOINTS = [(0, "-cramped"), (64, "-narrow"), (110, "-wide")]
+    VERTICAL_BREAKPOINTS = [(0, "-tiny"), (20, "-short"), (34, "-tall")]
 
     HELP_TITLE = "Run"
     HELP = (
@@ -112,7 +112,7 @@ class LiveScreen(Screen):
         Binding("3", "tab('tab-final')", "Final metrics", show=False),
     ]
 
-    app: ClmtuneApp
+    app: DashboardApp
 
     def __init__(self, run_dir: Path, *, poll_s: float = 0.3, follow: bool = True) -> None:
         super().__init__()
@@ -258,7 +258,10 @@ class LiveScreen(Screen):
     @property
     def status(self) -> str:
         """The run's status: the events' state, unless run.json knows better (crashed)."""
-        return self.view.status_with(self.disk_status.status if self.disk_status else None)
+        disk = self.disk_status.status if self.disk_status else None
+        if disk == "deleted":  # the folder vanished under the live view
+            return disk
+        return self.view.status_with(disk)
 
     def _model_name(self) -> str:
         settings = (self.view.started or {}).get("settings") or {}
@@ -309,7 +312,7 @@ class LiveScreen(Screen):
         error = self.view.error or (self.disk_status.error if self.disk_status else None)
         hint = self.view.hint or (self.disk_status.hint if self.disk_status else None)
         panel = self.query_one("#error-panel", Static)
-        if status in ("failed", "crashed"):
+        if status in ("failed", "crashed", "deleted"):
             body = Text(f"{status}: ", style="bold")
             body.append(
                 error

@@ -13,6 +13,7 @@ from textual.widget import Widget
 from textual.widgets import Input, Label, Select, Static, Switch
 
 from clmtune.tui.widgets.field_values import (
+    OUTPUT_PATHS,
     UNSET,
     ParseError,
     _same,
@@ -24,6 +25,15 @@ from clmtune.tui.widgets.field_values import (
     spec_key,
     uses_switch,
 )
+
+
+class FieldInput(Input):
+    """A settings text field. ``?`` is the help key, never a typed character: no setting
+    holds one, and Textual drops every binding of a key an Input consumes (the editor
+    binds ``?`` with priority; this lets that binding through)."""
+
+    def check_consume_key(self, key: str, character: str | None) -> bool:
+        return character != "?" and super().check_consume_key(key, character)
 
 
 class FieldRow(Widget):
@@ -106,6 +116,11 @@ class FieldRow(Widget):
         self.section = section
         self.key = name
         self.value: Any = value
+        # The value as the file held it, and its text: showing it is not an edit, even
+        # when the text does not parse (a bad value from a file keeps the file's value,
+        # and the validation says what is wrong with it).
+        self.initial = value
+        self.initial_text = format_value(value, spec.kind) if value is not UNSET else None
         self.parse_error: str | None = None
         self.messages: tuple[tuple[str, ...], tuple[str, ...]] = ((), ())
         self.base_dir = base_dir
@@ -160,7 +175,7 @@ class FieldRow(Widget):
         # A plain text field for numbers too: Textual's integer/number inputs drop
         # the characters they do not allow ("2.0" became 20, "1e3" 13), so what was
         # typed was not what was used. parse_text reads the text and says what is wrong.
-        return Input(
+        return FieldInput(
             format_value(value, kind),
             placeholder=format_default(spec),
             valid_empty=True,
@@ -195,6 +210,9 @@ class FieldRow(Widget):
     @on(Input.Changed)
     def _input_changed(self, event: Input.Changed) -> None:
         event.stop()
+        if self.initial_text is not None and event.value == self.initial_text:
+            self._set_value(self.initial, None)
+            return
         try:
             value = parse_text(event.value, self.spec.kind)
         except ParseError as exc:
@@ -227,6 +245,8 @@ class FieldRow(Widget):
             if resolve_path(self.value, self.base_dir).exists():
                 text = "✓ exists"
                 hint.add_class("-ok")
+            elif (self.section, self.key) in OUTPUT_PATHS:
+                text = "will be created"  # an output: not being there yet is normal
             else:
                 text = "✗ not found"
                 hint.add_class("-bad")

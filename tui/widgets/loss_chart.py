@@ -26,6 +26,11 @@ from clmtune.tui.thin import log10_positive, thin_minmax
 from clmtune.tui.widgets.label_text import set_label
 
 SPARK_POINTS = 400  # tail of lr / grad norm shown in the strips
+# textual-plot writes the y label over the old one without clearing it: both labels
+# get the same width so the new one covers the old ("loss" after "loss (log)").
+Y_LABELS = {False: "loss", True: "loss (log)"}
+_LABEL_WIDTH = max(len(label) for label in Y_LABELS.values())
+SMALL_LEGEND = (40, 10)  # below this chart size the legend would cover the lines
 
 
 class ArrayCache:
@@ -92,7 +97,7 @@ class LossChart(PlotWidget, inherit_bindings=False):
         self._cache = [ArrayCache() for _ in range(4)]
 
     def on_mount(self) -> None:
-        self.set_ylabel("loss")
+        self.set_ylabel(Y_LABELS[False].center(_LABEL_WIDTH))
         self.show_legend(LegendLocation.TOPRIGHT)
         self.redraw()
 
@@ -172,15 +177,21 @@ class LossChart(PlotWidget, inherit_bindings=False):
         self._keep_axes_readable(ty, ey)
         self.clear()
         self.plotted_points = len(tx) + len(ex)
-        self.plot(tx, ty, line_style=train_style or "white", hires_mode=HiResMode.BRAILLE,
-                  label="train")
+        train_style, eval_style = train_style or "white", eval_style or "yellow"
+        if getattr(self.app, "ascii", False):
+            # No braille on this terminal: plain markers, one per point.
+            self.scatter(tx, ty, marker="*", marker_style=train_style, label="train")
+            if len(ex):
+                self.scatter(ex, ey, marker="o", marker_style=eval_style, label="eval")
+            return
+        self.plot(tx, ty, line_style=train_style, hires_mode=HiResMode.BRAILLE, label="train")
         if len(ex):
-            self.plot(ex, ey, line_style=eval_style or "yellow", hires_mode=HiResMode.BRAILLE)
-            self.scatter(ex, ey, marker="•", marker_style=eval_style or "yellow", label="eval")
+            self.plot(ex, ey, line_style=eval_style, hires_mode=HiResMode.BRAILLE)
+            self.scatter(ex, ey, marker="•", marker_style=eval_style, label="eval")
 
     def watch_log_scale(self, log_scale: bool) -> None:
         self.set_y_formatter(LogAxisFormatter() if log_scale else NumericAxisFormatter())
-        self.set_ylabel("loss (log)" if log_scale else "loss")
+        self.set_ylabel(Y_LABELS[log_scale].center(_LABEL_WIDTH))
         # y limits in the old scale are meaningless now; keep the x window.
         self._auto_y_min = self._auto_y_max = True
         self._padded_y = False
@@ -200,6 +211,9 @@ class LossChart(PlotWidget, inherit_bindings=False):
         self.redraw()
 
     def on_resize(self) -> None:
+        # A small chart has no room for the legend: it would hide the curve.
+        small = self.size.width < SMALL_LEGEND[0] or self.size.height < SMALL_LEGEND[1]
+        self.show_legend(is_visible=not small)
         self.redraw()
 
     def notify_style_update(self) -> None:

@@ -64,29 +64,45 @@ def history(samples: Sequence[dict[str, Any]], index: int) -> list[float]:
 class MemoryPanel(Vertical):
     """One headline, one detail line and a sparkline per device."""
 
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._built = 0  # device rows mounted (or being mounted)
+        self._latest: tuple[Sequence[dict[str, Any]], list[tuple[str, str]]] | None = None
+
     def compose(self) -> ComposeResult:
-        yield Label("memory: waiting for the first sample", classes="memory-empty")
+        yield Label("memory: waiting for the first sample", classes="memory-empty", markup=False)
 
     def update_memory(self, samples: Sequence[dict[str, Any]]) -> None:
         if not samples:
             return
         rows = device_lines(samples[-1])
-        if len(self.query(".memory-head")) != len(rows):
+        self._latest = (samples, rows)
+        if self._built != len(rows):
+            # Counted here, not queried: a second batch before the mount lands must not
+            # rebuild again (the fill then found no rows and ended the app).
+            self._built = len(rows)
             self.remove_children()
             widgets: list[Any] = []
             for i in range(len(rows)):
                 widgets += [
-                    Label(classes="memory-head", id=f"mem-head-{i}"),
-                    Label(classes="memory-detail", id=f"mem-detail-{i}"),
+                    Label(classes="memory-head", id=f"mem-head-{i}", markup=False),
+                    Label(classes="memory-detail", id=f"mem-detail-{i}", markup=False),
                     Sparkline([], id=f"mem-spark-{i}"),
                 ]
             self.mount_all(widgets)
-            self.call_after_refresh(self._fill, samples, rows)
+            self.call_after_refresh(self._fill_latest)
         else:
             self._fill(samples, rows)
 
+    def _fill_latest(self) -> None:
+        if self._latest is not None:
+            self._fill(*self._latest)
+
     def _fill(self, samples: Sequence[dict[str, Any]], rows: list[tuple[str, str]]) -> None:
         for i, (head, detail) in enumerate(rows):
-            set_label(self.query_one(f"#mem-head-{i}", Label), head)
+            found = self.query(f"#mem-head-{i}")
+            if not found:
+                return  # not mounted (yet, or any more): the next fill shows them
+            set_label(found.first(Label), head)
             set_label(self.query_one(f"#mem-detail-{i}", Label), detail)
             self.query_one(f"#mem-spark-{i}", Sparkline).data = history(samples, i)
