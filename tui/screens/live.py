@@ -405,7 +405,10 @@ class LiveScreen(Screen):
 
     def footer_hidden(self) -> tuple[str, ...]:
         """A complete run is never resumed as it is: it offers "train further" instead."""
-        return ("resume",) if self.status == "completed" else ("train_further",)
+        hidden = ["resume"] if self.status == "completed" else ["train_further"]
+        if self.status != "running":
+            hidden.append("stop")  # nothing to stop: the key still explains why
+        return tuple(hidden)
 
     def action_train_further(self) -> None:
         if self.status != "completed":
