@@ -29,6 +29,8 @@ from typing import Any
 WATCHED = ("run.json", "events.jsonl")
 #: Runs read before the first listing is handed out: more than a tall terminal shows.
 FIRST_ROWS = 60
+#: ... and a first handful before those, so that something shows as soon as possible.
+FIRST_STAGE = 8
 #: Statuses whose summary depends on more than files (a dead pid makes "crashed").
 LIVE_STATUSES = ("running",)
 
@@ -46,17 +48,34 @@ def signature(run_dir: str) -> tuple:
     return (_stat_key(run_dir), *(_stat_key(os.path.join(run_dir, n)) for n in WATCHED))
 
 
-def _start_hint(run_dir: Path) -> float:
-    """A cheap newest-first key before the run is read: run.json's start, else the mtime."""
+def newest_started(children: list[str], count: int) -> list[str]:
+    """The ``count`` run dirs that started last, reading few ``run.json`` files.
+
+    A run's ``run.json`` is written when it starts and rewritten later, so its mtime is
+    never before its start: going through the folders by that mtime, newest first, no
+    folder left can beat the ``count``-th start found once the mtimes drop below it.
+    Folders without ``run.json`` (plain Hugging Face outputs) rank by their own mtime.
+    """
     from clmtune.backend.runs import read_run_json
 
-    start = read_run_json(run_dir).get("start_time")
-    if isinstance(start, (int, float)):
-        return float(start)
-    try:
-        return run_dir.stat().st_mtime
-    except OSError:
-        return 0.0
+    stamped: list[tuple[float, str, bool]] = []
+    for path in children:
+        try:
+            stamped.append((os.stat(os.path.join(path, "run.json")).st_mtime, path, True))
+        except OSError:
+            try:
+                stamped.append((os.stat(path).st_mtime, path, False))
+            except OSError:
+                continue
+    stamped.sort(reverse=True)
+    best: list[tuple[float, str]] = []
+    for mtime, path, has_record in stamped:
+        if len(best) >= count and mtime < best[count - 1][0]:
+            break
+        start = read_run_json(Path(path)).get("start_time") if has_record else None
+        best.append((float(start) if isinstance(start, (int, float)) else mtime, path))
+        best.sort(reverse=True)
+    return [path for _, path in best[:count]]
 
 
 def sort_newest_first(runs: list[Any]) -> list[Any]:
@@ -89,7 +108,8 @@ class RunsLister:
         self._order: list[str] = []
         self.loaded = False  # True once a complete listing was handed out
         self.reads = 0  # read_run calls so far (benchmarks and tests look at it)
-        # A cancelled refresh thread may still be finishing when the next one starts.
+        # One refresh at a time: a timer tick during a long first listing is skipped, not
+        # queued (and not a restart: the first listing resumes where it stopped).
         self._lock = threading.Lock()
 
     def forget(self, run_dir: Path) -> None:
@@ -116,11 +136,16 @@ class RunsLister:
     ) -> bool:
         """Bring the listing up to date; ``emit(runs)`` each time it has news.
 
-        Returns True when it emitted anything. The first call emits twice for a large
-        folder: the newest ``first`` runs, then all of them.
+        Returns True when it emitted anything. The first call emits three times for a
+        large folder: the newest few runs, the newest ``first``, then all of them. A call
+        while another one is running returns False at once.
         """
-        with self._lock:
+        if not self._lock.acquire(blocking=False):
+            return False
+        try:
             return self._refresh(emit, cancelled)
+        finally:
+            self._lock.release()
 
     def _refresh(
         self, emit: Callable[[list[Any]], None], cancelled: Callable[[], bool]
@@ -144,20 +169,22 @@ class RunsLister:
     ) -> bool:  # fmt: skip
         from clmtune.backend.runs import is_run_dir
 
-        paths = [Path(p) for p in children if is_run_dir(Path(p))]
-        if len(paths) > self.first:
-            paths.sort(key=_start_hint, reverse=True)
-            head = [self._read(str(p)) for p in paths[: self.first]]
+        emitted = False
+        if len(children) > self.first:
+            head = newest_started(children, self.first)
+            for stage in sorted({min(FIRST_STAGE, self.first), self.first}):
+                for path in head[:stage]:
+                    if cancelled():
+                        return emitted
+                    if path not in self._known and is_run_dir(Path(path)):
+                        self._read(path)
+                emit(sort_newest_first([k.summary for k in self._known.values()]))
+                emitted = True
+        for path in children:
             if cancelled():
-                return False
-            emit(sort_newest_first(head))
-            rest = paths[self.first :]
-        else:
-            rest = paths
-        for path in rest:
-            if cancelled():
-                return False
-            self._read(str(path))
+                return emitted
+            if path not in self._known and is_run_dir(Path(path)):
+                self._read(path)
         self.loaded = True
         self._emit_all(emit)
         return True

@@ -88,7 +88,8 @@ class RunsScreen(Screen):
         yield AppFooter()
 
     def on_mount(self) -> None:
-        self._lister = RunsLister(self.app.runs_dir)
+        # The first rows read are the ones a screen shows: the rest come after them.
+        self._lister = RunsLister(self.app.runs_dir, first=max(10, self.app.size.height))
         self.add_class("-empty")  # the message area shows "Loading runs…" until the list
         # List after the first paint: the scan must not compete with it for the GIL.
         self.call_after_refresh(self.refresh_runs)
@@ -115,7 +116,7 @@ class RunsScreen(Screen):
         """No run to act on: the per-run keys leave the footer (room for n, ? and q)."""
         return RUN_ACTIONS if self.selected is None else ()
 
-    @work(thread=True, exclusive=True, group="runs-refresh", exit_on_error=False)
+    @work(thread=True, group="runs-refresh", exit_on_error=False)
     def refresh_runs(self) -> None:
         """Bring the list up to date in a thread (disk scans can be slow on network file
         systems); posts only when something changed."""
