@@ -48,6 +48,7 @@ from pty_driver import Pty, cpu_seconds  # noqa: E402
 BLOCK_SIZE = 64
 BATCH = 8
 MAX_EVAL_SAMPLES = 64
+LIVE_MARK = b"Log scale"  # in the live view's footer only
 
 
 @dataclass
@@ -156,8 +157,7 @@ def run_clmtune(config: Path, work: Path, name: str, dashboard: bool) -> Sample:
                    str(run_dir.parent)], cwd=work)  # fmt: skip
         # Open the live view the way a person does: the list lands on the newest run.
         if _wait_for(run_dir / "run.json", train):
-            time.sleep(1.0)
-            tui.send(b"\r")
+            _open_live_view(tui, train)
         while train.poll() is None and not _has_train_log(run_dir):
             time.sleep(0.05)
         cpu_at_train = (cpu_seconds(tui.pid), time.monotonic())
@@ -176,6 +176,19 @@ def run_clmtune(config: Path, work: Path, name: str, dashboard: bool) -> Sample:
     loss = json.loads(eval_file.read_text()).get("eval_loss") if eval_file.exists() else None
     first = _first_step_time(run_dir)
     return Sample(rate, (first - start) if first else float("nan"), loss, dashboard_cpu)
+
+
+def _open_live_view(tui: Pty, train: Pty, timeout: float = 60.0) -> None:
+    """Press enter on the runs list until the live view shows (its footer's "Log scale")."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and train.poll() is None:
+        if tui.saw(LIVE_MARK):
+            return
+        if tui.saw(b"Took"):  # the runs table is on screen: open the newest run
+            tui.send(b"\r")
+        time.sleep(0.5)
+    if not tui.saw(LIVE_MARK):
+        raise SystemExit("the dashboard did not open the run's live view")
 
 
 def _has_train_log(run_dir: Path) -> bool:

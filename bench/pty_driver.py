@@ -46,6 +46,7 @@ class Pty:
         os.close(slave)
         self.master = master
         self.output_bytes = 0
+        self.seen_text = bytearray()  # everything written so far, for :meth:`saw`
         self._reader = threading.Thread(target=self._drain, daemon=True)
         self._reader.start()
 
@@ -62,6 +63,11 @@ class Pty:
             if not chunk:
                 return
             self.output_bytes += len(chunk)
+            self.seen_text += chunk
+
+    def saw(self, text: bytes) -> bool:
+        """True once the process wrote ``text`` (e.g. a label only one screen shows)."""
+        return text in self.seen_text
 
     def send(self, data: bytes) -> None:
         """Type ``data`` into the terminal."""
