@@ -155,7 +155,7 @@ def _choose_run_dir(
 
 #: How often and how long _worker_env looks at the run queue before choosing the wait policy.
 CONTENTION_SAMPLES = 5
-CONTENTION_GAP_S = 0.02
+CONTENTION_GAP_S = 0.01
 
 
 def _others_runnable() -> float | None:
@@ -180,14 +180,20 @@ def _worker_env() -> dict[str, str]:
     OpenMP's default spin-then-sleep wait trains as fast as a plain script, and
     ``OMP_WAIT_POLICY=PASSIVE`` halves that; when other work already keeps the cores busy,
     spinning threads lose their time slices to each other and PASSIVE is several times
-    faster. So PASSIVE only when other threads are runnable at launch; a value the user
-    exported always wins. (The dashboard is kept cheap so it does not count.)
+    faster. So PASSIVE only when, at launch, other runnable threads would not leave the
+    worker's threads a core each (torch uses about one thread per physical core, so
+    "half the cores busy", at least one); a value the user exported always wins. An idle
+    dashboard is rarely runnable and does not count (it is kept cheap for that).
     """
     env = dict(os.environ)
     env.setdefault("PYTHONUNBUFFERED", "1")
     if "OMP_WAIT_POLICY" not in env:
         others = _others_runnable()
-        if others is not None and others >= 1.0:
+        try:
+            cores = len(os.sched_getaffinity(0))
+        except (AttributeError, OSError):
+            cores = os.cpu_count() or 1
+        if others is not None and others >= max(1.0, cores / 2):
             env["OMP_WAIT_POLICY"] = "PASSIVE"
     return env
 
