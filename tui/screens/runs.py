@@ -20,6 +20,7 @@ from textual.worker import get_current_worker
 
 from clmtune.tui.listing import RunsLister
 from clmtune.tui.messages import RunsRefreshed
+from clmtune.tui.widgets import footer
 from clmtune.tui.widgets.footer import AppFooter
 from clmtune.tui.widgets.run_table import RunTable
 
@@ -94,6 +95,14 @@ class RunsScreen(Screen):
         # List after the first paint: the scan must not compete with it for the GIL.
         self.call_after_refresh(self.refresh_runs)
         self._timer = self.set_interval(REFRESH_S, self.refresh_runs)
+
+    def on_resize(self) -> None:
+        # The footer leaves optional keys out below footer.WIDE columns: recompose it when
+        # the width crosses that line (the list no longer refreshes it every two seconds).
+        wide = self.app.size.width >= footer.WIDE
+        if wide != getattr(self, "_footer_wide", wide):
+            self.refresh_bindings()
+        self._footer_wide = wide
 
     def on_screen_suspend(self) -> None:
         # Nobody sees the list under a live view: stop scanning the disk for it.
