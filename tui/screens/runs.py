@@ -83,6 +83,9 @@ class RunsScreen(Screen):
 
     def compose(self) -> ComposeResult:
         root = shown_path(self.app.runs_dir)
+        # The message area shows "Loading runs…" until the list: set before the children
+        # mount so that the first styling pass is the only one.
+        self.add_class("-empty")
         yield Static(f"clmtune · runs in {root}", classes="title-bar", id="runs-title")
         yield RunTable(clock=self.app.clock, id="runs-table")
         yield Static(LOADING, id="runs-empty")
@@ -91,7 +94,6 @@ class RunsScreen(Screen):
     def on_mount(self) -> None:
         # The first rows read are the ones a screen shows: the rest come after them.
         self._lister = RunsLister(self.app.runs_dir, first=max(10, self.app.size.height))
-        self.add_class("-empty")  # the message area shows "Loading runs…" until the list
         # List after the first paint: the scan must not compete with it for the GIL.
         self.call_after_refresh(self.refresh_runs)
         self._timer = self.set_interval(REFRESH_S, self.refresh_runs)
