@@ -94,8 +94,8 @@ class RunsScreen(Screen):
     def on_mount(self) -> None:
         # The first rows read are the ones a screen shows: the rest come after them.
         self._lister = RunsLister(self.app.runs_dir, first=max(10, self.app.size.height))
-        # Start listing now, alongside the first paint: the thread mostly waits on the disk.
-        self.refresh_runs()
+        # List after the first paint: the scan must not compete with it for the GIL.
+        self.call_after_refresh(self.refresh_runs)
         self._timer = self.set_interval(REFRESH_S, self.refresh_runs)
 
     def on_resize(self) -> None:
