@@ -10,7 +10,8 @@ Cost per optimizer step (the only per-step hook is ``on_step_end``): one
 ``StopControl.check_every_s``), and under DDP one broadcast of a one-element
 tensor every ``stop_sync_steps`` steps. No tensor is read back per step: loss
 and grad norm arrive in ``on_log`` already as Python floats (Trainer syncs
-there anyway), and tokens/s comes from batch shapes.
+there anyway), and tokens/s comes from batch shapes. Per log: one event line,
+and a memory sample at most once a second (``MEMORY_EVERY_S``).
 
 Where ``on_save`` fires (transformers 5.x, ``Trainer._maybe_log_save_evaluate``):
 ``self._save_checkpoint(model, trial)`` then
@@ -35,6 +36,9 @@ from transformers import TrainerCallback
 from clmtune.backend.events import Emit, make_event, perplexity
 from clmtune.backend.memory import MemorySampler
 from clmtune.backend.runs import COMPLETE_MARKER, STOP_FILE, write_json_atomic
+
+#: Memory samples at logs are at most this often (the memory thread fills longer gaps).
+MEMORY_EVERY_S = 1.0
 
 
 class StopControl:
@@ -113,10 +117,12 @@ class EventCallback(TrainerCallback):
         memory: MemorySampler | None = None,
         block_size: int | None = None,
         stop_sync_steps: int = 10,
+        memory_every_s: float = MEMORY_EVERY_S,
     ) -> None:
         self.emit = emit
         self.stop = stop if stop is not None else StopControl()
         self.memory = memory
+        self.memory_every_s = memory_every_s
         self.block_size = block_size  # set from the run_started event by the worker
         self.stop_sync_steps = max(1, int(stop_sync_steps))
         self.stopped_at: int | None = None  # global step where a stop was honoured
@@ -150,7 +156,11 @@ class EventCallback(TrainerCallback):
         self._win_step = step
 
     def _sample_memory(self, step: int) -> None:
-        if self.memory is not None:
+        # A sample reads /proc (about as long as writing the log event): a run that logs
+        # every few milliseconds must not pay it at every log.
+        if self.memory is None:
+            return
+        if time.monotonic() - self.memory.last_sample_time >= self.memory_every_s:
             self.emit(self.memory.sample(step))
 
     # ------------------------------------------------------------ hooks

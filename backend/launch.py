@@ -161,12 +161,48 @@ def _choose_run_dir(
     return default_run_dir(config_path or cfg.source, runs_root)
 
 
+#: How often and how long _worker_env looks at the run queue before choosing the wait policy.
+CONTENTION_SAMPLES = 5
+CONTENTION_GAP_S = 0.01
+
+
+def _others_runnable() -> float | None:
+    """Mean number of other runnable threads on this machine right now (Linux), else None."""
+    counts = []
+    for index in range(CONTENTION_SAMPLES):
+        try:
+            with open("/proc/stat", encoding="ascii") as fh:
+                line = next((ln for ln in fh if ln.startswith("procs_running")), "")
+            counts.append(max(0, int(line.split()[1]) - 1))  # minus this reading thread
+        except (OSError, ValueError, IndexError):
+            return None
+        if index + 1 < CONTENTION_SAMPLES:
+            time.sleep(CONTENTION_GAP_S)
+    return sum(counts) / len(counts)
+
+
 def _worker_env() -> dict[str, str]:
+    """The worker's environment: the caller's, plus a wait policy chosen per case.
+
+    Measured (bench/bench_vs_run_clm.py, README "Performance"): on an idle CPU machine
+    OpenMP's default spin-then-sleep wait trains as fast as a plain script, and
+    ``OMP_WAIT_POLICY=PASSIVE`` halves that; when other work already keeps the cores busy,
+    spinning threads lose their time slices to each other and PASSIVE is several times
+    faster. So PASSIVE only when, at launch, other runnable threads would not leave the
+    worker's threads a core each (torch uses about one thread per physical core, so
+    "half the cores busy", at least one); a value the user exported always wins. An idle
+    dashboard is rarely runnable and does not count (it is kept cheap for that).
+    """
     env = dict(os.environ)
     env.setdefault("PYTHONUNBUFFERED", "1")
-    # Busy-waiting OpenMP threads make CPU training several times slower as soon as another
-    # process (the dashboard, a second run) wants a core; passive waiting costs nothing.
-    env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    if "OMP_WAIT_POLICY" not in env:
+        others = _others_runnable()
+        try:
+            cores = len(os.sched_getaffinity(0))
+        except (AttributeError, OSError):
+            cores = os.cpu_count() or 1
+        if others is not None and others >= max(1.0, cores / 2):
+            env["OMP_WAIT_POLICY"] = "PASSIVE"
     return env
 
 

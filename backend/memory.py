@@ -10,6 +10,7 @@ prints or raises: a missing piece is reported as None.
 
 from __future__ import annotations
 
+import os
 import sys
 import threading
 import time
@@ -33,12 +34,24 @@ def _cuda_module() -> Any | None:
     return None
 
 
+_process: Any = None  # psutil.Process of this process, made once (it costs as much as a read)
+
+
+def _this_process() -> Any:
+    global _process
+    import psutil
+
+    if _process is None or _process.pid != os.getpid():  # new after a fork
+        _process = psutil.Process()
+    return _process
+
+
 def _host_memory() -> dict[str, int | None]:
     try:
         import psutil
 
         vm = psutil.virtual_memory()
-        rss = psutil.Process().memory_info().rss
+        rss = _this_process().memory_info().rss
         return {
             "process_rss": int(rss),
             "system_used": int(vm.total - vm.available),

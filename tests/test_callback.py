@@ -279,3 +279,24 @@ def test_sampling_on_a_machine_without_a_gpu_prints_nothing():
         capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert result.returncode == 0 and result.stderr == "" and result.stdout == ""
+
+
+def test_memory_is_sampled_at_most_once_a_second_however_often_it_logs(tmp_path):
+    cb, sink, args, state, control = started(tmp_path)
+    for step in range(1, 6):  # five logs within far less than a second
+        state.global_step = step
+        cb.on_log(args, state, control, logs={"loss": 2.0})
+    assert len(sink.of("train_log")) == 5
+    assert [m["step"] for m in sink.of("memory")] == [1]
+    cb.memory.last_sample_time -= 1.0  # a second later, the next log samples again
+    state.global_step = 6
+    cb.on_log(args, state, control, logs={"loss": 2.0})
+    assert [m["step"] for m in sink.of("memory")] == [1, 6]
+
+
+def test_memory_every_log_when_asked(tmp_path):
+    cb, sink, args, state, control = started(tmp_path, memory_every_s=0.0)
+    for step in range(1, 4):
+        state.global_step = step
+        cb.on_log(args, state, control, logs={"loss": 2.0})
+    assert [m["step"] for m in sink.of("memory")] == [1, 2, 3]

@@ -206,7 +206,8 @@ class ClmtuneApp(DashboardApp):
 
     def _has_runs(self) -> bool:
         screen = next((s for s in self.screen_stack if isinstance(s, RunsScreen)), None)
-        return bool(screen and screen.table.runs)
+        # While the list loads, the folder may well hold runs: not a first start.
+        return bool(screen and (screen.table.runs or screen.loading))
 
     def action_help(self) -> None:
         """What this screen is for and every key that works on it."""

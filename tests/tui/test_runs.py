@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import os
+import shutil
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -10,7 +15,13 @@ from clmtune.backend.runs import list_runs
 from clmtune.tui.app import ClmtuneApp
 from clmtune.tui.messages import RunsRefreshed
 from clmtune.tui.widgets.run_table import RunTable
-from tests.tui.conftest import fake_checkpoint, frozen_clock, standard_runs, wait_until
+from tests.tui.conftest import (
+    FROZEN_NOW,
+    fake_checkpoint,
+    frozen_clock,
+    standard_runs,
+    wait_until,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -136,3 +147,121 @@ async def test_new_opens_the_editor(runs_root):
         await pilot.press("n")
         await pilot.pause()
         assert type(app.screen).__name__ == "EditorScreen"
+
+
+# ------------------------------------------------------------------ large folders, keys
+
+
+def _plain_run(root: Path, name: str, start: float, step: int = 10, max_steps: int = 10) -> Path:
+    """A small finished run: run.json and an HF trainer_state.json (no events)."""
+    run_dir = root / name
+    run_dir.mkdir(parents=True)
+    (run_dir / "run.json").write_text(json.dumps(
+        {"status": "completed", "start_time": start, "end_time": start + 5.0, "pid": 1}))
+    (run_dir / "trainer_state.json").write_text(json.dumps(
+        {"global_step": step, "max_steps": max_steps, "log_history": []}))
+    return run_dir
+
+
+def _many_runs(root: Path, count: int) -> list[str]:
+    """``count`` runs started a minute apart; their names newest first."""
+    names = [f"sweep-{i:03d}" for i in range(count)]
+    for i, name in enumerate(names):
+        _plain_run(root, name, FROZEN_NOW - 7200 + 60 * i)
+    return names[::-1]
+
+
+def _rendered_row(table: RunTable, row: int) -> str:
+    """The text of a row as painted (cells cut to their column widths)."""
+    return table.render_line(row + 1 - table.scroll_offset.y).text  # +1: the header
+
+
+async def test_loading_runs_is_said_until_the_listing_arrives(runs_root, monkeypatch):
+    from clmtune.backend import runs as backend_runs
+
+    standard_runs(runs_root)
+    release = threading.Event()
+    real_read, real_list = backend_runs.read_run, backend_runs.list_runs
+
+    def slow_read(path):
+        release.wait(10)
+        return real_read(path)
+
+    def slow_list(root):
+        release.wait(10)
+        return real_list(root)
+
+    monkeypatch.setattr(backend_runs, "read_run", slow_read)
+    monkeypatch.setattr(backend_runs, "list_runs", slow_list)
+    app = _app(runs_root)
+    try:
+        async with app.run_test(size=(80, 24)) as pilot:
+            await pilot.pause(0.3)
+            message = str(app.screen.query_one("#runs-empty").render())
+            assert "Loading runs" in message and "No runs yet" not in message
+            # n while loading is not a first start: no demo preset forced on the user
+            assert app._has_runs()
+            release.set()
+            await _loaded(app, pilot, 4)
+            assert not app.screen.has_class("-empty")
+    finally:
+        release.set()
+
+
+async def test_lands_on_the_newest_run_and_paging_keys_move(runs_root):
+    names = _many_runs(runs_root, 40)
+    app = _app(runs_root)
+    async with app.run_test(size=(80, 24)) as pilot:
+        table = await _loaded(app, pilot, 40)
+        assert table.selected.name == names[0]
+        await pilot.press("end")
+        assert table.selected.name == names[-1]
+        await pilot.press("home")
+        assert table.selected.name == names[0]
+        await pilot.press("pagedown")
+        assert table.cursor_row > 5
+        await pilot.press("pageup")
+        assert table.selected.name == names[0]
+        # A run started now (e.g. from the editor) is where the list lands next.
+        _plain_run(runs_root, "started-now", FROZEN_NOW)
+        app.screen.refresh_runs()
+        await _loaded(app, pilot, 41)
+        assert table.selected.name == "started-now"
+
+
+@pytest.mark.parametrize("size", [(80, 24), (120, 40)])
+async def test_step_column_never_cuts_digits(runs_root, size):
+    _plain_run(runs_root, "long-run", FROZEN_NOW - 60, step=2384, max_steps=4000)
+    _plain_run(runs_root, "short-run", FROZEN_NOW - 120, step=5, max_steps=10)
+    app = _app(runs_root)
+    async with app.run_test(size=size) as pilot:
+        table = await _loaded(app, pilot, 2)
+        await pilot.pause()
+        assert "2384/4000" in _rendered_row(table, 0)
+        assert "5/10" in _rendered_row(table, 1)
+        assert table.virtual_size.width <= table.size.width  # nothing scrolls sideways
+
+
+def test_lister_reads_only_what_changed(runs_root):
+    from clmtune.tui.listing import RunsLister
+
+    names = _many_runs(runs_root, 12)
+    lister = RunsLister(runs_root, first=5)
+    got: list[list[str]] = []
+    assert lister.refresh(lambda runs: got.append([r.name for r in runs]))
+    # The newest rows come first, then the whole folder, newest first.
+    assert got == [names[:5], names]
+    assert lister.reads == 12
+    got.clear()
+    assert not lister.refresh(got.append)  # nothing changed: nothing read, nothing sent
+    assert lister.reads == 12 and got == []
+    run_json = runs_root / names[3] / "run.json"
+    info = json.loads(run_json.read_text())
+    run_json.write_text(json.dumps({**info, "status": "failed", "error": "boom"}))
+    os.utime(run_json, ns=(time.time_ns(), time.time_ns() + 10**9))
+    assert lister.refresh(lambda runs: got.append(runs))
+    assert lister.reads == 13
+    assert {r.name: r.status for r in got[-1]}[names[3]] == "failed"
+    shutil.rmtree(runs_root / names[0])
+    assert lister.refresh(lambda runs: got.append(runs))
+    assert [r.name for r in got[-1]] == names[1:] and lister.reads == 13

@@ -202,8 +202,13 @@ async def test_runs_are_not_rescanned_while_hidden(runs_root, monkeypatch):
     run_dir = recorded_run(runs_root, "demo", "completed", status="completed")
     fake_checkpoint(run_dir, 20)
     scans = []
-    real = runs_screen.list_runs
-    monkeypatch.setattr(runs_screen, "list_runs", lambda root: scans.append(1) or real(root))
+    real = runs_screen.RunsLister.refresh
+
+    def counted(self, *args, **kwargs):
+        scans.append(1)
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(runs_screen.RunsLister, "refresh", counted)
     monkeypatch.setattr(runs_screen, "REFRESH_S", 0.05)
     app = _app(runs_root)
     async with app.run_test(size=(80, 24)) as pilot:

@@ -1,4 +1,9 @@
-"""Home screen: every run under the runs folder, refreshed every couple of seconds."""
+"""Home screen: every run under the runs folder, refreshed every couple of seconds.
+
+The folder is read by :class:`tui.listing.RunsLister` in a thread: the newest rows
+first, the rest after, and later only the runs whose files changed. Until the first
+rows arrive the screen says "Loading runs…" (never "No runs yet").
+"""
 
 from __future__ import annotations
 
@@ -11,8 +16,11 @@ from textual.app import ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.screen import Screen
 from textual.widgets import DataTable, Static
+from textual.worker import get_current_worker
 
+from clmtune.tui.listing import RunsLister
 from clmtune.tui.messages import RunsRefreshed
+from clmtune.tui.widgets import footer
 from clmtune.tui.widgets.footer import AppFooter
 from clmtune.tui.widgets.run_table import RunTable
 
@@ -20,18 +28,12 @@ if TYPE_CHECKING:
     from clmtune.tui.app import ClmtuneApp
 
 REFRESH_S = 2.0
+LOADING = "Loading runs…"
 EMPTY_HINT = (
     "No runs yet in {root}\n\n"
     "Press [b]n[/b] to set up the offline demo (a tiny model that trains in a minute or\n"
     "two on a CPU), [b]o[/b] to open a run settings TOML file, [b]?[/b] for help."
 )
-
-
-def list_runs(root: Path) -> list[Any]:
-    """``backend.runs.list_runs``, imported on first use (keeps startup lean)."""
-    from clmtune.backend.runs import list_runs as _list_runs
-
-    return _list_runs(root)
 
 
 RUN_ACTIONS = ("open_run", "resume", "delete", "metrics")
@@ -49,11 +51,16 @@ class RunsScreen(Screen):
     HELP_TITLE = "Runs"
     HELP = (
         "Every run in {runs_dir}, newest first, refreshed every two seconds. Move with "
-        "↑/↓ (or the mouse) and press enter to watch a run, live or finished.\n\n"
+        "↑/↓, PgUp/PgDn, Home/End (or the mouse) and press enter to watch a run, live or "
+        "finished.\n\n"
         "Training runs in its own process: quitting this dashboard leaves it running, and "
         "opening the run again shows its whole history."
     )
-    HELP_KEYS = (("↑ / ↓", "Select a run"),)
+    HELP_KEYS = (
+        ("↑ / ↓", "Select a run"),
+        ("PgUp / PgDn", "A page up or down"),
+        ("Home / End", "The newest / the oldest run"),
+    )
 
     BINDINGS = [
         Binding("enter", "open_run", "Open", tooltip="Watch the selected run, live or finished"),
@@ -72,19 +79,32 @@ class RunsScreen(Screen):
     ]
 
     app: ClmtuneApp
+    loading = True  # until the first rows of the listing arrive
 
     def compose(self) -> ComposeResult:
         root = shown_path(self.app.runs_dir)
+        # The message area shows "Loading runs…" until the list: set before the children
+        # mount so that the first styling pass is the only one.
+        self.add_class("-empty")
         yield Static(f"clmtune · runs in {root}", classes="title-bar", id="runs-title")
         yield RunTable(clock=self.app.clock, id="runs-table")
-        yield Static(EMPTY_HINT.format(root=root), id="runs-empty")
+        yield Static(LOADING, id="runs-empty")
         yield AppFooter()
 
     def on_mount(self) -> None:
-        self.add_class("-empty")
+        # The first rows read are the ones a screen shows: the rest come after them.
+        self._lister = RunsLister(self.app.runs_dir, first=max(10, self.app.size.height))
         # List after the first paint: the scan must not compete with it for the GIL.
         self.call_after_refresh(self.refresh_runs)
         self._timer = self.set_interval(REFRESH_S, self.refresh_runs)
+
+    def on_resize(self) -> None:
+        # The footer leaves optional keys out below footer.WIDE columns: recompose it when
+        # the width crosses that line (the list no longer refreshes it every two seconds).
+        wide = self.app.size.width >= footer.WIDE
+        if wide != getattr(self, "_footer_wide", wide):
+            self.refresh_bindings()
+        self._footer_wide = wide
 
     def on_screen_suspend(self) -> None:
         # Nobody sees the list under a live view: stop scanning the disk for it.
@@ -107,13 +127,22 @@ class RunsScreen(Screen):
         """No run to act on: the per-run keys leave the footer (room for n, ? and q)."""
         return RUN_ACTIONS if self.selected is None else ()
 
-    @work(thread=True, exclusive=True, group="runs-refresh", exit_on_error=False)
+    @work(thread=True, group="runs-refresh", exit_on_error=False)
     def refresh_runs(self) -> None:
-        """List the runs in a thread (disk scans can be slow on network file systems)."""
-        self.post_message(RunsRefreshed(list_runs(self.app.runs_dir)))
+        """Bring the list up to date in a thread (disk scans can be slow on network file
+        systems); posts only when something changed."""
+        worker = get_current_worker()
+        self._lister.refresh(
+            lambda runs: self.post_message(RunsRefreshed(runs)),
+            cancelled=lambda: worker.is_cancelled,
+        )
 
     @on(RunsRefreshed)
     def show_runs(self, message: RunsRefreshed) -> None:
+        if self.loading:
+            self.loading = False
+            root = shown_path(self.app.runs_dir)
+            self.query_one("#runs-empty", Static).update(EMPTY_HINT.format(root=root))
         self.set_class(not message.runs, "-empty")
         self.table.update_runs(message.runs)
         self.refresh_bindings()
@@ -126,7 +155,9 @@ class RunsScreen(Screen):
 
     def _need_selection(self) -> Any | None:
         run = self.selected
-        if run is None:
+        if run is None and self.loading:
+            self.notify(LOADING, severity="information")
+        elif run is None:
             self.notify("No runs yet: press n to set up the offline demo, or o to open a "
                         "TOML file.", severity="warning")
         return run
@@ -175,6 +206,7 @@ class RunsScreen(Screen):
         from clmtune.backend.runs import delete_run
 
         delete_run(run_dir)
+        self._lister.forget(run_dir)
         self.notify(f"Deleted {run_dir.name}.")  # notify is thread-safe (post_message)
         self.refresh_runs()
 

@@ -26,7 +26,7 @@ COLUMNS: tuple[tuple[str, str, int | None], ...] = (
     # key, label, width (None: sized to the names). Most useful first.
     ("name", "Run", None),
     ("status", "Status", 9),
-    ("progress", "Step", 14),
+    ("progress", "Step", None),  # sized to the widest step count
     ("loss", "Loss", 6),
     ("eval", "Eval", 6),
     ("ppl", "PPL", 6),
@@ -40,6 +40,7 @@ WIDE = 100
 NARROW_KEYS = ("name", "status", "progress", "loss", "ppl", "duration")
 NAME_WIDTH = (8, 24, 40)  # min, max narrow, max wide
 BAR_WIDTH = 5
+STEP_MIN = 4  # "Step" itself
 MODEL_MIN = 8
 
 
@@ -60,14 +61,25 @@ def run_key(run: Any) -> str:
     return str(run.path)
 
 
+def step_text(run: Any) -> str:
+    """``global_step/max_steps`` (or the step alone when the length is unknown)."""
+    return f"{run.global_step}/{run.max_steps}" if run.max_steps else str(run.global_step)
+
+
 class RunTable(DataTable):
     """One row per run (``backend.runs.RunSummary``), keyed by the run dir path.
 
-    ``update_runs`` keeps the cursor on the same run across refreshes.
+    ``update_runs`` keeps the cursor on the same run across refreshes (on the newest
+    run when it was there) and redraws only the rows whose cells changed.
     """
 
     # DataTable's own (hidden) enter binding would hide the screen's "Open" in the footer.
-    BINDINGS = [Binding("enter", "select_cursor", "Open")]
+    # Home/End move to the first/last run (DataTable's scroll sideways in a row table).
+    BINDINGS = [
+        Binding("enter", "select_cursor", "Open"),
+        Binding("home", "scroll_top", "Newest", show=False),
+        Binding("end", "scroll_bottom", "Oldest", show=False),
+    ]
 
     COMPONENT_CLASSES = DataTable.COMPONENT_CLASSES | {
         "run-table--running",
@@ -82,6 +94,7 @@ class RunTable(DataTable):
         self.clock = clock
         self.runs: list[Any] = []
         self._columns_shown: tuple[tuple[str, int | None], ...] = ()
+        self._shown: dict[str, dict[str, Text | str]] = {}  # the cells on screen, per run
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "select_cursor" and not self.runs:
@@ -100,11 +113,14 @@ class RunTable(DataTable):
         longest = max((len(str(run.name)) for run in self.runs), default=0)
         low, narrow_max, wide_max = NAME_WIDTH
         name_width = max(low, min(longest, wide_max if wide else narrow_max))
+        # Never cut a digit off the step count (2384/4000 must not read 2384/400).
+        steps = max((len(step_text(run)) for run in self.runs), default=0)
+        widths = {"name": name_width, "progress": max(STEP_MIN, BAR_WIDTH + 1 + steps)}
         spec = []
         for key, _label, width in COLUMNS:
             if not wide and key not in NARROW_KEYS:
                 continue
-            spec.append((key, name_width if key == "name" else width))
+            spec.append((key, widths.get(key, width)))
         if wide and self.size.width:
             # The model takes what is left (each column pads one cell on both sides,
             # and the vertical scrollbar may take two): nothing scrolls sideways.
@@ -119,6 +135,7 @@ class RunTable(DataTable):
             return False
         labels = {key: label for key, label, _ in COLUMNS}
         self.clear(columns=True)
+        self._shown = {}
         for key, width in spec:
             self.add_column(labels[key], key=key, width=width)
         self._columns_shown = spec
@@ -138,27 +155,50 @@ class RunTable(DataTable):
         return self.runs[self.cursor_row]
 
     def update_runs(self, runs: Sequence[Any]) -> None:
-        """Show ``runs`` (newest first as listed), keeping the cursor on the same run."""
+        """Show ``runs`` (newest first as listed), keeping the cursor on the same run.
+
+        A cursor on the newest run stays on the newest run (the list lands on it). Rows
+        whose cells did not change are left alone, and runs listed after the known ones
+        are appended, so a refresh of a large folder costs only what changed.
+        """
         previous = self.selected
+        on_newest = previous is None or self.cursor_row == 0
         keep = run_key(previous) if previous is not None else None
+        old_keys = [run_key(run) for run in self.runs]
         self.runs = list(runs)
-        self._ensure_columns()
-        self._fill()
-        if keep is not None:
-            for index, run in enumerate(self.runs):
-                if run_key(run) == keep:
-                    self.move_cursor(row=index, animate=False, scroll=False)
-                    break
+        new_keys = [run_key(run) for run in self.runs]
+        if self._ensure_columns() or new_keys[: len(old_keys)] != old_keys:
+            self._fill()
+        else:
+            self._patch(len(old_keys))
+        target = 0 if on_newest or keep is None else new_keys.index(keep) if keep in new_keys \
+            else min(self.cursor_row, len(self.runs) - 1)
+        if self.runs and target != self.cursor_row:
+            self.move_cursor(row=target, animate=False, scroll=True)
+
+    def _row(self, run: Any) -> list[Text | str]:
+        cells = self._cells(run)
+        self._shown[run_key(run)] = cells
+        return [cells[k] for k, _ in self._columns_shown]
 
     def _fill(self) -> None:
-        row = self.cursor_row
         self.clear()
-        keys = [key for key, _ in self._columns_shown]
+        self._shown = {}
         for run in self.runs:
+            self.add_row(*self._row(run), key=run_key(run))
+
+    def _patch(self, known: int) -> None:
+        """Update the changed cells of the first ``known`` rows; append the rest."""
+        for run in self.runs[:known]:
+            key = run_key(run)
+            before = self._shown.get(key, {})
             cells = self._cells(run)
-            self.add_row(*(cells[k] for k in keys), key=run_key(run))
-        if 0 <= row < len(self.runs):
-            self.move_cursor(row=row, animate=False, scroll=False)
+            for column, _ in self._columns_shown:
+                if before.get(column) != cells[column]:
+                    self.update_cell(key, column, cells[column])
+            self._shown[key] = cells
+        for run in self.runs[known:]:
+            self.add_row(*self._row(run), key=run_key(run))
 
     def _style(self, component: str) -> str:
         try:
@@ -169,7 +209,7 @@ class RunTable(DataTable):
     def _cells(self, run: Any) -> dict[str, Text | str]:
         now = self.clock()
         status = str(run.status)
-        step_txt = f"{run.global_step}/{run.max_steps}" if run.max_steps else str(run.global_step)
+        step_txt = step_text(run)
         fraction = run.global_step / run.max_steps if run.max_steps else None
         progress = Text(fmt.bar(fraction, BAR_WIDTH), style=self._style("run-table--dim"))
         progress.append(f" {step_txt}")
