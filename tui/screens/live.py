@@ -406,7 +406,7 @@ class LiveScreen(Screen):
     def footer_hidden(self) -> tuple[str, ...]:
         """A complete run is never resumed as it is: it offers "train further" instead."""
         hidden = ["resume"] if self.status == "completed" else ["train_further"]
-        if self.status != "running":
+        if self.status in ENDED:
             hidden.append("stop")  # nothing to stop: the key still explains why
         return tuple(hidden)
 
