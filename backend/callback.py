@@ -35,7 +35,7 @@ from transformers import TrainerCallback
 
 from clmtune.backend.events import Emit, make_event, perplexity
 from clmtune.backend.memory import MemorySampler
-from clmtune.backend.runs import COMPLETE_MARKER, STOP_FILE, write_json_atomic
+from clmtune.backend.rundir.layout import COMPLETE_MARKER, STOP_FILE, write_json_atomic
 
 #: Memory samples at logs are at most this often (the memory thread fills longer gaps).
 MEMORY_EVERY_S = 1.0

@@ -265,7 +265,8 @@ def _tail_until_exit(launched: Any, console: Any, interrupts: _Interrupts) -> tu
 
 def _cmd_train(args: argparse.Namespace) -> int:
     from clmtune.backend.launch import start_run
-    from clmtune.backend.runs import read_run, read_run_json
+    from clmtune.backend.rundir.layout import read_run_json
+    from clmtune.backend.rundir.summary import read_run
 
     console = _console()
     config_path = Path(args.file) if args.file else None
@@ -366,7 +367,7 @@ def _runs_root(args: argparse.Namespace) -> Path:
 
 def _cmd_stop(args: argparse.Namespace) -> int:
     from clmtune.backend.launch import request_stop
-    from clmtune.backend.runs import read_run
+    from clmtune.backend.rundir.summary import read_run
 
     run_dir = _need_run_dir(args)
     if not request_stop(run_dir):

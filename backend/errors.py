@@ -35,8 +35,8 @@ class UsageError(ClmtuneError):
 class SettingsError(ClmtuneError):
     """A settings file or value that is invalid; ``errors`` holds one entry per problem.
 
-    ``errors`` items are ``clmtune.backend.config.FieldError`` (or anything whose ``str()`` is
-    one line); ``str(exc)`` is one line per problem.
+    ``errors`` items are ``clmtune.backend.settings.problems.FieldError`` (or anything whose
+    ``str()`` is one line); ``str(exc)`` is one line per problem.
     """
 
     def __init__(self, errors: list) -> None:

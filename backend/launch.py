@@ -29,17 +29,17 @@ from clmtune.backend.resume_plan import (
     resume_warnings,  # noqa: F401 - part of launch's public surface
     world_size,
 )
-from clmtune.backend.runs import (
+from clmtune.backend.rundir.layout import (
     CONFIG_TOML,
     RUN_JSON,
     STOP_FILE,
     RunError,
     is_run_dir,
     pid_alive,
-    read_run,
     read_run_json,
     write_json_atomic,
 )
+from clmtune.backend.rundir.summary import read_run
 
 if TYPE_CHECKING:  # config pulls in the schema; import it only where it is used
     from clmtune.backend.settings.run_config import RunConfig

@@ -29,20 +29,19 @@ from typing import TYPE_CHECKING, Any
 
 from clmtune.backend.errors import RunDirError, UsageError
 from clmtune.backend.events import EVENTS_FILE, read_events, read_json
-from clmtune.backend.runs import (
+from clmtune.backend.rundir.checkpoints import list_checkpoints, resolve_resume
+from clmtune.backend.rundir.layout import (
     CHECKPOINT_RE,
     CONFIG_TOML,
     RUN_JSON,
     STOP_FILE,
     TRAINER_STATE,
-    list_checkpoints,
-    read_run,
     read_run_json,
-    resolve_resume,
 )
+from clmtune.backend.rundir.summary import read_run
 
 if TYPE_CHECKING:
-    from clmtune.backend.config import RunConfig
+    from clmtune.backend.settings.run_config import RunConfig
 
 #: What ``--resume`` accepts besides a checkpoint path.
 RESUME_LAST, RESUME_AUTO = "last", "auto"
@@ -173,7 +172,9 @@ def run_settings(run_dir: Path) -> RunConfig | None:
     Read as they are, not validated: a run's data file may be gone and its record still be
     worth deciding on (starting validates again).
     """
-    from clmtune.backend.config import ConfigError, RunConfig, read_toml
+    from clmtune.backend.settings.problems import ConfigError
+    from clmtune.backend.settings.run_config import RunConfig
+    from clmtune.backend.settings.toml_io import read_toml
 
     path = run_dir / CONFIG_TOML
     if not path.is_file():
@@ -423,7 +424,7 @@ def resume_warnings(run_dir: Path, checkpoint: Path, cfg: RunConfig | None = Non
     its ``trainer_state.json``) and from its completion marker (world size);
     reading ``training_args.bin`` would need torch.
     """
-    from clmtune.backend.runs import COMPLETE_MARKER
+    from clmtune.backend.rundir.layout import COMPLETE_MARKER
 
     run_dir, checkpoint = Path(run_dir), Path(checkpoint)
     if cfg is None:

@@ -14,7 +14,7 @@ import os
 from pathlib import Path
 
 from clmtune.backend.errors import UsageError
-from clmtune.backend.runs import is_run_dir
+from clmtune.backend.rundir.layout import is_run_dir
 
 #: Where runs live unless ``--runs-dir`` says otherwise.
 DEFAULT_RUNS_DIR = Path("runs")

@@ -31,7 +31,8 @@ from typing import Any
 from clmtune import backend
 from clmtune.backend.errors import ClmtuneError
 from clmtune.backend.events import EVENTS_FILE, Event, EventWriter, make_event
-from clmtune.backend.runs import RUN_JSON, read_run_json, resolve_resume, write_json_atomic
+from clmtune.backend.rundir.checkpoints import resolve_resume
+from clmtune.backend.rundir.layout import RUN_JSON, read_run_json, write_json_atomic
 
 TEST_CALLBACKS_ENV = "CLMTUNE_TEST_CALLBACKS"
 STOP_SYNC_ENV = "CLMTUNE_STOP_SYNC_STEPS"

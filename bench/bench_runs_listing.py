@@ -4,7 +4,7 @@ Builds a runs folder of 20 run dirs: 19 small finished runs (a few hundred event
 checkpoints) and one live run with a 100k-step ``events.jsonl`` logged at every step
 (train log + memory sample per step, evals, checkpoint events; ~200k lines) whose
 checkpoints carry a ``trainer_state.json`` with the log history, as Hugging Face
-writes them. Then it times ``backend.runs.list_runs(root)``:
+writes them. Then it times ``backend.rundir.listing.list_runs(root)``:
 
 - cold: the per-process cache emptied first (``clear_caches()``) - what every call
   cost before the cache, and what the first call still costs;

@@ -45,7 +45,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from clmtune.backend.launch import start_run  # noqa: E402
-from clmtune.backend.runs import read_run_json  # noqa: E402
+from clmtune.backend.rundir.layout import read_run_json  # noqa: E402
 from clmtune.backend.settings.run_config import RunConfig  # noqa: E402
 
 SIZE = (120, 40)
@@ -55,7 +55,7 @@ SIZE = (120, 40)
 DRIVER = """
 import json, sys, time
 from pathlib import Path
-from clmtune.backend.runs import read_run_json
+from clmtune.backend.rundir.layout import read_run_json  # noqa: E402
 from clmtune.tui.app import ClmtuneApp
 
 runs_dir, run_dir, out, display = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3], sys.argv[4]

@@ -87,7 +87,8 @@ save_steps = {eval_every}
 
 def plain_arguments(config: Path, out_dir: Path) -> dict:
     """The ``TrainingArguments`` keywords clmtune derives from ``config`` (for the plain side)."""
-    from clmtune.backend.config import load_config, training_arguments_kwargs
+    from clmtune.backend.settings.toml_io import load_config
+    from clmtune.backend.settings.training_args import training_arguments_kwargs
 
     return training_arguments_kwargs(load_config(config), str(out_dir), has_validation=True)
 

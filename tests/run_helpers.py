@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from clmtune.backend.events import EVENTS_FILE, Event, read_events
-from clmtune.backend.runs import read_run, read_run_json
+from clmtune.backend.rundir.layout import read_run_json
+from clmtune.backend.rundir.summary import read_run
 from clmtune.backend.settings.toml_io import save_config
 from tests.fixtures import make_tiny_config
 

@@ -12,7 +12,7 @@ from transformers import TrainerControl, TrainerState
 
 from clmtune.backend.callback import EventCallback, StopControl, perplexity
 from clmtune.backend.memory import MemorySampler, MemoryThread
-from clmtune.backend.runs import COMPLETE_MARKER, STOP_FILE
+from clmtune.backend.rundir.layout import COMPLETE_MARKER, STOP_FILE
 
 
 class Sink:

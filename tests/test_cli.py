@@ -21,7 +21,7 @@ from clmtune.backend.launch import (
     resume_warnings,
     worker_command,
 )
-from clmtune.backend.runs import STOP_FILE, RunError
+from clmtune.backend.rundir.layout import STOP_FILE, RunError
 from clmtune.backend.settings.run_config import RunConfig
 from tests.fixtures import make_tiny_config
 from tests.test_runs import make_checkpoint, make_run

@@ -11,7 +11,9 @@ import threading
 import pytest
 
 from clmtune.backend.events import EVENTS_FILE, EventTailer, read_events
-from clmtune.backend.runs import list_checkpoints, read_run, read_run_json, resolve_resume
+from clmtune.backend.rundir.checkpoints import list_checkpoints, resolve_resume
+from clmtune.backend.rundir.layout import read_run_json
+from clmtune.backend.rundir.summary import read_run
 from tests.run_helpers import (
     DRILL_HOOKS,
     cli_env,

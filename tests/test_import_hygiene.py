@@ -15,7 +15,8 @@ import pytest
 from tests.run_helpers import REPO, cli_env
 
 HEAVY = ("torch", "transformers", "datasets", "evaluate", "accelerate")
-LIGHT = ("events", "runs", "launch", "config")
+LIGHT = ("events", "rundir.listing", "rundir.summary", "rundir.state", "launch", "resume_plan",
+         "settings.toml_io", "settings.validate", "settings.schema_cache", "errors")
 LIGHT_BACKEND = tuple(f"clmtune.backend.{m}" for m in LIGHT)
 EVERY_BACKEND = ("clmtune.backend",) + tuple(
     f"clmtune.backend.{m}"
@@ -47,12 +48,13 @@ def test_listing_and_stopping_runs_stays_light(tmp_path):
     # What the TUI calls at runtime, not only at import time.
     code = (
         "from pathlib import Path\n"
-        "from clmtune.backend.runs import list_runs, read_run\n"
+        "from clmtune.backend.rundir.listing import list_runs\n"
+        "from clmtune.backend.rundir.summary import read_run\n"
         "from clmtune.backend.launch import request_stop\n"
         f"list_runs(Path({str(tmp_path)!r}))\n"
         f"request_stop(Path({str(tmp_path)!r}))\n"
     )
-    assert not loaded_after(("clmtune.backend.runs",), code) & set(HEAVY)
+    assert not loaded_after(("clmtune.backend.rundir.listing",), code) & set(HEAVY)
 
 
 def test_tui_app_does_not_load_the_training_stack():

@@ -16,11 +16,12 @@ from pathlib import Path
 import pytest
 
 from clmtune.backend.cli import main
-from clmtune.backend.config import RunConfig
 from clmtune.backend.errors import RunDirError
 from clmtune.backend.events import read_events
 from clmtune.backend.resume_plan import RunComplete, plan_run
-from clmtune.backend.runs import list_checkpoints, read_run_json
+from clmtune.backend.rundir.checkpoints import list_checkpoints
+from clmtune.backend.rundir.layout import read_run_json
+from clmtune.backend.settings.run_config import RunConfig
 from tests.fixtures import make_tiny_config
 from tests.run_helpers import (
     DRILL_HOOKS,
@@ -277,7 +278,7 @@ def test_resume_with_incompatible_settings_refuses_with_the_reason(
         shutil.copytree(tiny_assets.model_dir, other)
         cfg.model["tokenizer_name"] = str(other)
         expected = "[model] tokenizer_name was None"
-    from clmtune.backend.config import save_config
+    from clmtune.backend.settings.toml_io import save_config
 
     config = run_copy.parent / "changed.toml"
     save_config(cfg, config)

@@ -20,19 +20,11 @@ from clmtune.backend.events import EventWriter, make_event
 from clmtune.backend.rundir import cache as cache_mod
 from clmtune.backend.rundir import checkpoints as checkpoints_mod
 from clmtune.backend.rundir import summary as summary_mod
-from clmtune.backend.runs import (
-    COMPLETE_MARKER,
-    RUN_JSON,
-    RunError,
-    classify_checkpoint,
-    clear_caches,
-    delete_run,
-    is_run_dir,
-    list_checkpoints,
-    list_runs,
-    read_run,
-    resolve_resume,
-)
+from clmtune.backend.rundir.cache import clear_caches
+from clmtune.backend.rundir.checkpoints import classify_checkpoint, list_checkpoints, resolve_resume
+from clmtune.backend.rundir.layout import COMPLETE_MARKER, RUN_JSON, RunError, is_run_dir
+from clmtune.backend.rundir.listing import list_runs
+from clmtune.backend.rundir.summary import delete_run, read_run
 
 # ------------------------------------------------------------------ builders
 
@@ -345,7 +337,7 @@ def test_delete_refuses_a_running_run(tmp_path):
 
 # ------------------------------------------------------------------ the per-process cache
 #
-# read_run / list_runs cache what they derive from files (see backend.runs). Each test
+# read_run / list_runs cache what they derive from files (see backend.rundir). Each test
 # runs twice: with the "racy" re-check window (files written within RACY_NS of being read
 # are verified again: what tests, which write and read at once, normally exercise) and
 # with it off, where only the stat keys decide.

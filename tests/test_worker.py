@@ -10,7 +10,9 @@ import sys
 
 import pytest
 
-from clmtune.backend.runs import list_checkpoints, read_run, read_run_json
+from clmtune.backend.rundir.checkpoints import list_checkpoints
+from clmtune.backend.rundir.layout import read_run_json
+from clmtune.backend.rundir.summary import read_run
 from clmtune.backend.settings.problems import ConfigError, FieldError
 from clmtune.backend.worker import classify_error
 from tests.run_helpers import (
@@ -278,7 +280,7 @@ def test_data_too_small_for_one_block_is_bad_input_and_always_recorded(tmp_path,
 @pytest.mark.slow
 @pytest.mark.parametrize("bad", ["train", "validation"])
 def test_a_data_file_that_does_not_parse_is_named_with_the_reason(tmp_path, tiny_assets, bad):
-    from clmtune.backend.config import save_config
+    from clmtune.backend.settings.toml_io import save_config
     from tests.fixtures import make_tiny_config
 
     good = tmp_path / "good.jsonl"
@@ -299,7 +301,7 @@ def test_a_data_file_that_does_not_parse_is_named_with_the_reason(tmp_path, tiny
 
 @pytest.mark.slow
 def test_an_unreachable_hub_model_fails_at_once_with_the_offline_hint(tmp_path, tiny_assets):
-    from clmtune.backend.config import save_config
+    from clmtune.backend.settings.toml_io import save_config
     from tests.fixtures import make_tiny_config
 
     save_config(make_tiny_config(tiny_assets), tmp_path / "hub.toml")

@@ -327,7 +327,7 @@ class ClmtuneApp(DashboardApp):
     def _plan(self, run_dir: Path, spec: str, max_steps: int | None = None) -> Any:
         """backend.resume_plan's decision for resuming ``run_dir`` with its own settings."""
         from clmtune.backend.resume_plan import plan_run, run_settings
-        from clmtune.backend.runs import RunError
+        from clmtune.backend.rundir.layout import RunError
 
         cfg = run_settings(Path(run_dir))
         if cfg is None:
@@ -394,7 +394,7 @@ class ClmtuneApp(DashboardApp):
         if complete is None:
             self.notify(f"{run_dir.name} is not complete: resume it (r).", severity="warning")
             return
-        from clmtune.backend.runs import list_checkpoints
+        from clmtune.backend.rundir.checkpoints import list_checkpoints
 
         resumable = [c for c in list_checkpoints(Path(run_dir)) if c.resumable]
         newest = resumable[-1].path if resumable else None

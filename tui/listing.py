@@ -56,7 +56,7 @@ def newest_started(children: list[str], count: int) -> list[str]:
     folder left can beat the ``count``-th start found once the mtimes drop below it.
     Folders without ``run.json`` (plain Hugging Face outputs) rank by their own mtime.
     """
-    from clmtune.backend.runs import read_run_json
+    from clmtune.backend.rundir.layout import read_run_json
 
     stamped: list[tuple[float, str, bool]] = []
     for path in children:
@@ -124,7 +124,7 @@ class RunsLister:
             return None
 
     def _read(self, path: str, sig: tuple | None = None) -> Any:
-        from clmtune.backend.runs import read_run
+        from clmtune.backend.rundir.summary import read_run
 
         self.reads += 1
         summary = read_run(Path(path))
@@ -167,7 +167,7 @@ class RunsLister:
         self, children: list[str], emit: Callable[[list[Any]], None],
         cancelled: Callable[[], bool],
     ) -> bool:  # fmt: skip
-        from clmtune.backend.runs import is_run_dir
+        from clmtune.backend.rundir.layout import is_run_dir
 
         emitted = False
         if len(children) > self.first:
@@ -193,7 +193,7 @@ class RunsLister:
         self, children: list[str], emit: Callable[[list[Any]], None],
         cancelled: Callable[[], bool],
     ) -> bool:  # fmt: skip
-        from clmtune.backend.runs import is_run_dir
+        from clmtune.backend.rundir.layout import is_run_dir
 
         changed = False
         present = set(children)

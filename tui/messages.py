@@ -45,7 +45,7 @@ class RunStatusChanged(Message):
 
 @dataclass
 class CheckpointsListed(Message):
-    """The checkpoints of a run as classified on disk by backend.runs.list_checkpoints."""
+    """The checkpoints of a run as classified on disk (``rundir.checkpoints.list_checkpoints``)."""
 
     run_dir: Path
     checkpoints: list[Any]

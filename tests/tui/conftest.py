@@ -124,7 +124,7 @@ def _zip(path: Path) -> None:
 
 def fake_checkpoint(run_dir: Path, step: int, *, complete: bool = True,
                     eval_loss: float | None = None, mtime: float | None = None) -> Path:
-    """A checkpoint-N dir that backend.runs classifies as complete (or partial).
+    """A checkpoint-N dir that backend.rundir classifies as complete (or partial).
 
     Only the file layout Trainer writes (intact safetensors header, zip archives
     for the torch pickles, trainer_state.json, the completion marker): no torch.

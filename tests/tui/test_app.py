@@ -197,7 +197,7 @@ def test_cli_help_runs():
 
 # Screens owned elsewhere that still name tui.app in a TYPE_CHECKING import; the fix is
 # one line (import DashboardApp from clmtune.tui.shell). Empty this once it is merged.
-PENDING_APP_IMPORTS = {"runs.py"}
+PENDING_APP_IMPORTS: set[str] = set()
 
 
 def test_no_screen_or_widget_imports_the_app():
@@ -216,7 +216,7 @@ def test_no_screen_or_widget_imports_the_app():
 
 
 def test_report_failure_says_why(runs_root):
-    from clmtune.backend.runs import RunError
+    from clmtune.backend.rundir.layout import RunError
 
     app = _app(runs_root)
 

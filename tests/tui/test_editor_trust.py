@@ -198,8 +198,8 @@ async def test_start_goes_where_clmtune_train_goes(project: Path) -> None:
         await pilot.press("ctrl+r")
         await wait_until(pilot, lambda: bool(app.started))
     assert app.started[0].run_dir is None  # the launcher applies output_dir, as the CLI
-    from clmtune.backend.config import load_config
     from clmtune.backend.launch import _choose_run_dir
+    from clmtune.backend.settings.toml_io import load_config
 
     cfg = load_config(project / "run.toml")
     assert _choose_run_dir(cfg, project / "run.toml", None, Path("runs")) == project / "out/exp1"

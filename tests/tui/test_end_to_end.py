@@ -46,7 +46,7 @@ async def _wait(pilot, condition, what: str, timeout: float = START_S) -> None:
         run_dir = getattr(screen, "run_dir", None)
         state = ""
         if run_dir is not None:
-            from clmtune.backend.runs import read_run_json
+            from clmtune.backend.rundir.layout import read_run_json
 
             state = f" run.json={read_run_json(run_dir)} files={sorted(os.listdir(run_dir))}"
         raise AssertionError(

@@ -22,7 +22,7 @@ async def main():
     app = ClmtuneApp(root, remember_theme=False)
     async with app.run_test(size=(80, 24)) as pilot:
         table = app.screen.query_one("RunTable")
-        while not table.runs:  # the runs listing went through backend.runs
+        while not table.runs:  # the runs listing went through backend.rundir
             await pilot.pause(0.05)
         await app.push_screen(LiveScreen(root / "demo", poll_s=0.05))
         chart = app.screen.query_one("LossChart")

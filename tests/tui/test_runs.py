@@ -1,4 +1,4 @@
-"""Pilot tests of the runs screen over hand-made run dirs (read by the real backend.runs)."""
+"""Pilot tests of the runs screen over hand-made run dirs (read by the real backend.rundir)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from clmtune.backend.runs import list_runs
+from clmtune.backend.rundir.listing import list_runs
 from clmtune.tui.app import ClmtuneApp
 from clmtune.tui.messages import RunsRefreshed
 from clmtune.tui.widgets.run_table import RunTable
@@ -177,11 +177,11 @@ def _rendered_row(table: RunTable, row: int) -> str:
 
 
 async def test_loading_runs_is_said_until_the_listing_arrives(runs_root, monkeypatch):
-    from clmtune.backend import runs as backend_runs
+    from clmtune.backend.rundir import listing, summary
 
     standard_runs(runs_root)
     release = threading.Event()
-    real_read, real_list = backend_runs.read_run, backend_runs.list_runs
+    real_read, real_list = summary.read_run, listing.list_runs
 
     def slow_read(path):
         release.wait(10)
@@ -191,8 +191,8 @@ async def test_loading_runs_is_said_until_the_listing_arrives(runs_root, monkeyp
         release.wait(10)
         return real_list(root)
 
-    monkeypatch.setattr(backend_runs, "read_run", slow_read)
-    monkeypatch.setattr(backend_runs, "list_runs", slow_list)
+    monkeypatch.setattr(summary, "read_run", slow_read)
+    monkeypatch.setattr(listing, "list_runs", slow_list)
     app = _app(runs_root)
     try:
         async with app.run_test(size=(80, 24)) as pilot:
@@ -265,3 +265,26 @@ def test_lister_reads_only_what_changed(runs_root):
     shutil.rmtree(runs_root / names[0])
     assert lister.refresh(lambda runs: got.append(runs))
     assert [r.name for r in got[-1]] == names[1:] and lister.reads == 13
+
+
+async def test_a_refused_delete_says_why(runs_root, monkeypatch):
+    from clmtune.backend.errors import RunDirError
+    from clmtune.backend.rundir import summary
+
+    runs = standard_runs(runs_root)
+
+    def refuse(run_dir):
+        raise RunDirError(f"{run_dir.name}: its worker started again; stop it first")
+
+    monkeypatch.setattr(summary, "delete_run", refuse)
+    app = _app(runs_root)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await _loaded(app, pilot, 4)
+        await pilot.press("down", "down", "down", "d")
+        await pilot.pause()
+        await pilot.press("y")
+        await wait_until(pilot, lambda: any("Could not delete" in (n.title or "")
+                                            for n in app._notifications))
+        (note,) = [n for n in app._notifications if "Could not delete" in (n.title or "")]
+        assert "stop it first" in note.message
+        assert runs["completed"].exists()

@@ -4,7 +4,7 @@ The form comes from the backend's schema, loaded in a thread worker (the first
 load introspects ``TrainingArguments`` in a subprocess and takes a few seconds).
 Files are read here with ``tomllib`` rather than ``load_config`` so an invalid
 file still opens and its problems show next to the fields; saving goes through
-``backend.config.save_config``, which writes atomically and refuses invalid
+``backend.settings.toml_io.save_config``, which writes atomically and refuses invalid
 settings, so a good file is never replaced by a broken one.
 """
 
@@ -157,7 +157,7 @@ class EditorScreen(EditorSaving, Screen[None]):
             self._loading_text(f"Could not load the settings schema: {worker.error}")
             self.show_banner(
                 f"Could not load the settings schema ({worker.error}); "
-                "check the installation (python -m clmtune.backend.config)."
+                "check the installation (python -m clmtune.backend.settings --dump-schema)."
             )
 
     def _loading_text(self, text: str) -> None:
@@ -337,7 +337,7 @@ class EditorScreen(EditorSaving, Screen[None]):
             return ""
         path = Path(display_path(self.path)) if self.path is not None else Path("run.toml")
         try:
-            from clmtune.backend.config import command_line
+            from clmtune.backend.settings.training_args import command_line
 
             return command_line(build_config(self.form.document, path), path)
         except Exception:  # settings half-typed: fall back to the plain form
@@ -405,7 +405,7 @@ class EditorScreen(EditorSaving, Screen[None]):
         self, doc: Document, schema: Any, base_dir: Path, source: Path | None
     ) -> tuple[list[Any], list[str]]:
         """The backend's validation, minus the demo files that saving will build."""
-        from clmtune.backend.config import validate_document
+        from clmtune.backend.settings.validate import validate_document
 
         errors, warnings = validate_document(
             doc, schema, base_dir=base_dir, for_launch=False, source=source
@@ -538,7 +538,7 @@ class EditorScreen(EditorSaving, Screen[None]):
         form = self.form
         assert form is not None
         try:
-            from clmtune.backend.config import validate_document
+            from clmtune.backend.settings.validate import validate_document
 
             errors, _ = await asyncio.to_thread(
                 partial(

@@ -21,8 +21,8 @@ from textual.app import SystemCommand
 from textual.binding import Binding
 from textual.screen import Screen
 
-from clmtune.backend.config import SECTIONS
 from clmtune.backend.errors import UsageError
+from clmtune.backend.settings.schema import SECTIONS
 from clmtune.tui.widgets.config_form import Document
 
 try:  # Python 3.11+
@@ -38,7 +38,7 @@ def load_schema() -> Any:
     """The backend's UI schema, cached for the process (call from a thread)."""
     global _SCHEMA
     if _SCHEMA is None:
-        from clmtune.backend.config import load_schema_for_ui
+        from clmtune.backend.settings.schema_cache import load_schema_for_ui
 
         _SCHEMA = load_schema_for_ui()
     return _SCHEMA
@@ -126,7 +126,7 @@ def rebase_paths(doc: Document, old_source: Path, new_dir: Path) -> Document:
 
 def build_config(doc: Document, path: Path | None) -> Any:
     """A backend ``RunConfig`` holding the document's set values."""
-    from clmtune.backend.config import RunConfig
+    from clmtune.backend.settings.run_config import RunConfig
 
     return RunConfig(  # absolute source: base_dir() must not depend on the cwd later
         model=dict(doc.get("model", {})),
@@ -220,7 +220,7 @@ def frozen_run_dir(path: Path | None) -> Path | None:
     """The run folder when ``path`` is a run's frozen config.toml (read-only), else None."""
     if path is None or Path(path).name != "config.toml":
         return None
-    from clmtune.backend.runs import is_run_dir
+    from clmtune.backend.rundir.layout import is_run_dir
 
     folder = Path(path).absolute().parent
     return folder if is_run_dir(folder) else None
@@ -288,7 +288,9 @@ def _preset_text_if_unchanged(name: str, doc: Document, target: Path) -> str | N
 
 def _save_text(doc: Document, schema: Any, text: str, target: Path) -> None:
     """Validate ``doc`` like save_config does, then write ``text`` atomically."""
-    from clmtune.backend.config import ConfigError, atomic_write_text, validate_document
+    from clmtune.backend.settings.atomic_write import atomic_write_text
+    from clmtune.backend.settings.problems import ConfigError
+    from clmtune.backend.settings.validate import validate_document
 
     errors, _ = validate_document(doc, schema, base_dir=target.absolute().parent, source=target)
     if errors:

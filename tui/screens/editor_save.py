@@ -138,7 +138,8 @@ class EditorSaving:
 
     async def _write(self, doc: Document, target: Path, text: str | None = None) -> bool:
         """Save ``doc`` (or a preset's commented ``text`` holding the same settings)."""
-        from clmtune.backend.config import ConfigError, save_config
+        from clmtune.backend.settings.problems import ConfigError
+        from clmtune.backend.settings.toml_io import save_config
 
         self.busy = True
         try:

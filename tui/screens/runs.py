@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from textual import on, work
 from textual.app import ComposeResult, SystemCommand
@@ -23,9 +23,6 @@ from clmtune.tui.messages import RunsRefreshed
 from clmtune.tui.widgets import footer
 from clmtune.tui.widgets.footer import AppFooter
 from clmtune.tui.widgets.run_table import RunTable
-
-if TYPE_CHECKING:
-    from clmtune.tui.app import ClmtuneApp
 
 REFRESH_S = 2.0
 LOADING = "Loading runs…"
@@ -78,7 +75,6 @@ class RunsScreen(Screen):
         ),
     ]
 
-    app: ClmtuneApp
     loading = True  # until the first rows of the listing arrive
 
     def compose(self) -> ComposeResult:
@@ -203,9 +199,14 @@ class RunsScreen(Screen):
 
     @work(thread=True, group="runs-delete", exit_on_error=False)
     def _delete(self, run_dir: Path) -> None:
-        from clmtune.backend.runs import delete_run
+        from clmtune.backend.errors import ClmtuneError
+        from clmtune.backend.rundir.summary import delete_run
 
-        delete_run(run_dir)
+        try:
+            delete_run(run_dir)
+        except (ClmtuneError, OSError) as exc:  # refused (running, not a run) or the disk said no
+            self.app.report_failure(f"delete {run_dir.name}", exc)
+            return
         self._lister.forget(run_dir)
         self.notify(f"Deleted {run_dir.name}.")  # notify is thread-safe (post_message)
         self.refresh_runs()

@@ -67,7 +67,7 @@ def step_text(run: Any) -> str:
 
 
 class RunTable(DataTable):
-    """One row per run (``backend.runs.RunSummary``), keyed by the run dir path.
+    """One row per run (``backend.rundir.summary.RunSummary``), keyed by the run dir path.
 
     ``update_runs`` keeps the cursor on the same run across refreshes (on the newest
     run when it was there) and redraws only the rows whose cells changed.
