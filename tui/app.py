@@ -77,9 +77,6 @@ class ClmtuneApp(DashboardApp):
     """Runs list, live dashboards, settings editor and saved metrics."""
 
     CSS_PATH = str(themes.CSS_FILE)
-    # Classes every screen gets on a small terminal (themes/*.tcss fit the layout to it).
-    HORIZONTAL_BREAKPOINTS = [(0, "-cramped"), (64, "-roomy")]
-    VERTICAL_BREAKPOINTS = [(0, "-tiny"), (20, "-high")]
     TITLE = "clmtune"
     BINDINGS = [
         Binding("n", "new_run", "New"),
