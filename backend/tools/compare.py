@@ -189,6 +189,17 @@ def canonical(metric: str) -> str:
     return ALIASES.get(metric, metric)
 
 
+def need_metric(runs: Sequence[ComparedRun], metric: str) -> str:
+    """``metric`` by its canonical name; a metric no run logged is a one-line UsageError."""
+    from clmtune.backend.errors import UsageError
+
+    name = canonical(metric)
+    known = metric_names(runs)
+    if name not in known and name not in CORE_METRICS:
+        raise UsageError(f"--metric {metric}: no run logged it; one of {', '.join(known)}")
+    return name
+
+
 def curve_of(run: ComparedRun, metric: str, x_axis: str = "step") -> Curve:
     """The points of ``metric`` against ``x_axis`` (step, epoch or time in seconds since the
     run first started). Points without an x (no epoch logged, a plain HF folder's time) are
