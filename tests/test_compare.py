@@ -112,7 +112,7 @@ def test_a_plain_hugging_face_folder_is_compared(capsys, runs_dir, tmp_path):
     assert data["config_diff"] == {
         "training.learning_rate": {"lr-hi": 1e-3, "lr-lo": 5e-4, "hf-only": None}}
     runs = load_runs([runs_dir / "lr-hi", hf])
-    assert curve_of(runs[1], "train_loss").y == curve_of(runs[0], "train_loss").y
+    assert curve_of(runs[1], "train_loss").y.tolist() == curve_of(runs[0], "train_loss").y.tolist()
     assert list(curve_of(runs[1], "train_loss", "time").x) == []  # no clock in HF files
 
 
@@ -150,9 +150,9 @@ def test_recorded_runs_compare_without_settings(capsys, tmp_path):
     assert set(first["best"]) == {"eval_loss", "eval_accuracy"}
     compared = load_runs([runs / "completed"])[0]
     accuracy = curve_of(compared, "eval_accuracy")
-    top = max(accuracy.y)
+    top = max(accuracy.y.tolist())
     assert first["best"]["eval_accuracy"] == {
-        "value": top, "step": int(accuracy.x[list(accuracy.y).index(top)])}
+        "value": top, "step": int(accuracy.x[accuracy.y.tolist().index(top)])}
 
 
 def test_curves_against_step_epoch_and_time(tmp_path):
@@ -162,14 +162,15 @@ def test_curves_against_step_epoch_and_time(tmp_path):
     run = load_runs([folder])[0]
     state = run.state
     by_step = curve_of(run, "loss", "step")
-    assert list(by_step.x) == state.train_steps and list(by_step.y) == state.train_loss
+    assert by_step.x.tolist() == state.train_steps and by_step.y.tolist() == state.train_loss
     by_time = curve_of(run, "train_loss", "time")
     assert len(by_time.x) == len(state.train_loss)
     assert by_time.x[0] >= 0 and all(
         b >= a for a, b in zip(by_time.x, by_time.x[1:], strict=False))
     lr = curve_of(run, "learning_rate", "epoch")
     assert len(lr.x) == len(state.learning_rate) and lr.x[-1] == pytest.approx(3.0)
-    assert curve_of(run, "eval_loss", "epoch").y == state.eval_loss
+    assert curve_of(run, "eval_loss", "epoch").y.tolist() == state.eval_loss
+    assert curve_of(run, "eval_loss", "epoch") is curve_of(run, "eval_loss", "epoch")  # cached
 
 
 # ------------------------------------------------------------------ smoothing

@@ -8,8 +8,8 @@ folder (only ``trainer_state.json``) folds through the same reducer; it has no f
 ``config.toml``, so its settings show as missing in the diff.
 
 Light on purpose (the dashboard imports it): plain lists, no pandas, no
-torch / transformers / textual (numpy only inside :func:`ema_array`). A curve's points
-are the state's own lists, not copies.
+torch / transformers / textual; numpy (a dependency the dashboard's thinning uses too) is
+imported only when a curve is built.
 """
 
 from __future__ import annotations
@@ -51,6 +51,9 @@ class ComparedRun:
     path: Path
     summary: RunSummary
     state: RunState
+    #: Curves already built, as arrays: (metric, x axis) → (events folded then, curve).
+    curve_cache: dict[tuple[str, str], tuple[int, Curve]] = field(default_factory=dict,
+                                                                 repr=False)
 
     @property
     def settings(self) -> dict[str, Any]:
@@ -83,7 +86,7 @@ class Row:
 
 @dataclass
 class Curve:
-    """One run's points of a metric: ``x[i]`` ↔ ``y[i]`` (x ascending as logged)."""
+    """One run's points of a metric: ``x[i]`` ↔ ``y[i]`` (x ascending as logged; arrays)."""
 
     name: str
     x: Sequence[float]
@@ -177,7 +180,7 @@ def metric_names(runs: Sequence[ComparedRun]) -> list[str]:
     """The metrics at least one run has points for: the core ones, then other eval keys."""
     found: list[str] = []
     for name in CORE_METRICS:
-        if any(curve_of(run, name).y for run in runs):
+        if any(len(_curve_lists(run, name, "step").y) for run in runs):  # no arrays yet
             found.append(name)
     others = {key for run in runs for row in run.state.eval_rows for key in row
               if key not in ("step", "epoch") and key not in found}  # fmt: skip
@@ -202,12 +205,30 @@ def need_metric(runs: Sequence[ComparedRun], metric: str) -> str:
 
 def curve_of(run: ComparedRun, metric: str, x_axis: str = "step") -> Curve:
     """The points of ``metric`` against ``x_axis`` (step, epoch or time in seconds since the
-    run first started). Points without an x (no epoch logged, a plain HF folder's time) are
-    left out."""
+    run first started), as float64 numpy arrays. Points without an x (no epoch logged, a
+    plain HF folder's time) are left out.
+
+    Built once per run, metric and axis while the run's state does not change (a live
+    run's next event rebuilds it): switching back to a curve costs nothing.
+    """
+    import numpy as np
+
     if x_axis not in X_AXES:
         raise ValueError(f"x axis {x_axis!r}: one of {', '.join(X_AXES)}")
-    state = run.state
     metric = canonical(metric)
+    key, stamp = (metric, x_axis), run.state.events_folded
+    cached = run.curve_cache.get(key)
+    if cached is not None and cached[0] == stamp:
+        return cached[1]
+    raw = _curve_lists(run, metric, x_axis)
+    curve = Curve(run.name, np.asarray(raw.x, dtype=np.float64),
+                  np.asarray(raw.y, dtype=np.float64))
+    run.curve_cache[key] = (stamp, curve)
+    return curve
+
+
+def _curve_lists(run: ComparedRun, metric: str, x_axis: str) -> Curve:
+    state = run.state
     if metric == "train_loss":
         xs = {"step": state.train_steps, "epoch": state.train_epochs,
               "time": state.train_times}[x_axis]  # fmt: skip
@@ -241,7 +262,8 @@ def best_of(run: ComparedRun, metric: str) -> tuple[float, int] | None:
     if metric == "eval_loss":
         return run.state.best_eval
     curve = curve_of(run, metric, "step")
-    pairs = [(y, int(x)) for x, y in zip(curve.x, curve.y, strict=False) if math.isfinite(y)]
+    pairs = [(y, int(x)) for x, y in zip(curve.x.tolist(), curve.y.tolist(), strict=False)
+             if math.isfinite(y)]
     if not pairs:
         return None
     if lower_is_better(metric):
@@ -286,7 +308,7 @@ def curves(runs: Sequence[ComparedRun], metric: str, x_axis: str = "step",
     out = []
     for run in runs:
         curve = curve_of(run, metric, x_axis)
-        if smoothing > 0 and curve.y:
+        if smoothing > 0 and curve.y.size:
             curve = Curve(curve.name, curve.x, ema_array(curve.y, smoothing))
         out.append(curve)
     return out
@@ -312,7 +334,7 @@ def ema_array(values: Sequence[float] | Any, weight: float) -> Any:
 
     if not 0.0 <= weight <= MAX_SMOOTHING:
         raise ValueError(f"smoothing {weight}: between 0 and {MAX_SMOOTHING}")
-    x = np.array(values, dtype=np.float64)  # a copy: the caller's points stay raw
+    x = np.array(values, dtype=np.float64)  # a copy: the caller's (cached) points stay raw
     finite = np.isfinite(x)
     every = bool(finite.all())
     xs = x if every else x[finite]
