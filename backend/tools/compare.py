@@ -180,11 +180,24 @@ def metric_names(runs: Sequence[ComparedRun]) -> list[str]:
     """The metrics at least one run has points for: the core ones, then other eval keys."""
     found: list[str] = []
     for name in CORE_METRICS:
-        if any(len(_curve_lists(run, name, "step").y) for run in runs):  # no arrays yet
+        if any(_has_points(run, name) for run in runs):
             found.append(name)
     others = {key for run in runs for row in run.state.eval_rows for key in row
               if key not in ("step", "epoch") and key not in found}  # fmt: skip
     return found + sorted(others)
+
+
+def _has_points(run: ComparedRun, metric: str) -> bool:
+    """Whether ``metric`` has points, without building its curve."""
+    state = run.state
+    sources = {"train_loss": state.train_loss, "eval_loss": state.eval_loss,
+               "learning_rate": state.learning_rate, "grad_norm": state.grad_norm,
+               "tokens_per_second": state.speed_tokens,
+               "samples_per_second": state.speed_samples}  # fmt: skip
+    if metric in sources:
+        return any(map(math.isfinite, sources[metric]))
+    return any(metric in row or (metric == "perplexity" and "eval_loss" in row)
+               for row in state.eval_rows)
 
 
 def canonical(metric: str) -> str:
@@ -211,7 +224,6 @@ def curve_of(run: ComparedRun, metric: str, x_axis: str = "step") -> Curve:
     Built once per run, metric and axis while the run's state does not change (a live
     run's next event rebuilds it): switching back to a curve costs nothing.
     """
-    import numpy as np
 
     if x_axis not in X_AXES:
         raise ValueError(f"x axis {x_axis!r}: one of {', '.join(X_AXES)}")
@@ -220,14 +232,12 @@ def curve_of(run: ComparedRun, metric: str, x_axis: str = "step") -> Curve:
     cached = run.curve_cache.get(key)
     if cached is not None and cached[0] == stamp:
         return cached[1]
-    raw = _curve_lists(run, metric, x_axis)
-    curve = Curve(run.name, np.asarray(raw.x, dtype=np.float64),
-                  np.asarray(raw.y, dtype=np.float64))
+    curve = _curve_arrays(run, metric, x_axis)
     run.curve_cache[key] = (stamp, curve)
     return curve
 
 
-def _curve_lists(run: ComparedRun, metric: str, x_axis: str) -> Curve:
+def _curve_arrays(run: ComparedRun, metric: str, x_axis: str) -> Curve:
     state = run.state
     if metric == "train_loss":
         xs = {"step": state.train_steps, "epoch": state.train_epochs,
@@ -279,27 +289,41 @@ def _eval_value(row: dict[str, Any], metric: str) -> float:
 
 
 def _x_of_steps(state: RunState, steps: Sequence[float], x_axis: str) -> Sequence[float]:
-    """x values for points logged by step: the step itself, or that train log's epoch/time."""
+    """x values for points logged by step: the step itself, or that train log's epoch/time
+    (NaN when no train log has that step)."""
     if x_axis == "step":
         return steps
-    by_step = dict(zip(state.train_steps,
-                       state.train_epochs if x_axis == "epoch" else state.train_times,
-                       strict=False))
-    return [by_step.get(s, math.nan) for s in steps]
+    import numpy as np
+
+    known = np.asarray(state.train_steps, dtype=np.float64)
+    values = np.asarray(state.train_epochs if x_axis == "epoch" else state.train_times,
+                        dtype=np.float64)
+    wanted = np.asarray(steps, dtype=np.float64)
+    if known.size == 0:
+        return np.full(wanted.size, np.nan)
+    # Train logs are in step order (a resume drops the re-logged tail): search, not a dict.
+    at = np.minimum(np.searchsorted(known, wanted), known.size - 1)
+    return np.where(known[at] == wanted, values[at], np.nan)
 
 
 def _curve(name: str, xs: Sequence[float], ys: Sequence[float], x_axis: str,
            state: RunState) -> Curve:
+    import numpy as np
+
+    x = np.asarray(xs, dtype=np.float64)
+    y = np.asarray(ys, dtype=np.float64)
     if x_axis == "time":
         start = state.start_time
         if start is None or state.source != "clmtune":
-            return Curve(name, [], [])  # a plain HF folder has one time stamp, not a clock
-        xs = list(map((-start).__add__, xs))
-    n = min(len(xs), len(ys))
-    if x_axis == "step" or all(map(math.isfinite, xs)):
-        return Curve(name, xs[:n] if len(xs) != n else xs, ys[:n] if len(ys) != n else ys)
-    keep = [i for i in range(n) if math.isfinite(xs[i])]
-    return Curve(name, [xs[i] for i in keep], [ys[i] for i in keep])
+            return Curve(name, x[:0], y[:0])  # a plain HF folder has one time stamp, no clock
+        x = x - start
+    n = min(x.size, y.size)
+    x, y = x[:n], y[:n]
+    if x_axis != "step":
+        keep = np.isfinite(x)
+        if not keep.all():
+            x, y = x[keep], y[keep]
+    return Curve(name, x, y)
 
 
 def curves(runs: Sequence[ComparedRun], metric: str, x_axis: str = "step",
