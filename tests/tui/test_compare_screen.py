@@ -105,3 +105,27 @@ def test_compare_screen_snapshot(snap_compare, tmp_path, monkeypatch, size):
     root = Path("runs")
     root.mkdir()
     assert snap_compare(_app(root), terminal_size=size, run_before=_compare(root))
+
+
+@pytest.mark.anyio
+async def test_a_live_run_updates_in_place(runs_root, monkeypatch):
+    from clmtune.backend.events import EventWriter, make_event
+    from clmtune.tui.screens import compare as compare_screen
+
+    monkeypatch.setattr(compare_screen, "REFRESH_S", 0.1)
+    done = recorded_run(runs_root, "done", "completed", status="completed")
+    live = recorded_run(runs_root, "live", "running_gpu", status="running")  # another host
+    app = _app(runs_root)
+    async with app.run_test(size=(120, 40)) as pilot:
+        screen = CompareScreen([done, live])
+        await app.push_screen(screen)
+        await wait_until(pilot, lambda: screen.loaded)
+        chart = screen.query_one(CompareChart)
+        finished = chart.curves[0]
+        points, last = len(chart.curves[1].x), int(chart.curves[1].x[-1])
+        with EventWriter(live / "events.jsonl") as writer:
+            writer.emit(make_event("train_log", step=last + 1, epoch=None, loss=0.5,
+                                   learning_rate=1e-4))
+        await wait_until(pilot, lambda: len(chart.curves[1].x) == points + 1)
+        assert int(chart.curves[1].x[-1]) == last + 1
+        assert chart.curves[0].x is finished.x  # the finished run was not read again

@@ -172,8 +172,16 @@ class CompareScreen(Screen):
         self.post_message(RunsLoaded(compare.load_runs(self.paths)))
 
     def _refresh_live(self) -> None:
-        if any(run.summary.status == "running" for run in self.runs):
-            self.load_runs()  # live runs update in place
+        live = [i for i, run in enumerate(self.runs) if run.summary.status == "running"]
+        if live:
+            self._reload(live)  # live runs update in place; finished ones are not read again
+
+    @work(thread=True, exclusive=True, group="compare-load", exit_on_error=False)
+    def _reload(self, indexes: list[int]) -> None:
+        fresh = list(self.runs)
+        for i in indexes:
+            fresh[i] = compare.load_run(fresh[i].path, fresh[i].name)
+        self.post_message(RunsLoaded(fresh))
 
     @on(RunsLoaded)
     def _loaded(self, message: RunsLoaded) -> None:
