@@ -14,7 +14,12 @@ learning rate, grad norm, throughput; an eval every 1,000 steps), then times, as
   the curve was never shown (lists → arrays); "again": switching back to it (smoothing
   and thinning only).
 
-    python bench/bench_compare.py [--runs 10] [--points 100000] [--reps 5]
+- tui (``--tui``): the Compare screen in a headless Textual app (120x40) with the runs
+  already read: each key (next metric, x axis, more smoothing, back to train loss)
+  from the press to the chart painted (``pilot.press`` returns, then one
+  ``pilot.pause()`` lets the screen refresh).
+
+    python bench/bench_compare.py [--runs 10] [--points 100000] [--reps 5] [--tui]
 """
 
 from __future__ import annotations
@@ -92,11 +97,58 @@ def median_ms(fn: Callable[[], object], reps: int) -> float:
     return statistics.median(times)
 
 
+def bench_tui(runs: list[compare.ComparedRun], reps: int) -> None:
+    """Key press → painted chart on the Compare screen, the runs read beforehand."""
+    import asyncio
+
+    from textual.app import App
+
+    from clmtune.tui.screens.compare import CompareChart, CompareScreen, RunsLoaded, warm_curves
+
+    class Bench(App):
+        def on_mount(self) -> None:
+            screen = CompareScreen([r.path for r in runs])
+            screen.load_runs = lambda: screen.post_message(RunsLoaded(runs))  # already read
+            self.push_screen(screen)
+
+    async def go() -> None:
+        app = Bench()
+        async with app.run_test(size=(120, 40)) as pilot:
+            while not getattr(app.screen, "loaded", False):
+                await pilot.pause(0.05)
+            warm_curves(runs)  # what the screen's loader does after the first paint
+            chart = app.screen.query_one(CompareChart)
+            for key, what in (("z", "unbound (pilot baseline)"), ("m", "next metric (eval loss)"),
+                              ("M", "back to train loss"), ("x", "x axis: epoch"),
+                              ("right_square_bracket", "smoothing +0.1"),
+                              ("x", "x axis: time"), ("x", "x axis: step")):  # fmt: skip
+                times = []
+                for _ in range(reps):
+                    t = time.perf_counter()
+                    await pilot.press(key)
+                    await pilot.pause()
+                    times.append((time.perf_counter() - t) * 1000)
+                    if key in ("m", "M"):  # come back so each rep does the same work
+                        await pilot.press("M" if key == "m" else "m")
+                        await pilot.pause()
+                    elif key == "right_square_bracket":
+                        await pilot.press("left_square_bracket")
+                        await pilot.pause()
+                    elif key == "x":
+                        await pilot.press("x", "x")
+                        await pilot.pause()
+                print(f"tui key {what:24s}: {statistics.median(times):7.1f} ms"
+                      f" ({chart.plotted_points} points plotted)")
+
+    asyncio.run(go())
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=10)
     parser.add_argument("--points", type=int, default=100_000)
     parser.add_argument("--reps", type=int, default=5)
+    parser.add_argument("--tui", action="store_true", help="also time the Compare screen")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         paths = [Path(tmp) / f"run-{i}" for i in range(args.runs)]
@@ -123,6 +175,8 @@ def main() -> None:
                               args.reps)
             print(f"build {metric} vs {x_axis}, smoothing {smoothing}: first {first:7.1f} ms,"
                   f" again {again:7.1f} ms")
+        if args.tui:
+            bench_tui(runs, args.reps)
 
 
 if __name__ == "__main__":

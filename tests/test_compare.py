@@ -58,7 +58,7 @@ def test_json_shape_best_step_and_only_the_differing_setting(capsys, runs_dir):
     assert data["config_diff"] == {"training.learning_rate": {"lr-hi": 1e-3, "lr-lo": 5e-4}}
     assert [r["name"] for r in data["runs"]] == ["lr-hi", "lr-lo"]
     for run in data["runs"]:
-        assert {"name", "path", "status", "steps", "final", "best"} <= set(run)
+        assert set(run) == {"name", "path", "status", "steps", "final", "best"}  # the issue's
         assert run["status"] == "completed" and run["steps"] == 8
         assert Path(run["path"]) == runs_dir / run["name"]
         value, step = _trainer_best_eval(runs_dir / run["name"])

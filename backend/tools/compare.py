@@ -427,7 +427,6 @@ def to_json(runs: Sequence[ComparedRun], metric: str = "eval_loss") -> dict[str,
                 best[name] = {"value": found[0], "step": found[1]}
         out_runs.append({
             "name": row.name, "path": row.path, "status": row.status, "steps": row.steps,
-            "runtime_s": row.runtime_s, "samples_per_second": row.samples_per_second,
             "final": dict(row.final), "best": best,
         })  # fmt: skip
     return {"runs": out_runs, "config_diff": config_diff(runs)}

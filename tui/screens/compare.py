@@ -54,6 +54,14 @@ class RunsLoaded(Message):
     runs: list[compare.ComparedRun]
 
 
+def warm_curves(runs: Sequence[compare.ComparedRun]) -> None:
+    """Build (and cache) every metric's curve on every axis: lists become arrays once."""
+    for metric in compare.metric_names(runs):
+        for x_axis in compare.X_AXES:
+            for run in runs:
+                compare.curve_of(run, metric, x_axis)
+
+
 class CompareChart(PlotWidget, inherit_bindings=False):
     """One line per run, thinned to the chart's width; raw points faint under smoothing."""
 
@@ -168,8 +176,11 @@ class CompareScreen(Screen):
 
     @work(thread=True, exclusive=True, group="compare-load", exit_on_error=False)
     def load_runs(self) -> None:
-        """Read every run once (the only disk work), off the UI thread."""
-        self.post_message(RunsLoaded(compare.load_runs(self.paths)))
+        """Read every run once (the only disk work), off the UI thread; then build every
+        curve in the background so the first press of a key finds it ready."""
+        runs = compare.load_runs(self.paths)
+        self.post_message(RunsLoaded(runs))
+        warm_curves(runs)
 
     def _refresh_live(self) -> None:
         live = [i for i, run in enumerate(self.runs) if run.summary.status == "running"]
