@@ -535,7 +535,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     if args.csv:
         print_csv(runs)
     else:
-        print_table(runs, metric, _console())
+        print_table(runs, metric, _console(), number=_fmt_float, duration=_fmt_duration)
     return EXIT_OK
 
 

@@ -1,6 +1,8 @@
 """``clmtune compare`` as text: the aligned terminal table and the CSV.
 
 Kept apart from :mod:`.compare` so the dashboard never loads rich's table code for it.
+The CLI passes its number and duration formatters in, so ``clmtune runs`` and
+``clmtune compare`` print figures alike without this module importing the CLI back.
 """
 
 from __future__ import annotations
@@ -10,7 +12,6 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from clmtune.backend.cli import _esc, _fmt_duration, _fmt_float
 from clmtune.backend.tools.compare import ComparedRun, Row, best_of, config_diff, csv_table, table
 
 
@@ -22,12 +23,22 @@ def print_csv(runs: Sequence[ComparedRun]) -> None:
     writer.writerows(body)
 
 
-def _columns(runs: Sequence[ComparedRun], metric: str) -> dict[str, Callable[[Row], str]]:
+Format = Callable[..., str]
+
+
+def _esc(value: Any) -> str:
+    from rich.markup import escape  # names like [training] are not style tags
+
+    return escape(str(value))
+
+
+def _columns(runs: Sequence[ComparedRun], metric: str, number: Format,
+             duration: Format) -> dict[str, Callable[[Row], str]]:
     best = {run.name: best_of(run, metric) for run in runs}
 
     def best_value(row: Row) -> str:
         found = best[row.name]
-        return _fmt_float(found[0]) if found else "-"
+        return number(found[0]) if found else "-"
 
     def best_step(row: Row) -> str:
         found = best[row.name]
@@ -35,22 +46,26 @@ def _columns(runs: Sequence[ComparedRun], metric: str) -> dict[str, Callable[[Ro
 
     return {
         "name": lambda r: r.name, "status": lambda r: r.status, "steps": lambda r: str(r.steps),
-        "time": lambda r: _fmt_duration(r.runtime_s),
-        "samples/s": lambda r: _fmt_float(r.samples_per_second, 3),
-        "train loss": lambda r: _fmt_float(r.final_train_loss),
+        "time": lambda r: duration(r.runtime_s),
+        "samples/s": lambda r: number(r.samples_per_second, 3),
+        "train loss": lambda r: number(r.final_train_loss),
         f"best {metric}": best_value, "at step": best_step,
-        "ppl": lambda r: _fmt_float(r.final_perplexity),
+        "ppl": lambda r: number(r.final_perplexity),
     }  # fmt: skip
 
 
-def print_table(runs: Sequence[ComparedRun], metric: str, console: Any) -> None:
-    """The per-run table, then the settings that differ (key × run)."""
+def print_table(runs: Sequence[ComparedRun], metric: str, console: Any, *, number: Format,
+                duration: Format) -> None:
+    """The per-run table, then the settings that differ (key × run).
+
+    ``number(value, digits)`` and ``duration(seconds)`` format the cells (the CLI's own).
+    """
     from rich import box  # only for the terminal output: --json / --csv stay lean
     from rich.table import Table
 
     if not console.is_terminal:
         console.width = 1000  # piped to a file or grep: whole lines
-    columns = _columns(runs, metric)
+    columns = _columns(runs, metric, number, duration)
     figures = Table(header_style="bold", box=box.SIMPLE_HEAD, pad_edge=False)
     for name in columns:
         figures.add_column(name, justify="left" if name in ("name", "status") else "right",
