@@ -517,6 +517,8 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     from clmtune.backend.run_names import DEFAULT_RUNS_DIR, resolve_run
     from clmtune.backend.tools import compare
 
+    if len(args.runs) < 2:
+        raise UsageError("compare: give two or more runs (names under --runs-dir, or paths)")
     paths, problems = [], []
     for text in args.runs:  # every bad name, one line each, before reading anything
         try:

@@ -131,6 +131,8 @@ def test_bad_names_and_folders_exit_2_with_one_line_each(capsys, tmp_path):
     assert "completd" in lines[0] and "closest: completed" in lines[0]
     assert str(empty) in lines[1] and "not a run directory" in lines[1]
     assert "nope" in lines[2]
+    code, _, err = run_cli(capsys, "compare", "completed", "--runs-dir", str(runs))
+    assert code == 2 and len(err.splitlines()) == 1 and "two or more runs" in err
     code, _, err = run_cli(capsys, "compare", "completed", "resumed", "--runs-dir", str(runs),
                            "--metric", "bogus")  # fmt: skip
     assert code == 2 and len(err.splitlines()) == 1 and "--metric bogus" in err
