@@ -74,6 +74,20 @@ class CompareChart(PlotWidget, inherit_bindings=False):
         self.curves: list[compare.Curve] = []
         self.raw: list[compare.Curve] = []
         self.plotted_points = 0
+        # Thinned points by (x, y arrays, width): the curves' arrays are cached upstream,
+        # so switching back to a view or toggling the raw points thins nothing again.
+        self._thinned: dict[tuple[int, int, int], tuple[Any, Any, Any, Any]] = {}
+
+    def _thin(self, curve: compare.Curve, columns: int) -> tuple[Any, Any]:
+        key = (id(curve.x), id(curve.y), columns)
+        hit = self._thinned.get(key)
+        if hit is not None and hit[2] is curve.x and hit[3] is curve.y:
+            return hit[0], hit[1]
+        if len(self._thinned) > 256:
+            self._thinned.clear()
+        xs, ys = thin_minmax(curve.x, curve.y, columns)
+        self._thinned[key] = (xs, ys, curve.x, curve.y)  # the arrays pin their ids
+        return xs, ys
 
     def on_mount(self) -> None:
         self.show_legend(LegendLocation.TOPRIGHT)
@@ -96,13 +110,13 @@ class CompareChart(PlotWidget, inherit_bindings=False):
         columns = self._columns()
         self.plotted_points = 0
         for i, curve in enumerate(self.raw):
-            xs, ys = thin_minmax(curve.x, curve.y, columns)
+            xs, ys = self._thin(curve, columns)
             if len(xs):
                 self.plot(xs, ys, line_style=f"dim {COLOURS[i % len(COLOURS)]}",
                           hires_mode=HiResMode.BRAILLE)
         for i, curve in enumerate(self.curves):
             colour, marker = COLOURS[i % len(COLOURS)], MARKERS[i % len(MARKERS)]
-            xs, ys = thin_minmax(curve.x, curve.y, columns)
+            xs, ys = self._thin(curve, columns)
             self.plotted_points += len(xs)
             if not len(xs):
                 continue
@@ -158,6 +172,7 @@ class CompareScreen(Screen):
         self.smoothing = 0.6
         self.show_raw = True
         self.sort_column = -1  # -1: the order the runs were marked in
+        self._ema: dict[tuple[int, float], tuple[Any, compare.Curve]] = {}
         self.loaded = False
 
     def compose(self) -> ComposeResult:
@@ -212,7 +227,7 @@ class CompareScreen(Screen):
         if not self.runs:
             return
         raw = compare.curves(self.runs, self.metric, self.x_axis)
-        smoothed = compare.curves(self.runs, self.metric, self.x_axis, self.smoothing)
+        smoothed = [self._smoothed(curve) for curve in raw]
         under = raw if self.smoothing > 0 and self.show_raw else []
         self.query_one(CompareChart).show(smoothed, under, self.metric, self.x_axis)
         raw_text = "raw shown" if self.show_raw else "raw hidden"
@@ -221,6 +236,20 @@ class CompareScreen(Screen):
         self.query_one("#compare-status", Static).update(
             f"{self.metric} vs {self.x_axis} · smoothing {self.smoothing:.2f} ({raw_text})"
             f"{missing}")
+
+    def _smoothed(self, curve: compare.Curve) -> compare.Curve:
+        """``curve`` under the current smoothing, kept while its points are the same."""
+        if self.smoothing <= 0 or not len(curve.y):
+            return curve
+        key = (id(curve.y), self.smoothing)
+        hit = self._ema.get(key)
+        if hit is None or hit[0] is not curve.y:
+            if len(self._ema) > 256:
+                self._ema.clear()
+            hit = (curve.y, compare.Curve(curve.name, curve.x,
+                                          compare.ema_array(curve.y, self.smoothing)))
+            self._ema[key] = hit
+        return hit[1]
 
     def _rows(self) -> list[compare.Row]:
         rows = compare.table(self.runs)
