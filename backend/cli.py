@@ -1,4 +1,4 @@
-"""The headless command line: ``clmtune train | stop | runs | show | check | init``.
+"""The headless command line: ``clmtune train | stop | runs | show | compare | check | init``.
 
 Exit codes (``clmtune train`` mirrors the run's final status):
 
@@ -514,6 +514,36 @@ def _cmd_show(args: argparse.Namespace) -> int:
 # ------------------------------------------------------------------ check / init
 
 
+def _cmd_compare(args: argparse.Namespace) -> int:
+    """Runs side by side: the table (or --json / --csv) and the settings that differ."""
+    from clmtune.backend.events import _sanitize
+    from clmtune.backend.run_names import DEFAULT_RUNS_DIR, resolve_run
+    from clmtune.backend.tools import compare
+
+    if len(args.runs) < 2:
+        raise UsageError("compare: give two or more runs (names under --runs-dir, or paths)")
+    paths, problems = [], []
+    for text in args.runs:  # every bad name, one line each, before reading anything
+        try:
+            paths.append(resolve_run(text, Path(args.runs_dir or DEFAULT_RUNS_DIR)))
+        except UsageError as exc:
+            problems.append(str(exc))
+    if problems:
+        raise UsageError("\n".join(problems))
+    runs = compare.load_runs(paths)
+    metric = compare.need_metric(runs, args.metric)
+    if args.json:
+        print(json.dumps(_sanitize(compare.to_json(runs, metric)), indent=2))
+        return EXIT_OK
+    from clmtune.backend.tools.compare_text import print_csv, print_table
+
+    if args.csv:
+        print_csv(runs)
+    else:
+        print_table(runs, metric, _console(), number=_fmt_float, duration=_fmt_duration)
+    return EXIT_OK
+
+
 def _cmd_check(args: argparse.Namespace) -> int:
     from clmtune.backend.settings.check import check_file
 
@@ -567,6 +597,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--runs-dir", help=RUNS_DIR_HELP)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_cmd_show)
+
+    p = sub.add_parser("compare", help="runs side by side: figures and the settings that differ")
+    p.add_argument("runs", nargs="+", metavar="RUN", help="two or more run names or paths")
+    p.add_argument("--metric", default="eval_loss", help="the metric whose best is shown"
+                   " (eval_loss, train_loss, perplexity, learning_rate, eval_accuracy, …)")
+    p.add_argument("--runs-dir", help=RUNS_DIR_HELP)
+    out = p.add_mutually_exclusive_group()
+    out.add_argument("--json", action="store_true", help="one JSON object")
+    out.add_argument("--csv", action="store_true", help="the table as CSV with a header row")
+    p.set_defaults(func=_cmd_compare)
 
     p = sub.add_parser("check", help="validate a settings file")
     p.add_argument("file")

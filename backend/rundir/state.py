@@ -96,15 +96,21 @@ class RunState:
     train_steps: list[float] = field(default_factory=list)
     train_loss: list[float] = field(default_factory=list)
     train_epochs: list[float] = field(default_factory=list)
+    train_times: list[float] = field(default_factory=list)  # event time of each train log
     lr_steps: list[float] = field(default_factory=list)
     learning_rate: list[float] = field(default_factory=list)
     grad_norm: list[float] = field(default_factory=list)
     tokens_per_second: float | None = None
     samples_per_second: float | None = None
     eta_seconds: float | None = None
+    # Throughput history (not ``compact``): tokens/s and samples/s as each train log said.
+    speed_steps: list[float] = field(default_factory=list)
+    speed_tokens: list[float] = field(default_factory=list)
+    speed_samples: list[float] = field(default_factory=list)
     eval_steps: list[float] = field(default_factory=list)
     eval_loss: list[float] = field(default_factory=list)
     eval_accuracy: list[float] = field(default_factory=list)
+    eval_times: list[float] = field(default_factory=list)  # event time of each eval
     eval_rows: list[dict[str, Any]] = field(default_factory=list)
     last_eval: dict[str, Any] = field(default_factory=dict)
     memory: list[Event] = field(default_factory=list)
@@ -195,9 +201,11 @@ class RunState:
             for values in series:
                 del values[n:]
 
-        keep(self.train_steps, self.train_loss, self.train_epochs)
+        keep(self.train_steps, self.train_loss, self.train_epochs, self.train_times)
         keep(self.lr_steps, self.learning_rate, self.grad_norm)
-        keep(self.eval_steps, self.eval_loss, self.eval_accuracy, self.eval_rows)
+        keep(self.speed_steps, self.speed_tokens, self.speed_samples)
+        keep(self.eval_steps, self.eval_loss, self.eval_accuracy, self.eval_rows,
+             self.eval_times)
         self.nan_loss_steps = [s for s in self.nan_loss_steps if s <= step]
         if not self.nan_loss_steps:
             self.nan_message = None
@@ -221,6 +229,7 @@ class RunState:
             self.train_steps.append(step)
             self.train_loss.append(loss)
             self.train_epochs.append(self.epoch if self.epoch is not None else math.nan)
+            self.train_times.append(_time_of(e))
             if not math.isfinite(loss):
                 self.nan_loss_steps.append(step)
         if not self.compact:
@@ -230,6 +239,12 @@ class RunState:
                 self.learning_rate.append(lr)
                 gn = to_float(e.get("grad_norm"))
                 self.grad_norm.append(gn if gn is not None else math.nan)
+            tokens = to_float(e.get("tokens_per_second"))
+            samples = to_float(e.get("samples_per_second"))
+            if tokens is not None or samples is not None:
+                self.speed_steps.append(step)
+                self.speed_tokens.append(tokens if tokens is not None else math.nan)
+                self.speed_samples.append(samples if samples is not None else math.nan)
         for name in ("tokens_per_second", "samples_per_second", "eta_seconds"):
             value = to_float(e.get(name))
             if value is not None:
@@ -246,6 +261,7 @@ class RunState:
             self.eval_loss.append(loss)
             acc = to_float(metrics.get("eval_accuracy"))
             self.eval_accuracy.append(acc if acc is not None else math.nan)
+            self.eval_times.append(_time_of(e))
             row = {"step": step, "epoch": to_float(e.get("epoch"))}
             row.update({k: to_float(v) for k, v in metrics.items()})
             self.eval_rows.append({k: v for k, v in row.items() if v is not None})
@@ -350,11 +366,19 @@ class RunState:
 
     @property
     def best_eval_loss(self) -> float | None:
-        values = [x for x in self.eval_loss if math.isfinite(x)]
+        best = self.best_eval
+        return best[0] if best is not None else None
+
+    @property
+    def best_eval(self) -> tuple[float, int] | None:
+        """The lowest finite eval loss and its step (the final evaluation counts at the last
+        step; the earliest step wins a tie)."""
+        pairs = [(x, int(s)) for x, s in zip(self.eval_loss, self.eval_steps, strict=False)
+                 if math.isfinite(x)]
         final = to_float((self.final_metrics.get("eval") or {}).get("eval_loss"))
         if final is not None and math.isfinite(final):
-            values.append(final)
-        return min(values) if values else None
+            pairs.append((final, self.step))
+        return min(pairs, key=lambda pair: (pair[0], pair[1])) if pairs else None
 
     @property
     def perplexity(self) -> float | None:
@@ -458,6 +482,11 @@ class RunState:
         rows.extend(dict(r) for r in self.eval_rows)
         rows.sort(key=lambda r: (r.get("step") or 0, "eval_loss" in r))
         return rows
+
+
+def _time_of(event: Event) -> float:
+    value = to_float(event.get("time"))
+    return value if value is not None else math.nan
 
 
 def fold(events: list[Event], *, compact: bool = False) -> RunState:

@@ -262,6 +262,19 @@ def _events_state(path: Path) -> RunState | None:
             return None
 
 
+def _full_events_state(path: Path) -> RunState | None:
+    """Every event of a run folded with full histories (read once, not cached)."""
+    from clmtune.backend.events import read_events
+    from clmtune.backend.rundir.state import fold
+
+    if not path.is_file():
+        return None
+    try:
+        return fold(read_events(path))
+    except OSError:
+        return None
+
+
 # ---------------------------------------------------------------- one run
 
 
@@ -289,7 +302,7 @@ def _read_metrics(run_dir: Path) -> dict[str, dict]:
 
 
 def _hf_state(run_dir: Path, checkpoints: list[CheckpointInfo],
-              metrics: dict[str, dict]) -> RunState | None:
+              metrics: dict[str, dict], *, compact: bool = True) -> RunState | None:
     """A folder without events (plain Hugging Face): its newest trainer_state.json, folded."""
     from clmtune.backend.rundir.state import fold_trainer_state
 
@@ -301,9 +314,9 @@ def _hf_state(run_dir: Path, checkpoints: list[CheckpointInfo],
                 when = path.stat().st_mtime
             except OSError:
                 when = None
-            return fold_trainer_state(data, metrics, when, compact=True)
+            return fold_trainer_state(data, metrics, when, compact=compact)
     if metrics:
-        return fold_trainer_state({}, metrics, None, compact=True)
+        return fold_trainer_state({}, metrics, None, compact=compact)
     return None
 
 
@@ -317,16 +330,19 @@ def _disk_status(info: dict, state: RunState | None, metrics: dict) -> str:
     return status
 
 
-def read_run(run_dir: Path, *, now: float | None = None) -> RunSummary:
+def read_run(run_dir: Path, *, now: float | None = None, compact: bool = True) -> RunSummary:
     """Summarise one run dir (ours or a plain Hugging Face one). Never raises on bad files.
 
     Cheap to call again: what it derives from files is cached per process (thread-safe)
     and a growing ``events.jsonl`` is only read from where the last call stopped.
+    ``compact=False`` (``clmtune compare``): ``summary.state`` keeps every history
+    (learning rate, grad norm, throughput), folded from a fresh read, not cached.
     """
     run_dir = Path(run_dir)
     now = time.time() if now is None else now
     info = read_run_json(run_dir)
-    state = _events_state(run_dir / EVENTS_FILE)
+    state = (_events_state(run_dir / EVENTS_FILE) if compact
+             else _full_events_state(run_dir / EVENTS_FILE))
     if state is not None and state.events_folded == 0:
         state = None
     # Shared with the cache: the summary gets its own copy (callers may edit it).
@@ -336,7 +352,7 @@ def read_run(run_dir: Path, *, now: float | None = None) -> RunSummary:
     ours = bool(info) or state is not None or bool(settings)
     has_events = state is not None
     if state is None:
-        state = _hf_state(run_dir, checkpoints, metrics)
+        state = _hf_state(run_dir, checkpoints, metrics, compact=compact)
         if state is not None and ours:
             state.source = "clmtune"
     summary = RunSummary(path=run_dir, name=run_dir.name, status="unknown",

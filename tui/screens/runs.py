@@ -73,6 +73,10 @@ class RunsScreen(Screen):
             "m", "metrics", "Metrics",
             tooltip="Saved metrics of the selected run: results files and log history",
         ),
+        Binding("space", "mark", "Mark", show=False,
+                tooltip="Mark or unmark the selected run for Compare"),
+        Binding("c", "compare", "Compare", show=False,
+                tooltip="Compare the marked runs (mark them with space)"),
     ]
 
     loading = True  # until the first rows of the listing arrive
@@ -172,6 +176,30 @@ class RunsScreen(Screen):
         run = self._need_selection()
         if run is not None:
             self.app.open_metrics(Path(run.path))
+
+    def action_mark(self) -> None:
+        run = self._need_selection()
+        if run is None:
+            return
+        marked: list[Path] = self.__dict__.setdefault("marked", [])  # in marking order
+        path = Path(run.path)
+        if path in marked:
+            marked.remove(path)
+        else:
+            marked.append(path)
+        names = ", ".join(p.name for p in marked)
+        root = shown_path(self.app.runs_dir)
+        self.query_one("#runs-title", Static).update(
+            f"clmtune · runs in {root}" + (f" · compare: {names} (c)" if marked else ""))
+
+    def action_compare(self) -> None:
+        marked: list[Path] = self.__dict__.get("marked", [])
+        if len(marked) < 2:
+            self.notify("Mark two or more runs with space, then press c.", severity="warning")
+            return
+        from clmtune.tui.screens.compare import CompareScreen  # loaded when first used
+
+        self.app.push_screen(CompareScreen(list(marked)))
 
     def action_delete(self) -> None:
         run = self._need_selection()

@@ -1,0 +1,1 @@
+"""One module per user-facing job beside training (compare, …); light imports only."""
