@@ -27,4 +27,5 @@ TUI_SURFACE = (
     "settings.toml_io",  # read / save settings files
     "settings.training_args",  # the command line a run will use
     "settings.validate",  # per-field errors for the form
+    "tools.compare",  # runs side by side (numpy, no torch)
 )

@@ -16,7 +16,8 @@ from tests.run_helpers import REPO, cli_env
 
 HEAVY = ("torch", "transformers", "datasets", "evaluate", "accelerate")
 LIGHT = ("events", "rundir.listing", "rundir.summary", "rundir.state", "launch", "resume_plan",
-         "settings.toml_io", "settings.validate", "settings.schema_cache", "errors")
+         "settings.toml_io", "settings.validate", "settings.schema_cache", "errors",
+         "tools.compare")
 LIGHT_BACKEND = tuple(f"clmtune.backend.{m}" for m in LIGHT)
 EVERY_BACKEND = ("clmtune.backend",) + tuple(
     f"clmtune.backend.{m}"
