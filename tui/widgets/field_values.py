@@ -14,6 +14,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from clmtune.backend.errors import ClmtuneError
+
 try:  # Python 3.11+
     import tomllib
 except ModuleNotFoundError:  # pragma: no cover - 3.10
@@ -124,8 +126,13 @@ def format_default(spec: Any) -> str:
     return f"default: {text}" if text else "default: empty"
 
 
-class ParseError(ValueError):
-    """The text of a field cannot be read as its kind; the message says what to type."""
+class ParseError(ClmtuneError, ValueError):
+    """The text of a field cannot be read as its kind; the message says what to type.
+
+    One of the family (``ClmtuneError``), and still a ``ValueError`` for parsers that
+    raise it from value conversions.
+    """
+
 
 
 def _toml_literal(text: str) -> Any:
