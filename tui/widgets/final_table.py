@@ -11,7 +11,7 @@ from clmtune.tui import fmt
 
 # (label, train key, eval key). HF names: train_* from trainer.train(), eval_* from evaluate().
 ROWS: tuple[tuple[str, str | None, str | None], ...] = (
-    ("loss", "train_loss", "eval_loss"),
+    ("mean loss", "train_loss", "eval_loss"),  # train: mean over the run (HF train_loss)
     ("perplexity", "perplexity", "perplexity"),
     ("accuracy", None, "eval_accuracy"),
     ("samples", "train_samples", "eval_samples"),
