@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from clmtune.backend.runs import list_runs
+from clmtune.tui import fmt
 from clmtune.tui.app import ClmtuneApp
 from clmtune.tui.messages import RunsRefreshed
 from clmtune.tui.widgets.run_table import RunTable
@@ -19,6 +20,7 @@ from tests.tui.conftest import (
     FROZEN_NOW,
     fake_checkpoint,
     frozen_clock,
+    recorded_run,
     standard_runs,
     wait_until,
 )
@@ -265,3 +267,21 @@ def test_lister_reads_only_what_changed(runs_root):
     shutil.rmtree(runs_root / names[0])
     assert lister.refresh(lambda runs: got.append(runs))
     assert [r.name for r in got[-1]] == names[1:] and lister.reads == 13
+
+
+async def test_a_resumed_running_run_took_leaves_out_the_gap_between_attempts(runs_root):
+    # Attempt 1 ran 10 s, the resume started 1011 s after the first start; the clock
+    # reads an hour after it. Took counts the attempts, as the live view's elapsed does,
+    # not the hour since the first start.
+    run = recorded_run(runs_root, "resumed-live", "resumed", status="running")
+    events = (run / "events.jsonl").read_text().splitlines()
+    assert json.loads(events[-1])["type"] == "run_finished"
+    (run / "events.jsonl").write_text("\n".join(events[:-1]) + "\n")
+    app = _app(runs_root)
+    async with app.run_test(size=(80, 24)) as pilot:
+        table = await _loaded(app, pilot, 1)
+        assert table.runs[0].status == "running" and table.runs[0].attempts == 2
+        run_summary = table.runs[0]
+        live_view = run_summary.state.elapsed(FROZEN_NOW, "running")  # the phase bar's figure
+        assert 43 * 60 <= live_view < 44 * 60  # 10 s + (3600 - 1011) s, not 3600 s
+        assert _cells(table, 0)["duration"] == fmt.duration(live_view)

@@ -214,8 +214,12 @@ class RunTable(DataTable):
         progress = Text(fmt.bar(fraction, BAR_WIDTH), style=self._style("run-table--dim"))
         progress.append(f" {step_txt}")
         took = run.duration
-        if status == "running" and run.started is not None:
-            took = now - run.started  # the injectable clock, not read_run's wall time
+        state = getattr(run, "state", None)
+        if status == "running" and state is not None:
+            # The injectable clock, not read_run's wall time; gaps between attempts left out.
+            took = state.elapsed(now, status)
+        elif status == "running" and run.started is not None and run.attempts <= 1:
+            took = now - run.started
         return {
             "name": Text(run.name, overflow="ellipsis", no_wrap=True),
             "status": Text(status, style=self._style(STATUS_CLASSES.get(status, "run-table--dim"))),
