@@ -285,3 +285,15 @@ async def test_a_resumed_running_run_took_leaves_out_the_gap_between_attempts(ru
         live_view = run_summary.state.elapsed(FROZEN_NOW, "running")  # the phase bar's figure
         assert 43 * 60 <= live_view < 44 * 60  # 10 s + (3600 - 1011) s, not 3600 s
         assert _cells(table, 0)["duration"] == fmt.duration(live_view)
+
+
+async def test_a_run_whose_loss_became_nan_is_flagged_in_the_list(runs_root):
+    recorded_run(runs_root, "diverged", "nan", status="completed")
+    recorded_run(runs_root, "fine", "completed", status="completed", shift=-600)
+    app = _app(runs_root)
+    async with app.run_test(size=(80, 24)) as pilot:
+        table = await _loaded(app, pilot, 2)
+        cells = {r.name: _cells(table, i) for i, r in enumerate(table.runs)}
+        assert cells["diverged"]["loss"].startswith("⚠")
+        assert len(cells["diverged"]["loss"]) <= 6  # the column's width: nothing cut
+        assert "⚠" not in cells["fine"]["loss"]

@@ -206,6 +206,13 @@ class RunTable(DataTable):
         except Exception:  # noqa: BLE001 - before mount / unknown class: plain text
             return ""
 
+    def _loss_cell(self, run: Any) -> Text | str:
+        """The last train loss; a run whose loss became NaN/inf gets a warning badge."""
+        if not getattr(run, "nan_flag", None):
+            return fmt.num(run.last_loss)
+        # The column is 6 wide: the badge and three digits ("⚠ 4.23", "⚠ nan").
+        return Text(f"⚠ {fmt.num(run.last_loss, 3)}", style=self._style("run-table--failed"))
+
     def _cells(self, run: Any) -> dict[str, Text | str]:
         now = self.clock()
         status = str(run.status)
@@ -224,7 +231,7 @@ class RunTable(DataTable):
             "name": Text(run.name, overflow="ellipsis", no_wrap=True),
             "status": Text(status, style=self._style(STATUS_CLASSES.get(status, "run-table--dim"))),
             "progress": progress,
-            "loss": fmt.num(run.last_loss),
+            "loss": self._loss_cell(run),
             "eval": fmt.num(run.best_eval_loss),
             "ppl": fmt.num(run.perplexity),
             "started": fmt.started(run.started, now),
