@@ -332,3 +332,16 @@ def test_accuracy_is_the_newest_eval_not_a_stale_results_file(tmp_path: Path) ->
     saved = load_saved_run(run)
     assert saved.summary.perplexity == pytest.approx(2.72)
     assert saved.accuracy == pytest.approx(0.3)
+
+
+async def test_the_nan_row_points_at_the_flag_and_fits_at_80x24(runs_root: Path) -> None:
+    # The flag is shown above the tabs; the row said "(see below)" and was cut at 80x24.
+    run_dir = recorded_run(runs_root, "diverged", "nan", status="completed")
+    screen = MetricsScreen(run_dir)
+    async with MetricsApp(screen).run_test(size=(80, 24)) as pilot:
+        await wait_until(pilot, screen.ready.is_set)
+        box, summary = screen.query_one("#metrics-error-box"), screen.query_one("#summary")
+        assert box.has_class("-shown") and box.region.bottom <= summary.region.y
+        row = next(line for line in summary_text(screen).splitlines() if "not finite" in line)
+        assert "above" in row and "below" not in row
+        assert len(row.rstrip()) <= summary.content_region.width  # nothing cut

@@ -181,7 +181,7 @@ def summary_lines(saved: SavedRun) -> list[tuple[str, str]]:
     if s.resumed_from:
         lines.append(("resumed from", Path(s.resumed_from).name))
     if s.nan_flag:
-        lines.append(("loss", "⚠ not finite (see below)"))
+        lines.append(("loss", "⚠ not finite (above)"))  # the flag is shown above the tabs
     return lines
 
 
