@@ -297,3 +297,16 @@ async def test_a_run_whose_loss_became_nan_is_flagged_in_the_list(runs_root):
         assert cells["diverged"]["loss"].startswith("⚠")
         assert len(cells["diverged"]["loss"]) <= 6  # the column's width: nothing cut
         assert "⚠" not in cells["fine"]["loss"]
+
+
+async def test_long_default_names_keep_their_time_at_80_columns(runs_root):
+    # Cut at the end, both read "blocksize-20261202-1231…": which run is which?
+    for stamp in ("123115", "123144"):
+        recorded_run(runs_root, f"blocksize-20261202-{stamp}", "failed", status="failed")
+    app = _app(runs_root)
+    async with app.run_test(size=(80, 24)) as pilot:
+        table = await _loaded(app, pilot, 2)
+        width = dict(table.column_spec())["name"]
+        names = [_cells(table, i)["name"] for i in range(2)]
+        assert all(len(name) <= width for name in names), (names, width)
+        assert {name[-6:] for name in names} == {"123115", "123144"}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -40,6 +41,8 @@ WIDE = 100
 NARROW_KEYS = ("name", "status", "progress", "loss", "ppl", "duration")
 NAME_WIDTH = (8, 24, 40)  # min, max narrow, max wide
 BAR_WIDTH = 5
+# The "-YYYYMMDD-HHMMSS" of default run names: what tells two runs of one file apart.
+_STAMP = re.compile(r"-\d{8}-\d{6}$")
 STEP_MIN = 4  # "Step" itself
 MODEL_MIN = 8
 
@@ -64,6 +67,21 @@ def run_key(run: Any) -> str:
 def step_text(run: Any) -> str:
     """``global_step/max_steps`` (or the step alone when the length is unknown)."""
     return f"{run.global_step}/{run.max_steps}" if run.max_steps else str(run.global_step)
+
+
+def fit_name(name: str, width: int | None) -> str:
+    """``name`` in ``width`` cells; a long default name is cut in the middle, not its time.
+
+    ``blocksize-20261202-123115`` at 24 cells reads ``blocksi…-20261202-123115``: the end
+    cut (``blocksize-20261202-1231…``) made two runs of one file look the same.
+    """
+    if width is None or len(name) <= width:
+        return name
+    stamp = _STAMP.search(name)
+    keep = width - 1 - (len(stamp.group()) if stamp else 0)
+    if stamp is None or keep < 1:
+        return name  # the cell's own end ellipsis
+    return f"{name[:keep]}…{stamp.group()}"
 
 
 class RunTable(DataTable):
@@ -228,7 +246,8 @@ class RunTable(DataTable):
         elif status == "running" and run.started is not None and run.attempts <= 1:
             took = now - run.started
         return {
-            "name": Text(run.name, overflow="ellipsis", no_wrap=True),
+            "name": Text(fit_name(str(run.name), dict(self._columns_shown or ()).get("name")),
+                         overflow="ellipsis", no_wrap=True),
             "status": Text(status, style=self._style(STATUS_CLASSES.get(status, "run-table--dim"))),
             "progress": progress,
             "loss": self._loss_cell(run),
