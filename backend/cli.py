@@ -73,7 +73,7 @@ def _fmt_float(value: Any, digits: int = 4) -> str:
 def _fmt_duration(seconds: float | None) -> str:
     if seconds is None or not math.isfinite(seconds):
         return "-"
-    seconds = int(seconds)
+    seconds = int(round(seconds))  # rounded as the dashboard rounds (59.6 s is 1m00s there)
     hours, rest = divmod(seconds, 3600)
     minutes, secs = divmod(rest, 60)
     return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"

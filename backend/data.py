@@ -118,15 +118,13 @@ def load_raw_datasets(cfg: RunConfig, *, cache_dir: str | None = None) -> tuple[
         args = (builder,)
         source = f"[data] train_file = {str(train_file)!r}"
 
-    def load(**extra: Any) -> Any:
+    def load(hint: str = "check the path or name, and that the file parses as its type",
+             **extra: Any) -> Any:
         try:
             return load_dataset(*args, cache_dir=cache_dir, streaming=streaming, **kwargs, **extra)
         except (FileNotFoundError, ValueError, OSError) as exc:
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-            raise TrainingSetupError(
-                f"{source} could not be loaded: {first}",
-                "check the path or name, and that the file parses as its type",
-            ) from exc
+            raise TrainingSetupError(f"{source} could not be loaded: {first}", hint) from exc
 
     raw = load()
     if "train" not in raw:
@@ -139,8 +137,14 @@ def load_raw_datasets(cfg: RunConfig, *, cache_dir: str | None = None) -> tuple[
             )
         else:
             pct = _split_percentage(cfg)
-            raw["validation"] = load(split=f"train[:{pct}%]")
-            raw["train"] = load(split=f"train[{pct}%:]")
+            # The file loaded; a split fails when it holds too few examples for pct %.
+            too_small = (
+                f"the training data has too few examples to hold out {pct}% for validation:"
+                " add data, set [data] validation_file, or raise"
+                " [data] validation_split_percentage"
+            )
+            raw["validation"] = load(too_small, split=f"train[:{pct}%]")
+            raw["train"] = load(too_small, split=f"train[{pct}%:]")
     return raw, warnings
 
 

@@ -351,14 +351,24 @@ def plan_run(
 
 
 def need_fixed_dir(resume: str | None, run_dir: Path | None, cfg: Any) -> None:
-    """``--resume auto`` must find the same folder on every requeue: a dated one never does."""
-    if resume == RESUME_AUTO and run_dir is None and not getattr(cfg, "training", {}).get(
-        "output_dir"
-    ):
+    """``--resume auto``/``last`` must name the run's folder: a new dated one never holds it.
+
+    ``auto`` must find the same folder on every requeue; ``last`` without a folder would
+    look in a fresh ``runs/NAME-DATE`` and report it missing, which says nothing useful.
+    """
+    if resume not in (RESUME_AUTO, RESUME_LAST) or run_dir is not None:
+        return
+    if getattr(cfg, "training", {}).get("output_dir"):
+        return
+    if resume == RESUME_AUTO:
         raise UsageError(
             "--resume auto needs a fixed run folder",
             "pass --run-dir DIR or set [training] output_dir",
         )
+    raise UsageError(
+        "--resume last needs the folder of the run to resume",
+        "pass --run-dir runs/NAME (clmtune runs lists them) or set [training] output_dir",
+    )
 
 
 # ------------------------------------------------------------------ resume warnings

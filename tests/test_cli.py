@@ -427,3 +427,13 @@ def test_resume_warnings_ignore_the_stale_batch_size_trainer_keeps_in_its_state(
     hf_ckpt = make_checkpoint(plain, 4, marker=False)
     (text,) = resume_warnings(plain, hf_ckpt, now)
     assert "per_device_train_batch_size was 4" in text and "now 8" in text
+
+
+def test_durations_round_as_the_dashboard_does():
+    # 59.6 s read "0:59" in `clmtune show` and "1m00s" in the dashboard.
+    from clmtune.backend.cli import _fmt_duration
+
+    assert _fmt_duration(59.6) == "1:00"
+    assert _fmt_duration(62.51) == "1:03"
+    assert _fmt_duration(3599.5) == "1:00:00"
+    assert _fmt_duration(None) == "-"

@@ -184,6 +184,20 @@ def test_block_larger_than_dataset_is_a_clear_error(tmp_path, tiny_assets, loade
     assert "train" in message
 
 
+def test_a_file_too_small_for_the_validation_split_says_so(tmp_path, tiny_assets, loaded):
+    # 3 lines, 5 % held out: datasets says 'Instruction "train[:5%]" corresponds to no
+    # data!', which read as a file that does not parse ("check the path or name").
+    small = tmp_path / "small.txt"
+    small.write_text("def f():\n    return 1\nprint(f())\n", encoding="utf-8")
+    cfg = _data_cfg(tiny_assets, train_file=str(small), validation_split_percentage=5)
+    del cfg.data["validation_file"]
+    with pytest.raises(TrainingSetupError) as info:
+        _prepare(cfg, loaded, tmp_path)
+    message = str(info.value)
+    assert "too few examples to hold out 5% for validation" in message
+    assert "validation_file" in message and "\n" not in message
+
+
 def test_validation_split_is_carved_from_train(tiny_assets, loaded, tmp_path):
     cfg = _data_cfg(tiny_assets, block_size=16, validation_split_percentage=10)
     del cfg.data["validation_file"]

@@ -183,6 +183,27 @@ def test_attempts_count_every_worker_and_skip_the_gap_between_them():
     assert state.eta() is None  # finished
 
 
+def test_a_worker_err_line_before_a_resume_does_not_open_the_attempt_early():
+    # The dashboard's tailer forwards worker.err lines as log events without a time; a
+    # resumed worker prints to stderr before its first event. That line must not start
+    # attempt 2 at attempt 1's end (the live view then counted the gap: 2m01s vs 1m32s).
+    first = [
+        _at(100, "run_started", max_steps=10, resume_step=None),
+        _at(110, "train_log", step=4, loss=2.0, eta_seconds=9.0),
+        _at(160, "run_finished", status="stopped", error=None, hint=None),
+    ]
+    second = [
+        _at(1000, "phase", phase="loading_model", progress=None, detail=""),
+        _at(1005, "run_started", max_steps=10, resume_step=4, resumed_from="ckpt-4"),
+        _at(1030, "run_finished", status="completed", error=None, hint=None),
+    ]
+    live = reduce_events(first)
+    live.apply({"type": "log", "source": "worker.err", "message": "Loading weights: 100%"})
+    live.apply_all(second)
+    assert live.elapsed(now=5000) == reduce_events(first + second).elapsed(now=5000) == 90
+    assert [a.start for a in live.attempts] == [100, 1000]
+
+
 def test_a_crashed_run_has_no_eta_and_a_fixed_elapsed_time():
     events = [
         _at(100, "run_started", max_steps=10, resume_step=None),

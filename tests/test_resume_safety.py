@@ -181,6 +181,17 @@ def test_resume_auto_needs_a_fixed_folder(capsys, tmp_path, tiny_assets):
     assert not (tmp_path / "runs").exists()
 
 
+def test_resume_last_without_a_run_folder_says_which_folder_is_needed(capsys, tmp_path,
+                                                                       tiny_assets):
+    # Not "runs/tiny-<now> does not exist": the user meant the run they trained before.
+    config = write_config(tmp_path / "tiny.toml", tiny_assets)
+    code, _, err = cli(capsys, "train", str(config), "--resume", "last")
+    line = one_line(err)
+    assert code == 2 and "--resume last needs the folder of the run to resume" in line
+    assert "--run-dir" in line and "does not exist" not in line
+    assert not (tmp_path / "runs").exists()
+
+
 # ------------------------------------------------------------------ "complete" from the records
 
 

@@ -166,6 +166,11 @@ class RunState:
         a worker starts loading again after an attempt that already trained (crashed).
         """
         current = self.attempts[-1] if self.attempts else None
+        if current is not None and t is None and kind == "log":
+            # A worker.err line the dashboard forwards (no time): a resumed worker prints
+            # before its first event; opening the attempt here would date it to the end
+            # of the previous one and count the gap between them.
+            return
         starts = current is None or current.status != "running"
         if not starts and self._attempt_trained:
             loading = kind == "phase" and event.get("phase") in ("starting", "loading_model")

@@ -256,3 +256,24 @@ async def test_chart_axes_stay_readable(runs_root, values):
         assert all(map(lambda v: v == v and abs(v) != float("inf"), (y_min, y_max)))
         assert y_max - y_min >= 0.1  # not textual-plot's 2e-6 around a flat line
         assert y_min <= 2.5 <= y_max
+
+
+@pytest.mark.parametrize("log_scale", [False, True])
+async def test_chart_tick_labels_are_true_numbers(runs_root, log_scale):
+    """A diverging run (loss up to 1.5e6) gets tick labels that read as the tick values.
+
+    textual-plot cuts labels to the left margin: "1500000" used to read "150000".
+    """
+    app = _app(runs_root)
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await _open(app, pilot, runs_root, None)
+        chart = screen.query_one(LossChart)
+        chart.log_scale = log_scale
+        chart.set_data([1.0, 2.0, 3.0, 4.0, 5.0], [9.0, 3e4, 4e5, 9e5, 1.5e6], [], [])
+        await pilot.pause()
+        ticks, labels = chart._y_formatter.get_ticks_and_labels(chart._y_min, chart._y_max)
+        shown = [label[: chart.margin_left - 1] for label in labels]  # what textual-plot draws
+        values = [10.0**t for t in ticks] if log_scale else ticks
+        assert any(value >= 1e6 for value in values)
+        for value, label in zip(values, shown, strict=True):
+            assert float(label) == pytest.approx(value, rel=0.05), (label, value)

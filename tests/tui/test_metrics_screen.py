@@ -309,3 +309,39 @@ async def test_running_run_updates_by_itself(runs_root: Path, monkeypatch) -> No
         with EventWriter(run_dir / "events.jsonl") as writer:
             writer.emit(make_event("train_log", step=36, loss=3.0))
         await wait_until(pilot, lambda: "36 / 100" in summary_text(screen))
+
+
+def test_accuracy_is_the_newest_eval_not_a_stale_results_file(tmp_path: Path) -> None:
+    # Completed at step 5 (eval_results.json written), trained further and stopped at
+    # step 8 after another eval: eval_results.json is stale. The overview showed its
+    # accuracy next to the perplexity of the newer eval.
+    from clmtune.backend.events import EventWriter, make_event
+
+    run = tmp_path / "run"
+    run.mkdir()
+    first = {"eval_loss": 2.0, "eval_accuracy": 0.1, "perplexity": 7.39, "epoch": 0.5}
+    newer = {"eval_loss": 1.0, "eval_accuracy": 0.3, "perplexity": 2.72, "epoch": 0.8}
+    with EventWriter(run / "events.jsonl") as writer:
+        writer.emit(make_event("run_started", max_steps=5, resume_step=None))
+        writer.emit(make_event("eval", step=5, epoch=0.5, metrics=first))
+        writer.emit(make_event("run_finished", status="completed", error=None, hint=None))
+        writer.emit(make_event("run_started", max_steps=10, resume_step=5))
+        writer.emit(make_event("eval", step=8, epoch=0.8, metrics=newer))
+        writer.emit(make_event("run_finished", status="stopped", error=None, hint=None))
+    (run / "eval_results.json").write_text(json.dumps(first))
+    saved = load_saved_run(run)
+    assert saved.summary.perplexity == pytest.approx(2.72)
+    assert saved.accuracy == pytest.approx(0.3)
+
+
+async def test_the_nan_row_points_at_the_flag_and_fits_at_80x24(runs_root: Path) -> None:
+    # The flag is shown above the tabs; the row said "(see below)" and was cut at 80x24.
+    run_dir = recorded_run(runs_root, "diverged", "nan", status="completed")
+    screen = MetricsScreen(run_dir)
+    async with MetricsApp(screen).run_test(size=(80, 24)) as pilot:
+        await wait_until(pilot, screen.ready.is_set)
+        box, summary = screen.query_one("#metrics-error-box"), screen.query_one("#summary")
+        assert box.has_class("-shown") and box.region.bottom <= summary.region.y
+        row = next(line for line in summary_text(screen).splitlines() if "not finite" in line)
+        assert "above" in row and "below" not in row
+        assert len(row.rstrip()) <= summary.content_region.width  # nothing cut

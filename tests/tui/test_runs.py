@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from clmtune.backend.rundir.listing import list_runs
+from clmtune.tui import fmt
 from clmtune.tui.app import ClmtuneApp
 from clmtune.tui.messages import RunsRefreshed
 from clmtune.tui.widgets.run_table import RunTable
@@ -19,6 +20,7 @@ from tests.tui.conftest import (
     FROZEN_NOW,
     fake_checkpoint,
     frozen_clock,
+    recorded_run,
     standard_runs,
     wait_until,
 )
@@ -288,3 +290,46 @@ async def test_a_refused_delete_says_why(runs_root, monkeypatch):
         (note,) = [n for n in app._notifications if "Could not delete" in (n.title or "")]
         assert "stop it first" in note.message
         assert runs["completed"].exists()
+
+
+async def test_a_resumed_running_run_took_leaves_out_the_gap_between_attempts(runs_root):
+    # Attempt 1 ran 10 s, the resume started 1011 s after the first start; the clock
+    # reads an hour after it. Took counts the attempts, as the live view's elapsed does,
+    # not the hour since the first start.
+    run = recorded_run(runs_root, "resumed-live", "resumed", status="running")
+    events = (run / "events.jsonl").read_text().splitlines()
+    assert json.loads(events[-1])["type"] == "run_finished"
+    (run / "events.jsonl").write_text("\n".join(events[:-1]) + "\n")
+    app = _app(runs_root)
+    async with app.run_test(size=(80, 24)) as pilot:
+        table = await _loaded(app, pilot, 1)
+        assert table.runs[0].status == "running" and table.runs[0].attempts == 2
+        run_summary = table.runs[0]
+        live_view = run_summary.state.elapsed(FROZEN_NOW, "running")  # the phase bar's figure
+        assert 43 * 60 <= live_view < 44 * 60  # 10 s + (3600 - 1011) s, not 3600 s
+        assert _cells(table, 0)["duration"] == fmt.duration(live_view)
+
+
+async def test_a_run_whose_loss_became_nan_is_flagged_in_the_list(runs_root):
+    recorded_run(runs_root, "diverged", "nan", status="completed")
+    recorded_run(runs_root, "fine", "completed", status="completed", shift=-600)
+    app = _app(runs_root)
+    async with app.run_test(size=(80, 24)) as pilot:
+        table = await _loaded(app, pilot, 2)
+        cells = {r.name: _cells(table, i) for i, r in enumerate(table.runs)}
+        assert cells["diverged"]["loss"].startswith("⚠")
+        assert len(cells["diverged"]["loss"]) <= 6  # the column's width: nothing cut
+        assert "⚠" not in cells["fine"]["loss"]
+
+
+async def test_long_default_names_keep_their_time_at_80_columns(runs_root):
+    # Cut at the end, both read "blocksize-20261202-1231…": which run is which?
+    for stamp in ("123115", "123144"):
+        recorded_run(runs_root, f"blocksize-20261202-{stamp}", "failed", status="failed")
+    app = _app(runs_root)
+    async with app.run_test(size=(80, 24)) as pilot:
+        table = await _loaded(app, pilot, 2)
+        width = dict(table.column_spec())["name"]
+        names = [_cells(table, i)["name"] for i in range(2)]
+        assert all(len(name) <= width for name in names), (names, width)
+        assert {name[-6:] for name in names} == {"123115", "123144"}

@@ -92,3 +92,24 @@ def test_new_max_steps_must_be_a_whole_number_above_the_step_reached():
     assert parse_max_steps("600", 600)[0] is None
     assert parse_max_steps("9.5", 600)[0] is None
     assert parse_max_steps("", 600)[0] is None
+
+
+@pytest.mark.parametrize("typed", ["120.0", "1e3"])
+async def test_a_typed_decimal_is_refused_not_read_as_another_number(runs_root, monkeypatch,
+                                                                       typed):
+    # An integer-only Input drops the "." and the "e": "120.0" arrived as 1200, "1e3" as 13.
+    run_dir = _complete_run(runs_root)
+    started = []
+    monkeypatch.setattr(launch, "start_run", lambda config_path=None, **kw: started.append(kw)
+                        or launch.LaunchedRun(run_dir=run_dir, pid=1, command=[], process=None))
+    app = ClmtuneApp(runs_root, clock=frozen_clock, remember_theme=False)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await app.push_screen(TrainFurtherScreen("done", 60, 60, "checkpoint-60"))
+        await pilot.pause()
+        field = app.screen.query_one("#further-steps")
+        field.value = ""
+        await pilot.press(*typed, "enter")
+        await pilot.pause()
+        assert field.value == typed
+        assert isinstance(app.screen, TrainFurtherScreen) and started == []
+        assert "whole number" in str(app.screen.query_one("#further-error").render())

@@ -122,15 +122,26 @@ def _last_step(history: list[dict[str, Any]]) -> float:
 
 
 def _accuracy(metrics: dict[str, dict], history: list[dict[str, Any]]) -> float | None:
+    """The newest eval accuracy: the results file's, unless the history has a later eval.
+
+    A run trained further and stopped keeps the older attempt's eval_results.json; its
+    accuracy would sit next to the perplexity of the newer eval.
+    """
+    saved, saved_epoch = None, None
     for split in ("eval", "all"):
-        value = to_float((metrics.get(split) or {}).get("eval_accuracy"))
-        if value is not None:
-            return value
+        values = metrics.get(split) or {}
+        saved = to_float(values.get("eval_accuracy"))
+        if saved is not None:
+            saved_epoch = to_float(values.get("epoch"))
+            break
     for entry in reversed(history):
         value = to_float(entry.get("eval_accuracy"))
-        if value is not None:
-            return value
-    return None
+        if value is None:
+            continue
+        epoch = to_float(entry.get("epoch"))
+        newer = epoch is not None and saved_epoch is not None and epoch > saved_epoch
+        return value if saved is None or newer else saved
+    return saved
 
 
 def _when(ts: float | None) -> str:
@@ -170,7 +181,7 @@ def summary_lines(saved: SavedRun) -> list[tuple[str, str]]:
     if s.resumed_from:
         lines.append(("resumed from", Path(s.resumed_from).name))
     if s.nan_flag:
-        lines.append(("loss", "⚠ not finite (see below)"))
+        lines.append(("loss", "⚠ not finite (above)"))  # the flag is shown above the tabs
     return lines
 
 

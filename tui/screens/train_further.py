@@ -87,7 +87,9 @@ class TrainFurtherScreen(ModalScreen[int | None]):
             yield Static("Train further", id="further-title", markup=False)
             yield Static(body, id="further-body", markup=False)
             yield Static("New max_steps:", id="further-label", markup=False)
-            yield Input(value=str(max(self.reached, 1) * 2), type="integer",
+            # Not type="integer": it drops "." and "e" as they are typed ("120.0" -> 1200);
+            # parse_max_steps refuses what is not a whole number instead.
+            yield Input(value=str(max(self.reached, 1) * 2),
                         id="further-steps", placeholder="new max_steps")  # fmt: skip
             yield Static("", id="further-error", markup=False)
             with Horizontal(id="further-buttons"):

@@ -31,6 +31,10 @@ SPARK_POINTS = 400  # tail of lr / grad norm shown in the strips
 Y_LABELS = {False: "loss", True: "loss (log)"}
 _LABEL_WIDTH = max(len(label) for label in Y_LABELS.values())
 SMALL_LEGEND = (40, 10)  # below this chart size the legend would cover the lines
+MARGIN_LEFT = 7
+# textual-plot cuts y tick labels to the left margin minus one column: "1500000" would
+# read "150000". Labels are made to fit instead of being cut.
+TICK_WIDTH = MARGIN_LEFT - 1
 
 
 class ArrayCache:
@@ -58,11 +62,37 @@ class ArrayCache:
         return self.array
 
 
+def fit_tick(value: float, width: int = TICK_WIDTH) -> str:
+    """``value`` in at most ``width`` characters: fewer digits, then a short exponent (1.5e6)."""
+    text = f"{value:g}"
+    for digits in range(width, 0, -1):
+        mantissa, sep, exponent = f"{value:.{digits}g}".partition("e")
+        text = f"{mantissa}e{int(exponent)}" if sep else mantissa
+        if len(text) <= width:
+            break
+    return text
+
+
+def fit_labels(values: Sequence[float], labels: list[str], width: int = TICK_WIDTH) -> list[str]:
+    """``labels`` unchanged when they all fit ``width``, else every value re-labelled to fit."""
+    if all(len(label) <= width for label in labels):
+        return labels
+    return [fit_tick(value, width) for value in values]
+
+
+class FittedAxisFormatter(NumericAxisFormatter):
+    """Linear ticks whose labels fit the left margin (never cut to a wrong number)."""
+
+    def get_labels_for_ticks(self, ticks: Sequence[float]) -> list[str]:
+        return fit_labels(ticks, super().get_labels_for_ticks(ticks))
+
+
 class LogAxisFormatter(NumericAxisFormatter):
     """Ticks placed in log10 space, labelled with the real values."""
 
     def get_labels_for_ticks(self, ticks: Sequence[float]) -> list[str]:
-        return [fmt.num(10.0**t, 3) for t in ticks]
+        values = [10.0**t for t in ticks]
+        return fit_labels(values, [fmt.num(value, 3) for value in values])
 
 
 class LossChart(PlotWidget, inherit_bindings=False):
@@ -84,7 +114,7 @@ class LossChart(PlotWidget, inherit_bindings=False):
     # Tighter margins than textual-plot's defaults: every row counts at 80x24.
     margin_top = reactive(1)
     margin_bottom = reactive(1)
-    margin_left = reactive(7)
+    margin_left = reactive(MARGIN_LEFT)
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -98,6 +128,7 @@ class LossChart(PlotWidget, inherit_bindings=False):
 
     def on_mount(self) -> None:
         self.set_ylabel(Y_LABELS[False].center(_LABEL_WIDTH))
+        self.set_y_formatter(FittedAxisFormatter())
         self.show_legend(LegendLocation.TOPRIGHT)
         self.redraw()
 
@@ -190,7 +221,7 @@ class LossChart(PlotWidget, inherit_bindings=False):
             self.scatter(ex, ey, marker="•", marker_style=eval_style, label="eval")
 
     def watch_log_scale(self, log_scale: bool) -> None:
-        self.set_y_formatter(LogAxisFormatter() if log_scale else NumericAxisFormatter())
+        self.set_y_formatter(LogAxisFormatter() if log_scale else FittedAxisFormatter())
         self.set_ylabel(Y_LABELS[log_scale].center(_LABEL_WIDTH))
         # y limits in the old scale are meaningless now; keep the x window.
         self._auto_y_min = self._auto_y_max = True

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -40,6 +41,8 @@ WIDE = 100
 NARROW_KEYS = ("name", "status", "progress", "loss", "ppl", "duration")
 NAME_WIDTH = (8, 24, 40)  # min, max narrow, max wide
 BAR_WIDTH = 5
+# The "-YYYYMMDD-HHMMSS" of default run names: what tells two runs of one file apart.
+_STAMP = re.compile(r"-\d{8}-\d{6}$")
 STEP_MIN = 4  # "Step" itself
 MODEL_MIN = 8
 
@@ -64,6 +67,21 @@ def run_key(run: Any) -> str:
 def step_text(run: Any) -> str:
     """``global_step/max_steps`` (or the step alone when the length is unknown)."""
     return f"{run.global_step}/{run.max_steps}" if run.max_steps else str(run.global_step)
+
+
+def fit_name(name: str, width: int | None) -> str:
+    """``name`` in ``width`` cells; a long default name is cut in the middle, not its time.
+
+    ``blocksize-20261202-123115`` at 24 cells reads ``blocksi…-20261202-123115``: the end
+    cut (``blocksize-20261202-1231…``) made two runs of one file look the same.
+    """
+    if width is None or len(name) <= width:
+        return name
+    stamp = _STAMP.search(name)
+    keep = width - 1 - (len(stamp.group()) if stamp else 0)
+    if stamp is None or keep < 1:
+        return name  # the cell's own end ellipsis
+    return f"{name[:keep]}…{stamp.group()}"
 
 
 class RunTable(DataTable):
@@ -206,6 +224,13 @@ class RunTable(DataTable):
         except Exception:  # noqa: BLE001 - before mount / unknown class: plain text
             return ""
 
+    def _loss_cell(self, run: Any) -> Text | str:
+        """The last train loss; a run whose loss became NaN/inf gets a warning badge."""
+        if not getattr(run, "nan_flag", None):
+            return fmt.num(run.last_loss)
+        # The column is 6 wide: the badge and three digits ("⚠ 4.23", "⚠ nan").
+        return Text(f"⚠ {fmt.num(run.last_loss, 3)}", style=self._style("run-table--failed"))
+
     def _cells(self, run: Any) -> dict[str, Text | str]:
         now = self.clock()
         status = str(run.status)
@@ -214,13 +239,18 @@ class RunTable(DataTable):
         progress = Text(fmt.bar(fraction, BAR_WIDTH), style=self._style("run-table--dim"))
         progress.append(f" {step_txt}")
         took = run.duration
-        if status == "running" and run.started is not None:
-            took = now - run.started  # the injectable clock, not read_run's wall time
+        state = getattr(run, "state", None)
+        if status == "running" and state is not None:
+            # The injectable clock, not read_run's wall time; gaps between attempts left out.
+            took = state.elapsed(now, status)
+        elif status == "running" and run.started is not None and run.attempts <= 1:
+            took = now - run.started
         return {
-            "name": Text(run.name, overflow="ellipsis", no_wrap=True),
+            "name": Text(fit_name(str(run.name), dict(self._columns_shown or ()).get("name")),
+                         overflow="ellipsis", no_wrap=True),
             "status": Text(status, style=self._style(STATUS_CLASSES.get(status, "run-table--dim"))),
             "progress": progress,
-            "loss": fmt.num(run.last_loss),
+            "loss": self._loss_cell(run),
             "eval": fmt.num(run.best_eval_loss),
             "ppl": fmt.num(run.perplexity),
             "started": fmt.started(run.started, now),
