@@ -275,7 +275,10 @@ def run(run_dir: Path, resume: str | None = None) -> int:
         status = "failed"
         error, hint = classify_error(exc, cfg)
         bad_input = is_bad_input(exc)
-        traceback.print_exc(file=sys.stderr)
+        if bad_input:  # the user's to fix: one line, as the CLI prints it; no traceback
+            print(f"clmtune: error: {error}" + (f"; {hint}" if hint else ""), file=sys.stderr)
+        else:  # a crash inside training: the traceback is what a bug report needs
+            traceback.print_exc(file=sys.stderr)
         sys.stderr.flush()
     finally:
         # The outcome is decided: a late Ctrl-C or SIGTERM must not cut the final record
