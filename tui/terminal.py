@@ -76,7 +76,7 @@ def _ascii_table() -> dict[int, str]:
     put("○◯◇", "o")
     put("▼▾⏷↓", "v")
     put("▲▴⏶↑", "^")
-    put("▶▸⏵→", ">")
+    put("▶▸⏵→⏎↵", ">")  # ⏎: Textual shows the enter key with it
     put("◀◂⏴←", "<")
     put("✓✔", "v")
     put("✗✘×", "x")
