@@ -217,7 +217,9 @@ def _tail_until_exit(launched: Any, console: Any, interrupts: _Interrupts) -> tu
         TextColumn("{task.fields[loss]}"),
         TextColumn("eta {task.fields[eta]}"),
     )
-    with Progress(*columns, console=console, transient=False) as progress:
+    # Redrawn only when events arrive: on a CPU box every wake-up of this process can stall
+    # the worker's OpenMP threads at their next barrier (bench/bench_vs_run_clm.py).
+    with Progress(*columns, console=console, transient=False, auto_refresh=False) as progress:
         task = progress.add_task("starting", total=None, steps="", loss="loss -", eta="-")
         while True:
             exited = launched.process.poll() is not None
@@ -240,6 +242,7 @@ def _tail_until_exit(launched: Any, console: Any, interrupts: _Interrupts) -> tu
                 steps=f"{view.step}/{view.max_steps}" if view.max_steps else "",
                 loss=f"{loss.label} {_fmt_float(loss.value)}",
                 eta=_fmt_duration(view.eta()) if training else "-",
+                refresh=bool(events),
             )
             if interrupts.count > handled:
                 handled = interrupts.count
