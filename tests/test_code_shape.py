@@ -1,4 +1,6 @@
-"""The shape of the code: no module over the size limit, no import circles, declared imports.
+"""The shape of the code: no module over the size limit, no import circles, one TUI surface.
+
+(Declared third-party imports are checked in tests/test_settings.py.)
 
 Static checks over the source tree (AST, no imports), so they are fast and cannot be fooled by
 import order. Function-level (lazy) imports count: a circle through a lazy import is still a
@@ -10,9 +12,6 @@ from __future__ import annotations
 import ast
 import sys
 from pathlib import Path
-
-import pytest
-import tomllib
 
 from tests.run_helpers import REPO
 
@@ -123,50 +122,6 @@ def test_the_backend_never_imports_the_tui():
     graph = {m: _imports(m, p) for m, p in MODULES.items() if m.startswith("clmtune.backend")}
     leaks = {m: sorted(i for i in deps if i.startswith("clmtune.tui")) for m, deps in graph.items()}
     assert not {m: d for m, d in leaks.items() if d}
-
-
-def _declared() -> set[str]:
-    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
-    specs = list(project["dependencies"])
-    for extra in project.get("optional-dependencies", {}).values():
-        specs += extra
-    names = set()
-    for spec in specs:
-        name = spec.split(";")[0]
-        for sep in "<>=!~[ ":
-            name = name.split(sep)[0]
-        names.add(name.strip().lower().replace("_", "-"))
-    return names
-
-
-#: Import name -> distribution name, where they differ.
-DISTRIBUTION = {
-    "yaml": "pyyaml", "tomli_w": "tomli-w", "textual_plot": "textual-plot",
-    "textual_hires_canvas": "textual-hires-canvas", "huggingface_hub": "huggingface-hub",
-    "pynvml": "nvidia-ml-py", "textual_serve": "textual-serve", "safetensors": "safetensors",
-}  # fmt: skip
-
-
-@pytest.mark.parametrize("root", sorted(ROOTS.values()))
-def test_every_third_party_import_is_declared(root):
-    declared = _declared()
-    stdlib = set(sys.stdlib_module_names)
-    missing: dict[str, str] = {}
-    for path in sorted((REPO / root).rglob("*.py")):
-        for node in ast.walk(ast.parse(path.read_text(), str(path))):
-            if isinstance(node, ast.Import):
-                tops = [a.name.split(".")[0] for a in node.names]
-            elif isinstance(node, ast.ImportFrom) and not node.level and node.module:
-                tops = [node.module.split(".")[0]]
-            else:
-                continue
-            for top in tops:
-                if top in stdlib or top in {"clmtune", "tomli"}:
-                    continue
-                dist = DISTRIBUTION.get(top, top).lower().replace("_", "-")
-                if dist not in declared:
-                    missing[top] = str(path.relative_to(REPO))
-    assert not missing, f"imported but not declared in pyproject.toml: {missing}"
 
 
 def test_the_tui_uses_only_the_backend_surface():
