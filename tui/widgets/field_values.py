@@ -139,6 +139,17 @@ def _toml_literal(text: str) -> Any:
     return tomllib.loads(f"v = {text}")["v"]
 
 
+def _json_or_toml(text: str) -> Any:
+    """A JSON value, else a TOML inline value, else None (the caller says what was wanted)."""
+    try:
+        return json.loads(text)
+    except ValueError:
+        try:
+            return _toml_literal(text)
+        except tomllib.TOMLDecodeError:
+            return None
+
+
 def _list_item(text: str) -> Any:
     # Numbers stay numbers ("1, 2" -> [1, 2]); everything else is a string.
     for cast in (int, float):
@@ -184,26 +195,13 @@ def parse_text(text: str, kind: str) -> Any:
             raise ParseError("not a number (e.g. 5e-5)") from None
     if kind == "list":
         if text.startswith("["):
-            try:
-                value = json.loads(text)
-            except ValueError:
-                try:
-                    value = _toml_literal(text)
-                except tomllib.TOMLDecodeError:
-                    raise ParseError('not a list: write a, b, c or ["a", "b"]') from None
+            value = _json_or_toml(text)
             if not isinstance(value, list):
                 raise ParseError('not a list: write a, b, c or ["a", "b"]')
             return value
         return [_list_item(item.strip()) for item in text.split(",") if item.strip()]
     if kind == "dict":
-        value: Any = None
-        try:
-            value = json.loads(text)
-        except ValueError:
-            try:
-                value = _toml_literal(text)
-            except tomllib.TOMLDecodeError:
-                pass
+        value = _json_or_toml(text)
         if not isinstance(value, dict):
             raise ParseError('not a table: write JSON such as {"key": 1}')
         return value
