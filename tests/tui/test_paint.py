@@ -24,6 +24,12 @@ pytestmark = pytest.mark.anyio
 THEME_NAMES = sorted(ClmtuneApp(Path("runs"), remember_theme=False).available_themes)
 
 
+def _chart_drawn(app: ClmtuneApp) -> bool:
+    """The live view's chart holds points (waited for, not slept on: CI machines are slow)."""
+    charts = app.screen.query(LossChart)
+    return bool(charts) and charts.first().plotted_points > 0
+
+
 async def visit_every_screen(app: ClmtuneApp, pilot: Any, runs: dict[str, Path]) -> None:
     """Runs list, live view, metrics, editor, help and a dialog, one after the other."""
     await wait_until(pilot, lambda: len(app.screen.query_one("RunTable").runs) == 4)
@@ -125,9 +131,7 @@ async def test_ascii_terminal_draws_only_ascii(runs_root: Path, monkeypatch) -> 
     async with app.run_test(size=(80, 24)) as pilot:
         assert app.ascii
         app.open_live(runs["completed"])
-        await pilot.pause(0.5)
-        chart = app.screen.query_one(LossChart)
-        assert chart.plotted_points > 0
+        await wait_until(pilot, lambda: _chart_drawn(app))  # the tailer replayed the file
         shot = app.export_screenshot()
     texts = [t for t in shot.split(">") if t and not t.startswith("<")]
     shown = "".join(t.split("<", 1)[0] for t in texts).replace("&#160;", " ")
@@ -144,7 +148,7 @@ async def test_chart_label_and_small_legend(runs_root: Path) -> None:
     app = ClmtuneApp(runs_root, clock=frozen_clock, remember_theme=False)
     async with app.run_test(size=(80, 24)) as pilot:
         app.open_live(runs["completed"])
-        await pilot.pause(0.5)
+        await wait_until(pilot, lambda: _chart_drawn(app))
         for _ in range(2):
             await pilot.press("l")
             await pilot.pause(0.2)
@@ -173,10 +177,10 @@ async def test_log_tab_is_clean_and_scrolls(runs_root: Path) -> None:
     app = ClmtuneApp(runs_root, clock=frozen_clock, remember_theme=False)
     async with app.run_test(size=(80, 24)) as pilot:
         app.open_live(run_dir)
-        await pilot.pause(0.5)
+        await wait_until(pilot, lambda: _chart_drawn(app))
         await pilot.press("2")
-        await pilot.pause(0.3)
         log = app.screen.query_one(LogView)
+        await wait_until(pilot, lambda: log.scroll_y > 0)  # the log loaded, at its end
         lines = [strip.text for strip in log.lines]
         assert not any("|#" in line or "\r" in line for line in lines)
         assert sum("Map:" in line for line in lines) == 1  # one line for the whole bar
