@@ -22,8 +22,8 @@ cheap and never pulls in a live display.
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
-import math
 import os
 import signal
 import sys
@@ -32,13 +32,26 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from clmtune import backend
+from clmtune.backend.cli_text import (
+    EXIT_ABORTED,
+    EXIT_BAD_INPUT,
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_STOPPED,
+    RUNS_DIR_HELP,
+)
+from clmtune.backend.cli_text import console as _console
+from clmtune.backend.cli_text import esc as _esc
+from clmtune.backend.cli_text import fmt_duration as _fmt_duration
+from clmtune.backend.cli_text import fmt_float as _fmt_float
+from clmtune.backend.cli_text import fmt_size as _fmt_size
+from clmtune.backend.cli_text import fmt_time as _fmt_time
 from clmtune.backend.errors import ClmtuneError, UsageError
+from clmtune.backend.tools import COMMANDS as TOOL_COMMANDS
 
-EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_STOPPED, EXIT_ABORTED = 0, 1, 2, 3, 130
 STATUS_EXIT = {"completed": EXIT_OK, "stopped": EXIT_STOPPED, "failed": EXIT_FAILED,
                "crashed": EXIT_FAILED, "unknown": EXIT_FAILED, "running": EXIT_FAILED}  # fmt: skip
 POLL_S = 0.2
-RUNS_DIR_HELP = "the folder run names are looked up in (default ./runs)"
 
 
 class BadInput(UsageError):
@@ -49,62 +62,6 @@ class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         # One line, not argparse's usage block.
         self.exit(EXIT_BAD_INPUT, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
-
-
-# ------------------------------------------------------------------ formatting
-
-
-def _fmt_float(value: Any, digits: int = 4) -> str:
-    if value is None:
-        return "-"
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return str(value)
-    if math.isnan(number):
-        return "nan"
-    if math.isinf(number):
-        return "inf" if number > 0 else "-inf"
-    if number != 0 and (abs(number) >= 1e5 or abs(number) < 1e-3):
-        return f"{number:.3e}"
-    return f"{number:.{digits}g}"
-
-
-def _fmt_duration(seconds: float | None) -> str:
-    if seconds is None or not math.isfinite(seconds):
-        return "-"
-    seconds = int(round(seconds))  # rounded as the dashboard rounds (59.6 s is 1m00s there)
-    hours, rest = divmod(seconds, 3600)
-    minutes, secs = divmod(rest, 60)
-    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
-
-
-def _fmt_time(stamp: float | None, fmt: str = "%Y-%m-%d %H:%M") -> str:
-    return time.strftime(fmt, time.localtime(stamp)) if stamp else "-"
-
-
-def _fmt_size(size: int) -> str:
-    value = float(size)
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if value < 1024 or unit == "TB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{size} B"
-
-
-def _esc(value: Any) -> str:
-    """``value`` as literal text in rich markup: messages name settings as ``[data] key``,
-    which rich would otherwise take for a style tag and drop."""
-    from rich.markup import escape
-
-    return escape(str(value))
-
-
-def _console(stderr: bool = False) -> Any:
-    from rich.console import Console
-
-    # soft_wrap: commands printed for copy-paste must not be broken at 80 columns.
-    return Console(stderr=stderr, highlight=False, soft_wrap=True)
 
 
 # ------------------------------------------------------------------ train
@@ -517,36 +474,6 @@ def _cmd_show(args: argparse.Namespace) -> int:
 # ------------------------------------------------------------------ check / init
 
 
-def _cmd_compare(args: argparse.Namespace) -> int:
-    """Runs side by side: the table (or --json / --csv) and the settings that differ."""
-    from clmtune.backend.events import _sanitize
-    from clmtune.backend.run_names import DEFAULT_RUNS_DIR, resolve_run
-    from clmtune.backend.tools import compare
-
-    if len(args.runs) < 2:
-        raise UsageError("compare: give two or more runs (names under --runs-dir, or paths)")
-    paths, problems = [], []
-    for text in args.runs:  # every bad name, one line each, before reading anything
-        try:
-            paths.append(resolve_run(text, Path(args.runs_dir or DEFAULT_RUNS_DIR)))
-        except UsageError as exc:
-            problems.append(str(exc))
-    if problems:
-        raise UsageError("\n".join(problems))
-    runs = compare.load_runs(paths)
-    metric = compare.need_metric(runs, args.metric)
-    if args.json:
-        print(json.dumps(_sanitize(compare.to_json(runs, metric)), indent=2))
-        return EXIT_OK
-    from clmtune.backend.tools.compare_text import print_csv, print_table
-
-    if args.csv:
-        print_csv(runs)
-    else:
-        print_table(runs, metric, _console(), number=_fmt_float, duration=_fmt_duration)
-    return EXIT_OK
-
-
 def _cmd_check(args: argparse.Namespace) -> int:
     from clmtune.backend.settings.check import check_file
 
@@ -601,15 +528,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_cmd_show)
 
-    p = sub.add_parser("compare", help="runs side by side: figures and the settings that differ")
-    p.add_argument("runs", nargs="+", metavar="RUN", help="two or more run names or paths")
-    p.add_argument("--metric", default="eval_loss", help="the metric whose best is shown"
-                   " (eval_loss, train_loss, perplexity, learning_rate, eval_accuracy, …)")
-    p.add_argument("--runs-dir", help=RUNS_DIR_HELP)
-    out = p.add_mutually_exclusive_group()
-    out.add_argument("--json", action="store_true", help="one JSON object")
-    out.add_argument("--csv", action="store_true", help="the table as CSV with a header row")
-    p.set_defaults(func=_cmd_compare)
+    for name in TOOL_COMMANDS:  # compare, …: each registers its own subcommand
+        importlib.import_module(f"clmtune.backend.tools.{name}_cli").register(sub)
 
     p = sub.add_parser("check", help="validate a settings file")
     p.add_argument("file")

@@ -78,3 +78,17 @@ def need_runs_dir(path: Path, *, given: bool) -> Path:
     if given and not path.exists():
         raise UsageError(f"{path}: no such folder; give the folder that holds the runs")
     return path
+
+
+def resolve_runs(texts: list[str], runs_dir: str | Path | None) -> list[Path]:
+    """Every run in ``texts`` resolved (``runs_dir`` None: ./runs); all bad names reported at
+    once, one line each, before anything is read."""
+    paths, problems = [], []
+    for text in texts:
+        try:
+            paths.append(resolve_run(text, Path(runs_dir or DEFAULT_RUNS_DIR)))
+        except UsageError as exc:
+            problems.append(str(exc))
+    if problems:
+        raise UsageError("\n".join(problems))
+    return paths

@@ -1,1 +1,9 @@
-"""One module per user-facing job beside training (compare, …); light imports only."""
+"""One module per user-facing job beside training (compare, …); light imports only.
+
+Each command in ``COMMANDS`` has a ``NAME_cli.py`` module with ``register(subparsers)``: it
+adds the subcommand and its arguments (argparse only, nothing heavy at import) and sets
+``func`` to a function that takes the parsed arguments and returns an exit code, raising
+``ClmtuneError`` subclasses for bad input. ``backend/cli.py`` registers them in this order.
+"""
+
+COMMANDS: tuple[str, ...] = ("compare",)

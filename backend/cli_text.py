@@ -1,0 +1,68 @@
+"""Text for the command line: number, duration and size formats, rich escaping, the console.
+
+Shared by ``backend/cli.py`` and the commands in ``backend/tools/`` so every command prints
+figures the same way. Light: rich is imported only when a console is made.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any
+
+EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_STOPPED, EXIT_ABORTED = 0, 1, 2, 3, 130
+RUNS_DIR_HELP = "the folder run names are looked up in (default ./runs)"
+
+
+
+def fmt_float(value: Any, digits: int = 4) -> str:
+    if value is None:
+        return "-"
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return str(value)
+    if math.isnan(number):
+        return "nan"
+    if math.isinf(number):
+        return "inf" if number > 0 else "-inf"
+    if number != 0 and (abs(number) >= 1e5 or abs(number) < 1e-3):
+        return f"{number:.3e}"
+    return f"{number:.{digits}g}"
+
+
+def fmt_duration(seconds: float | None) -> str:
+    if seconds is None or not math.isfinite(seconds):
+        return "-"
+    seconds = int(round(seconds))  # rounded as the dashboard rounds (59.6 s is 1m00s there)
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+
+
+def fmt_time(stamp: float | None, fmt: str = "%Y-%m-%d %H:%M") -> str:
+    return time.strftime(fmt, time.localtime(stamp)) if stamp else "-"
+
+
+def fmt_size(size: int) -> str:
+    value = float(size)
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if value < 1024 or unit == "TB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{size} B"
+
+
+def esc(value: Any) -> str:
+    """``value`` as literal text in rich markup: messages name settings as ``[data] key``,
+    which rich would otherwise take for a style tag and drop."""
+    from rich.markup import escape
+
+    return escape(str(value))
+
+
+def console(stderr: bool = False) -> Any:
+    from rich.console import Console
+
+    # soft_wrap: commands printed for copy-paste must not be broken at 80 columns.
+    return Console(stderr=stderr, highlight=False, soft_wrap=True)
