@@ -437,7 +437,7 @@ def _cmd_show(args: argparse.Namespace) -> int:
         ("eta", _fmt_duration(summary.eta)), ("attempts", str(summary.attempts or "-")),
         ("train samples", str(summary.train_samples) if summary.train_samples else "-"),
         ("samples/s", _fmt_float(summary.samples_per_second)),
-        ("resumed from", summary.resumed_from or "-"),
+        ("resumed from", summary.resumed_from or "-"), ("trainable", summary.trainable or "-"),
     ]  # fmt: skip
     if summary.nan_flag:
         rows.append(("loss flag", summary.nan_flag))

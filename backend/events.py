@@ -8,7 +8,9 @@ object per line, flushed per event. Every event carries ``v`` (schema version),
 ``run_started``   run_dir, pid, host, world_size, devices (list[str]), num_params,
                   trainable_params, max_steps, num_train_epochs, train_samples,
                   eval_samples, block_size, resumed_from (checkpoint path or None),
-                  resume_step (int or None), settings (dict summary)
+                  resume_step (int or None), settings (dict summary), peft (None, or
+                  for a LoRA run a dict: method, r, lora_alpha, target_modules,
+                  quantization ("4bit" | "8bit" | None), modules_to_save)
 ``phase``         phase (one of PHASES), progress (0..1 or None), detail (str)
 ``train_log``     step, epoch, loss, learning_rate, grad_norm, tokens_per_second,
                   samples_per_second, eta_seconds (any may be None)

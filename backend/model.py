@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from clmtune.backend.errors import SetupError
+from clmtune.backend.lora import is_lora, quantization_kwargs, wrap_model
 
 if TYPE_CHECKING:
     from clmtune.backend.settings.run_config import RunConfig, Settings
@@ -39,6 +40,7 @@ class ModelInfo:
     from_scratch: bool
     pad_token_added: bool
     embeddings_resized: bool
+    peft: dict[str, Any] | None = None  # LoRA: LoraSummary.to_json() (method, r, targets, …)
 
 
 def _hub_kwargs(settings: Settings) -> dict[str, Any]:
@@ -171,6 +173,7 @@ def load_model_and_tokenizer(cfg: RunConfig):
                 cache_dir=kwargs["cache_dir"],
                 revision=kwargs["revision"],
                 trust_remote_code=kwargs["trust_remote_code"],
+                **quantization_kwargs(settings),  # [model] load_in_4bit / load_in_8bit
             )
         except (OSError, ValueError) as exc:
             raise _load_error("model_name_or_path", name, exc) from exc
@@ -189,15 +192,20 @@ def load_model_and_tokenizer(cfg: RunConfig):
     if getattr(model, "generation_config", None) is not None:
         model.generation_config.pad_token_id = tokenizer.pad_token_id
 
+    model, lora = wrap_model(model, settings) if is_lora(settings) else (model, None)
     params = list(model.parameters())
+    counts = (sum(p.numel() for p in params if p.requires_grad), sum(p.numel() for p in params))
+    if lora is not None:  # peft counts 4-bit packed weights as the weights they stand for
+        counts = model.get_nb_trainable_parameters()
     info = ModelInfo(
-        num_params=sum(p.numel() for p in params),
-        trainable_params=sum(p.numel() for p in params if p.requires_grad),
+        num_params=int(counts[1]),
+        trainable_params=int(counts[0]),
         name=name,
         model_type=str(getattr(config, "model_type", "")),
         vocab_size=int(model.get_input_embeddings().weight.shape[0]),
         from_scratch=not name,
         pad_token_added=pad_added,
         embeddings_resized=resized,
+        peft=lora.to_json() if lora is not None else None,
     )
     return model, tokenizer, info

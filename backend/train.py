@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from clmtune.backend.data import PreparedData, prepare_datasets
 from clmtune.backend.events import Emit, make_event, read_json
 from clmtune.backend.hub_check import check_hub_models
+from clmtune.backend.lora import lora_log_line
 from clmtune.backend.metrics import (
     make_compute_metrics,
     perplexity,
@@ -310,8 +311,11 @@ def run_training(
             resumed_from=resume_from,
             resume_step=_resume_step(resume_from),
             settings=_settings_summary(cfg, args, data, info),
+            peft=info.peft,
         )
     )
+    if info.peft:  # LoRA: which layers got an adapter, and how much of the model trains
+        send(make_event("log", message=lora_log_line(info)))
 
     send(make_event("phase", phase="training", progress=None, detail=""))
     result = trainer.train(resume_from_checkpoint=resume_from)

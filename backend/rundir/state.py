@@ -413,6 +413,34 @@ class RunState:
         return int(number) if number is not None and math.isfinite(number) else None
 
     @property
+    def trainable(self) -> str | None:
+        """``1,234 of 56,789 params (2.17%) · LoRA r=8`` from ``run_started`` (None before it)."""
+        started = self.started or {}
+        trainable, total = to_float(started.get("trainable_params")), to_float(
+            started.get("num_params"))
+        if trainable is None or not total:
+            return None
+        text = f"{int(trainable):,} of {int(total):,} params ({100.0 * trainable / total:.2f}%)"
+        peft = started.get("peft")
+        if isinstance(peft, dict) and peft.get("method"):
+            quant = f" {peft['quantization']}" if peft.get("quantization") else ""
+            text += f" · {str(peft['method']).upper()}{quant} r={peft.get('r')}"
+        return text
+
+    @property
+    def trainable_badge(self) -> str | None:
+        """``LoRA r=8 · 0.52% trainable`` for an adapter run; None for full fine-tuning."""
+        started = self.started or {}
+        peft = started.get("peft")
+        trainable, total = to_float(started.get("trainable_params")), to_float(
+            started.get("num_params"))
+        if not isinstance(peft, dict) or trainable is None or not total:
+            return None
+        quant = f" {peft['quantization']}" if peft.get("quantization") else ""
+        return (f"{str(peft.get('method', 'lora')).replace('lora', 'LoRA')}{quant} "
+                f"r={peft.get('r')} · {100.0 * trainable / total:.2f}% trainable")
+
+    @property
     def samples_per_step(self) -> int | None:
         settings = (self.started or {}).get("settings") or {}
         batch = to_float(settings.get("per_device_train_batch_size"))

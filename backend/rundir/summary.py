@@ -90,6 +90,7 @@ class RunSummary:
     train_samples: int | None = None
     samples_per_second: float | None = None
     source: str = "clmtune"
+    trainable: str | None = None  # RunState.trainable: trainable params (and LoRA rank)
     state: RunState | None = field(default=None, repr=False, compare=False)
 
     @property
@@ -416,6 +417,7 @@ def _figures(summary: RunSummary, state: RunState, now: float) -> None:
     summary.nan_flag = state.nan_flag
     summary.train_samples = state.train_samples
     summary.samples_per_second = state.run_samples_per_second()
+    summary.trainable = state.trainable
 
 
 def _first_start(info: dict) -> float | None:

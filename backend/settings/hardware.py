@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from clmtune.backend.settings.problems import FieldError
 from clmtune.backend.settings.run_config import RunConfig
+from clmtune.backend.settings.validate_peft import peft_hardware_problems
 
 
 def hardware_checks(cfg: RunConfig) -> list[str]:
@@ -28,8 +29,9 @@ def hardware_problems(cfg: RunConfig) -> list[FieldError]:
              "fp16_full_eval": settings.training.fp16_full_eval}
     wanted = [k for k, value in flags.items() if value is True]
     nproc = settings.launch.nproc_per_node
+    quantised = peft_hardware_problems(cfg)  # [model] load_in_4bit/8bit: CUDA + bitsandbytes
     if not wanted and nproc <= 1:
-        return []
+        return quantised
     import torch  # lazy: seconds to import, and the TUI never may
 
     problems: list[FieldError] = []
@@ -58,6 +60,6 @@ def hardware_problems(cfg: RunConfig) -> list[FieldError]:
             "launch", "nproc_per_node",
             f"asks for {nproc} processes but {torch.cuda.device_count()} CUDA device(s) are "
             "visible; use at most one process per GPU", file))
-    return problems
+    return problems + quantised
 
 

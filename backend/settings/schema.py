@@ -24,7 +24,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-SECTIONS = ("model", "data", "training", "launch")
+SECTIONS = ("model", "data", "training", "launch", "peft")
 
 KINDS = ("bool", "int", "float", "str", "choice", "path", "list", "dict")
 
@@ -84,10 +84,11 @@ def unknown_attribute_message(section: str, name: str, known: Iterable[str]) -> 
 
 def setting(default: Any, help: str, *, kind: str | None = None,
             choices: tuple[str, ...] | None = None, common: bool = False,
-            minimum: float | None = None, maximum: float | None = None) -> Any:
+            minimum: float | None = None, maximum: float | None = None,
+            accepts: tuple[str, ...] = ()) -> Any:
     """A typed-section field: its default plus what the form, checker and docs need."""
     meta = {"help": help, "kind": kind, "choices": choices, "common": common,
-            "minimum": minimum, "maximum": maximum}
+            "minimum": minimum, "maximum": maximum, "accepts": accepts}
     return field(default=default, metadata=meta)
 
 
@@ -158,6 +159,13 @@ class ModelSettings(Section):
         "eos", "What to pad with when the tokenizer has no pad token: `eos` reuses the "
         "end-of-text token; `add` adds a `<pad>` token and resizes the embeddings.",
         choices=("eos", "add"))
+    load_in_4bit: bool = setting(
+        False, "QLoRA: load the base model quantised to 4 bits (bitsandbytes NF4, double "
+        "quantisation, compute dtype from `bf16`/`fp16`). Needs a CUDA GPU, bitsandbytes and "
+        "[peft] method = `lora`.")
+    load_in_8bit: bool = setting(
+        False, "Load the base model quantised to 8 bits (bitsandbytes). Needs a CUDA GPU, "
+        "bitsandbytes and [peft] method = `lora`.")
 
     def config_overrides_dict(self) -> dict[str, str]:
         """``config_overrides`` as a dict of strings (the model code parses the values)."""
@@ -235,9 +243,40 @@ class LaunchSettings(Section):
         return self.nproc_per_node > 1 or self.nnodes > 1
 
 
+@dataclass(frozen=True)
+class PeftSettings(Section):
+    """``[peft]``: parameter-efficient fine-tuning with the `peft` library (LoRA, QLoRA)."""
+
+    section: ClassVar[str] = "peft"
+
+    method: str = setting(
+        "none", "`none` fine-tunes every weight; `lora` trains a low-rank adapter instead "
+        "(needs `pip install 'clmtune-tui[lora]'`).", choices=("none", "lora"), common=True)
+    r: int = setting(8, "LoRA rank: size of the low-rank update matrices.", minimum=1,
+                     common=True)
+    lora_alpha: float = setting(
+        16, "LoRA scaling numerator: the update is scaled by `lora_alpha / r` "
+        "(`lora_alpha / sqrt(r)` with `use_rslora`).", minimum=0, common=True)
+    lora_dropout: float = setting(
+        0.05, "Dropout on the LoRA branch's input (0-1).", minimum=0, maximum=1)
+    target_modules: list[str] | str = setting(
+        "auto", "Modules that get an adapter: `auto` (the attention and MLP linear layers "
+        "found in the model, listed in the log) or an array of module names, e.g. "
+        '`["q_proj", "v_proj"]`.', kind="list", accepts=("str",), common=True)
+    modules_to_save: list[str] | None = setting(
+        None, "Modules trained in full and saved with the adapter, e.g. `[\"lm_head\"]`.",
+        kind="list")
+    bias: str = setting(
+        "none", "Which biases are trained: `none`, `all`, or `lora_only` (those of adapted "
+        "modules).", choices=("none", "all", "lora_only"))
+    use_rslora: bool = setting(False, "Rank-stabilised LoRA: scale by `lora_alpha / sqrt(r)`.")
+    use_dora: bool = setting(False, "DoRA: weight-decomposed LoRA (slower, sometimes better).")
+
+
 #: The typed class of each hand-written section.
 TYPED_SECTIONS: dict[str, type[Section]] = {
     "model": ModelSettings, "data": DataSettings, "launch": LaunchSettings,
+    "peft": PeftSettings,
 }
 
 
@@ -257,13 +296,13 @@ def _specs_of(cls: type[Section]) -> dict[str, FieldSpec]:
         out[f.name] = FieldSpec(
             cls.section, f.name, _kind_of(f), f.default, meta["help"], choices=meta["choices"],
             common=meta["common"], minimum=meta["minimum"], maximum=meta["maximum"],
-            nullable=f.default is None,
+            nullable=f.default is None, accepts=tuple(meta.get("accepts") or ()),
         )
     return out
 
 
 def hand_written_schema() -> Schema:
-    """The ``[model]``, ``[data]`` and ``[launch]`` sections (no imports needed)."""
+    """The ``[model]``, ``[data]``, ``[launch]`` and ``[peft]`` sections (no imports needed)."""
     return {s: _specs_of(cls) for s, cls in TYPED_SECTIONS.items()}
 
 

@@ -39,6 +39,7 @@ from clmtune.backend.settings.schema import (
     Schema,
 )
 from clmtune.backend.settings.schema_cache import active_schema
+from clmtune.backend.settings.validate_peft import check_peft
 
 _TOKEN_MESSAGE = "tokens are read from HF_TOKEN or `hf auth login`, never from the file; remove it"
 
@@ -91,6 +92,7 @@ SECTION_ALIASES = {
     "train": "training", "model_args": "model", "modelarguments": "model",
     "data_args": "data", "datatrainingarguments": "data", "dataset": "data",
     "distributed": "launch", "torchrun": "launch",
+    "lora": "peft", "qlora": "peft", "adapter": "peft",
 }
 
 _KIND_WORDS = {
@@ -358,6 +360,7 @@ def _check_cross_fields(ctx: _Ctx, settings: Settings) -> None:
     _check_data_choice(ctx, settings)
     _check_schedule(ctx, settings)
     _check_launch(ctx, settings)
+    check_peft(ctx, settings)
 
 
 def _check_model_choice(ctx: _Ctx, settings: Settings) -> None:

@@ -302,6 +302,8 @@ class LiveScreen(Screen):
         model = self._model_name()
         if model:
             title.append(f"  {model}")
+        if self.view.trainable_badge:  # LoRA runs: rank and share of weights trained
+            title.append(f"  {self.view.trainable_badge}")
         if self.view.nan_flag:
             title.append("  ⚠ loss not finite", style="bold")
         if not self.view.controllable:
