@@ -250,6 +250,6 @@ def lora_log_line(info: Any) -> str:
     """The start-of-run log line of a LoRA run (``info``: ``model.ModelInfo``)."""
     p = info.peft or {}
     quant = f", base in {p['quantization']}" if p.get("quantization") else ""
-    return (f"LoRA r={p.get('r')} alpha={p.get('lora_alpha')}{quant} on "
+    return (f"LoRA r={p.get('r')} alpha={p.get('lora_alpha'):g}{quant} on "
             f"{', '.join(p.get('target_modules') or [])}: "
             f"{trainable_line(info.trainable_params, info.num_params)}")

@@ -424,7 +424,8 @@ class RunState:
         peft = started.get("peft")
         if isinstance(peft, dict) and peft.get("method"):
             quant = f" {peft['quantization']}" if peft.get("quantization") else ""
-            text += f" · {str(peft['method']).upper()}{quant} r={peft.get('r')}"
+            name = str(peft["method"]).replace("lora", "LoRA")
+            text += f" · {name}{quant} r={peft.get('r')}"
         return text
 
     @property
