@@ -394,6 +394,9 @@ _EXACT_KEYS: tuple[tuple[str, str, str], ...] = (
     ("data", "keep_linebreaks", "the data"),
     ("data", "validation_split_percentage", "the data"),
     ("model", "model_name_or_path", "the model"),
+    ("peft", "method", "the trained weights"),
+    ("peft", "r", "the adapter"),
+    ("peft", "target_modules", "the adapter"),
 )
 
 
@@ -416,7 +419,7 @@ def _old_config(checkpoint: Path, run_dir: Path) -> Any | None:
             sections = {
                 k: v
                 for k, v in data.items()
-                if k in ("model", "data", "training", "launch") and isinstance(v, dict)
+                if k in ("model", "data", "training", "launch", "peft") and isinstance(v, dict)
             }
             return RunConfig(**sections, source=candidate)  # fmt: skip
     return None
