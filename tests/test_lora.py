@@ -311,3 +311,42 @@ def test_qlora_trains_a_4bit_base_on_the_gpu(tiny_assets, tmp_path):
     with torch.no_grad():
         logits = model(input_ids=torch.tensor([[1, 2, 3]], device="cuda")).logits
     assert torch.isfinite(logits).all()
+
+
+# ------------------------------------------------------------------ dashboard export
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.mark.slow
+@pytest.mark.anyio
+async def test_runs_list_x_exports_a_finished_run_with_progress(lora_run, tmp_path, monkeypatch):
+    from textual.widgets import Log
+
+    from clmtune.tui.app import ClmtuneApp
+    from clmtune.tui.screens.export import ExportScreen
+    from tests.tui.conftest import frozen_clock, wait_until
+
+    monkeypatch.setenv("CLMTUNE_CONFIG_DIR", str(tmp_path / "config"))
+    out = tmp_path / "exported"
+    app = ClmtuneApp(lora_run.parent, clock=frozen_clock, remember_theme=False)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_until(pilot, lambda: app.screen.selected is not None, timeout=30)
+        await pilot.press("x")
+        await wait_until(pilot, lambda: isinstance(app.screen, ExportScreen))
+        dialog = app.screen
+        assert dialog.query_one("#export-merge").value is True  # a LoRA run: merge offered
+        dialog.query_one("#export-out").value = str(out)
+        await pilot.press("ctrl+r")
+        await wait_until(pilot, lambda: dialog.process is None and dialog.done is not None
+                         or "failed" in str(dialog.query_one("#export-status").render()),
+                         timeout=120)
+        assert dialog.done == out, str(dialog.query_one("#export-status").render())
+        lines = dialog.query_one("#export-log", Log).lines
+        assert any("merging the adapter" in line for line in lines), lines
+        await pilot.press("escape")
+        await wait_until(pilot, lambda: not isinstance(app.screen, ExportScreen))
+    assert (out / "model.safetensors").is_file() and (out / "README.md").is_file()

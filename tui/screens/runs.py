@@ -33,7 +33,7 @@ EMPTY_HINT = (
 )
 
 
-RUN_ACTIONS = ("open_run", "resume", "delete", "metrics")
+RUN_ACTIONS = ("open_run", "resume", "delete", "metrics", "export")
 
 
 def shown_path(path: Path) -> str:
@@ -77,6 +77,8 @@ class RunsScreen(Screen):
                 tooltip="Mark or unmark the selected run for Compare"),
         Binding("c", "compare", "Compare", show=False,
                 tooltip="Compare the marked runs (mark them with space)"),
+        Binding("x", "export", "Export", show=False,
+                tooltip="Export a finished run: merged LoRA, adapter or model, with a card"),
     ]
 
     loading = True  # until the first rows of the listing arrive
@@ -201,6 +203,18 @@ class RunsScreen(Screen):
 
         self.app.push_screen(CompareScreen(list(marked)))
 
+    def action_export(self) -> None:
+        run = self._need_selection()
+        if run is None:
+            return
+        if run.status == "running":
+            self.notify(f"{run.name} is running: export it once it has finished.",
+                        severity="warning")
+            return
+        from clmtune.tui.screens.export import ExportScreen  # loaded when first used
+
+        self.app.push_screen(ExportScreen(Path(run.path)))
+
     def action_delete(self) -> None:
         run = self._need_selection()
         if run is None:
@@ -251,4 +265,7 @@ class RunsScreen(Screen):
         )
         yield SystemCommand(
             "Saved metrics", "Inspect the selected run's saved metrics (m)", self.action_metrics
+        )
+        yield SystemCommand(
+            "Export run", "Export the selected finished run (x)", self.action_export
         )
