@@ -20,8 +20,8 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Checkbox, Input, Log, Select, Static
 
-DTYPE_CHOICES = (("as saved", ""), ("bfloat16", "bfloat16"), ("float16", "float16"),
-                 ("float32", "float32"))
+DTYPE_CHOICES = (("dtype: as saved", ""), ("dtype: bfloat16", "bfloat16"),
+                 ("dtype: float16", "float16"), ("dtype: float32", "float32"))
 
 
 def is_lora_run(run_dir: Path) -> bool:
