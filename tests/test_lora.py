@@ -18,7 +18,6 @@ from clmtune.backend.cli import main
 from clmtune.backend.rundir.checkpoints import list_checkpoints
 from clmtune.backend.rundir.state import fold
 from clmtune.backend.settings import validate_peft
-from clmtune.backend.settings.run_config import RunConfig
 from clmtune.backend.settings.schema_cache import active_schema
 from clmtune.backend.settings.toml_io import save_config
 from clmtune.backend.settings.validate import validate_document
@@ -300,9 +299,7 @@ def test_qlora_trains_a_4bit_base_on_the_gpu(tiny_assets, tmp_path):
     cfg.model["load_in_4bit"] = True
     cfg.peft = dict(PEFT)
     events: list[dict] = []
-    outcome = run_training(RunConfig(**{s: getattr(cfg, s) for s in
-                                        ("model", "data", "training", "launch", "peft")}),
-                           tmp_path / "run", emit=events.append)
+    outcome = run_training(cfg, tmp_path / "run", emit=events.append)
     assert outcome.status == "completed"
     started = next(e for e in events if e["type"] == "run_started")
     assert started["peft"]["quantization"] == "4bit"
