@@ -145,7 +145,8 @@ def wrap_model(model: Any, settings: Settings) -> tuple[Any, LoraSummary]:
             model, use_gradient_checkpointing=checkpointing)
     elif checkpointing and hasattr(model, "enable_input_require_grads"):
         model.enable_input_require_grads()  # frozen embeddings: checkpointed blocks need grads
-    targets = find_target_modules(model) if p.target_modules == "auto" else list(p.target_modules)
+    auto = p.target_modules in ("auto", ["auto"])  # the form writes a list field as a list
+    targets = find_target_modules(model) if auto else list(p.target_modules)
     if not targets:
         raise SetupError(
             "[peft] target_modules = \"auto\" found no linear layers in this model",
@@ -203,6 +204,30 @@ def _dtype(dtype: Any):
     return getattr(torch, dtype) if isinstance(dtype, str) else dtype
 
 
+def _hub_kwargs_of_run(folder: Path, base: str) -> dict[str, Any]:
+    """cache_dir / revision / trust_remote_code of the run that trained the adapter in
+    ``folder`` (its frozen ``config.toml``), so a hub base resolves offline as it did then."""
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # pragma: no cover - 3.10
+        import tomli as tomllib  # type: ignore[no-redef]
+
+    for candidate in (folder / "config.toml", folder.parent / "config.toml"):
+        try:
+            model = tomllib.loads(candidate.read_text(encoding="utf-8")).get("model") or {}
+        except (OSError, ValueError):
+            continue
+        if model.get("model_name_or_path") != base:
+            continue
+        kwargs: dict[str, Any] = {"trust_remote_code": bool(model.get("trust_remote_code"))}
+        if model.get("cache_dir"):
+            kwargs["cache_dir"] = str(model["cache_dir"])
+        if model.get("model_revision"):
+            kwargs["revision"] = str(model["model_revision"])
+        return kwargs
+    return {}
+
+
 def load_base_for_adapter(folder: str | Path, *, dtype: Any = None, device: Any = "cpu"):
     """The base model an adapter was trained on, embeddings resized to the saved tokenizer."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -210,7 +235,8 @@ def load_base_for_adapter(folder: str | Path, *, dtype: Any = None, device: Any 
     folder = Path(folder)
     base = adapter_base(folder)
     try:
-        model = AutoModelForCausalLM.from_pretrained(base, dtype=_dtype(dtype))
+        model = AutoModelForCausalLM.from_pretrained(base, dtype=_dtype(dtype),
+                                                     **_hub_kwargs_of_run(folder, base))
     except (OSError, ValueError) as exc:
         raise SetupError(f"the adapter's base model {base!r} could not be loaded: "
                          f"{(str(exc).strip().splitlines() or ['?'])[0]}",
