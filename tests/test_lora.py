@@ -107,7 +107,7 @@ def test_peft_setting_errors_are_one_line(tiny_assets, monkeypatch, model, peft,
 
 
 def test_quantised_loading_without_bitsandbytes_or_cuda_is_refused_before_loading(
-        tiny_assets, tmp_path, monkeypatch):
+        tiny_assets, tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(validate_peft, "installed", lambda name: name != "bitsandbytes")
     errors, _ = _messages(_doc(tiny_assets, {"load_in_4bit": True}, method="lora"),
                           for_launch=True)
@@ -125,8 +125,9 @@ def test_quantised_loading_without_bitsandbytes_or_cuda_is_refused_before_loadin
     # `clmtune train` refuses it in one line, before any model is loaded.
     path = tmp_path / "q.toml"
     save_config(cfg, path)
-    result = clmtune("train", str(path), "--run-dir", "q", cwd=tmp_path)
-    assert result.returncode == 2 and "load_in_4bit" in one_line(result.stderr)
+    monkeypatch.setattr(validate_peft, "installed", lambda name: True)  # only the GPU missing
+    code, _, err = cli(capsys, "train", str(path), "--run-dir", str(tmp_path / "q"))
+    assert code == 2 and "load_in_4bit = true needs a CUDA GPU" in one_line(err)
     assert not (tmp_path / "q" / "events.jsonl").exists()
 
 
