@@ -347,4 +347,14 @@ async def test_runs_list_x_exports_a_finished_run_with_progress(lora_run, tmp_pa
         assert any("merging the adapter" in line for line in lines), lines
         await pilot.press("escape")
         await wait_until(pilot, lambda: not isinstance(app.screen, ExportScreen))
+        # The live view: x exports the checkpoint selected in its Checkpoints tab.
+        app.open_live(lora_run)
+        await wait_until(pilot, lambda: len(app.screen.query("CheckpointTable")) == 1
+                         and app.screen.query_one("CheckpointTable").selected is not None,
+                         timeout=30)
+        await pilot.press("x")
+        await wait_until(pilot, lambda: isinstance(app.screen, ExportScreen))
+        assert app.screen.checkpoint == 8  # newest first
+        assert "checkpoint-8" in str(app.screen.query_one("#export-title").render())
+        await pilot.press("escape")
     assert (out / "model.safetensors").is_file() and (out / "README.md").is_file()

@@ -105,6 +105,8 @@ class LiveScreen(Screen):
             "m", "metrics", "Metrics",
             tooltip="Saved metrics of this run: results files and log history",
         ),
+        Binding("x", "export_checkpoint", "Export", show=False,
+                tooltip="Export the checkpoint selected in the Checkpoints tab (clmtune export)"),
         Binding("tab", "app.focus_next", show=False),
         # The tab titles show these keys: keep them out of the footer.
         Binding("1", "tab('tab-checkpoints')", "Checkpoints", show=False),
@@ -447,8 +449,25 @@ class LiveScreen(Screen):
             return
         self.app.resume_run(self.run_dir, row.path, status=self.status)
 
+    def action_export_checkpoint(self) -> None:
+        if self.status == "running":
+            self.notify("The run is still running: export it once it has finished.",
+                        severity="warning")
+            return
+        row = self.query_one(CheckpointTable).selected
+        if row is None or not row.path.is_dir():
+            self.notify("No checkpoint on disk to export.", severity="warning")
+            return
+        from clmtune.tui.screens.export import ExportScreen  # loaded when first used
+
+        self.app.push_screen(ExportScreen(self.run_dir, checkpoint=row.step))
+
     def palette_commands(self) -> Iterable[SystemCommand]:
         yield SystemCommand("Stop run", "Save a checkpoint and stop (s)", self.action_stop)
+        yield SystemCommand(
+            "Export checkpoint", "Export the checkpoint selected in the table (x)",
+            self.action_export_checkpoint,
+        )
         yield SystemCommand(
             "Resume from checkpoint",
             "Resume from the checkpoint selected in the table (r)",
