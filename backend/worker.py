@@ -202,7 +202,23 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m clmtune.backend.worker")
     parser.add_argument("run_dir", type=Path)
     parser.add_argument("--resume", default=None, help="'last' or a checkpoint path")
+    parser.add_argument("--planned", action="store_true", help=argparse.SUPPRESS)
     return parser.parse_args(argv)
+
+
+def _refusal(run_dir: Path, resume: str) -> str | None:
+    """Why ``--resume`` may not write into ``run_dir`` (the rule ``clmtune train`` applies:
+    ``backend/resume_plan``), for a worker started by hand rather than by the launcher."""
+    from clmtune.backend.errors import ClmtuneError
+    from clmtune.backend.resume_plan import plan_run
+    from clmtune.backend.settings.toml_io import load_config
+
+    try:
+        plan_run(run_dir, load_config(run_dir / "config.toml", for_launch=True), resume,
+                 how=f"python -m clmtune.backend.worker {run_dir} --resume {resume}")
+    except ClmtuneError as exc:
+        return " ".join(str(exc).split())  # one line: message; hint
+    return None
 
 
 def run(run_dir: Path, resume: str | None = None) -> int:
@@ -315,6 +331,11 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
+    if args.resume and not args.planned:
+        problem = _refusal(args.run_dir, args.resume)
+        if problem is not None:
+            print(f"clmtune: error: {problem}", file=sys.stderr)
+            return 2
     return run(args.run_dir, args.resume)
 
 
