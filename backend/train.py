@@ -254,7 +254,10 @@ def run_training(
     # run_clm seeds before building the model so a from-scratch init is reproducible.
     set_seed(args.seed)
     send(make_event("phase", phase="loading_model", progress=None, detail="loading"))
-    check_hub_models(cfg.model)  # seconds, not half a minute of retries, without network
+    # Seconds, not half a minute of retries, without network.
+    note = check_hub_models(cfg.model)
+    if note:
+        send(make_event("warning", code="hub_offline", message=note))
     model, tokenizer, info = load_model_and_tokenizer(cfg)
     send(
         make_event(
