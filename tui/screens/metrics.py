@@ -32,7 +32,7 @@ from clmtune.backend.rundir.state import fold
 from clmtune.tui import fmt
 from clmtune.tui.screens.editor import binding_commands, display_path
 from clmtune.tui.widgets.footer import AppFooter
-from clmtune.tui.widgets.metrics_table import LogHistoryTable, ResultsTable
+from clmtune.tui.widgets.metrics_table import RESULT_FILES, LogHistoryTable, ResultsTable
 
 TRAINER_STATE = "trainer_state.json"
 AUTO_RELOAD_S = 3.0  # a running run's metrics are read again this often
@@ -233,7 +233,9 @@ class MetricsScreen(Screen[None]):
     MetricsScreen #metrics-error-box.-shown { display: block; }
     MetricsScreen #metrics-chart-empty { color: $text-muted; padding: 1 2; }
     MetricsScreen ResultsTable, MetricsScreen LogHistoryTable { height: 1fr; }
-    MetricsScreen #history-source { height: 1; color: $text-muted; padding: 0 1; }
+    MetricsScreen #history-source, MetricsScreen #results-source {
+        height: 1; color: $text-muted; padding: 0 1;
+    }
     MetricsScreen .summary-label { color: $text-muted; }
     """
 
@@ -277,6 +279,7 @@ class MetricsScreen(Screen[None]):
                     with Vertical(id="metrics-chart-box"):
                         yield from self._chart()
             with TabPane("Results (2)", id="results"):
+                yield Static("", id="results-source", markup=False)
                 yield ResultsTable(id="results-table")
             with TabPane("Log history (3)", id="history"):
                 yield Static("", id="history-source", markup=False)
@@ -341,13 +344,32 @@ class MetricsScreen(Screen[None]):
         self.query_one("#metrics-error", Static).update(problem)
         self.query_one("#metrics-error-box").set_class(bool(problem), "-shown")
         self.query_one("#results-table", ResultsTable).set_results(saved.results)
+        files = [f"{split} = {name}" for split, name in RESULT_FILES.items()
+                 if saved.results.get(split)]
+        self.query_one("#results-source", Static).update(
+            ", ".join(files) if files else "")
         self.query_one("#history-table", LogHistoryTable).set_history(saved.history)
-        source = saved.history_source or "no log history"
-        self.query_one("#history-source", Static).update(
-            f"{len(saved.history)} entries from {source}"
-        )
+        self._shown = saved
+        self._history_source(saved)
+        self.call_after_refresh(self._history_source, saved)  # once the table is laid out
         self._draw_chart(saved)
         self.ready.set()
+
+    def _history_source(self, saved: SavedRun) -> None:
+        """Where the log history comes from; and, when its columns do not fit, how to see
+        the rest (the table is wider than a narrow terminal)."""
+        table = self.query_one("#history-table", LogHistoryTable)
+        text = f"{len(saved.history)} entries from {saved.history_source or 'no log history'}"
+        if table.virtual_size.width > table.scrollable_content_region.width > 0:
+            text += " · ← → for more columns"
+        self.query_one("#history-source", Static).update(text)
+
+    @on(TabbedContent.TabActivated)
+    def _tab_shown(self, event: TabbedContent.TabActivated) -> None:
+        # A table on a hidden tab has no width: measure it again when it is shown.
+        saved = getattr(self, "_shown", None)
+        if saved is not None:
+            self.call_after_refresh(self._history_source, saved)
 
     def _draw_chart(self, saved: SavedRun) -> None:
         try:
@@ -368,8 +390,11 @@ class MetricsScreen(Screen[None]):
             self.app.exit()
 
     def action_tab(self, tab: str) -> None:
-        """Show one tab."""
+        """Show one tab; its table takes the keys (arrows scroll it)."""
         self.query_one(TabbedContent).active = tab
+        tables = {"results": "#results-table", "history": "#history-table"}
+        if tab in tables:
+            self.query_one(tables[tab]).focus()
 
     def action_log_scale(self) -> None:
         """Toggle the loss chart's log scale."""
