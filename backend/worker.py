@@ -124,7 +124,7 @@ def _versions() -> dict[str, str | None]:
     for name in ("torch", "transformers", "datasets", "accelerate"):
         try:
             versions[name] = importlib.import_module(name).__version__
-        except Exception:  # noqa: BLE001
+        except (ImportError, AttributeError):
             versions[name] = None
     return versions
 

@@ -23,6 +23,7 @@ from textual import on, work
 from textual.app import ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.css.query import NoMatches
 from textual.screen import Screen
 from textual.widgets import Static, TabbedContent, TabPane
 from textual.worker import Worker, WorkerState
@@ -376,7 +377,7 @@ class MetricsScreen(Screen[None]):
             from clmtune.tui.widgets.loss_chart import LossChart
 
             chart = self.query_one("#metrics-chart", LossChart)
-        except Exception:
+        except (ImportError, NoMatches):  # no chart widget: the summary stands alone
             return
         chart.set_data(saved.train_x, saved.train_y, saved.eval_x, saved.eval_y)
 
@@ -402,7 +403,7 @@ class MetricsScreen(Screen[None]):
             from clmtune.tui.widgets.loss_chart import LossChart
 
             chart = self.query_one("#metrics-chart", LossChart)
-        except Exception:
+        except (ImportError, NoMatches):  # no chart widget: the summary stands alone
             return
         chart.toggle_log()
 
