@@ -62,6 +62,15 @@ async def test_panel_hidden_without_gpu_events(runs_root):
         assert "tok/s" in str(screen.query_one(PhaseBar).render())
 
 
+def test_final_table_shows_tokens_per_second_and_mfu():
+    from clmtune.tui.widgets.final_table import final_rows
+
+    rows = {r[0]: r[1:] for r in final_rows({"train": {
+        "train_loss": 3.0, "train_tokens_per_second": 812_345.0, "train_mfu": 0.3512}})}
+    assert rows["tokens/s"] == ("812.3k", "-") and rows["MFU"] == ("35.12%", "-")
+    assert "MFU" not in {r[0] for r in final_rows({"train": {"train_loss": 3.0}})}
+
+
 def test_metrics_screen_keeps_mean_and_max_per_gpu(runs_root):
     run_dir = recorded_run(runs_root, "gpu-fast", "gpu_telemetry", status="running")
     lines = dict(summary_lines(load_saved_run(run_dir)))
