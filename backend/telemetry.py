@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import logging
 import os
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -263,7 +262,3 @@ def start_gpu_thread(emit: Emit, step: Callable[[], int | None] = lambda: None,
         return None
     return GpuThread(sampler, emit, step=step, **kwargs).start()
 
-
-def nvml_loaded() -> bool:
-    """Whether this process has imported pynvml (tests check that nothing else did)."""
-    return "pynvml" in sys.modules

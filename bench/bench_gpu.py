@@ -83,7 +83,7 @@ def model_config(name: str, block: int) -> Any:
                            max_position_embeddings=max(2048, block), tie_word_embeddings=True,
                            rope_theta=500000.0)
     return GPT2Config(n_layer=2, n_head=2, n_embd=64, vocab_size=VOCAB_TOKENIZER,
-                      n_positions=block)
+                      n_positions=block, bos_token_id=0, eos_token_id=0)
 
 
 def local_text(chars: int) -> str:
