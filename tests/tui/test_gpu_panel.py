@@ -82,3 +82,22 @@ def test_metrics_screen_keeps_mean_and_max_per_gpu(runs_root):
     assert gpu_summary(fold(recording("completed")).gpu) == []
     cpu = dict(summary_lines(load_saved_run(recorded_run(runs_root, "cpu", "completed"))))
     assert "gpu0" not in cpu and "mfu" not in cpu
+
+
+async def test_panel_on_an_ascii_terminal_without_colour(runs_root, monkeypatch):
+    monkeypatch.setenv("CLMTUNE_ASCII", "1")
+    monkeypatch.setenv("NO_COLOR", "1")
+    run_dir = recorded_run(runs_root, "gpu-fast", "gpu_telemetry", status="running")
+    app = ClmtuneApp(runs_root, clock=frozen_clock, remember_theme=False)
+    async with app.run_test(size=(80, 24)) as pilot:
+        assert app.ascii and app.no_color
+        screen = await _live(app, pilot, run_dir, "gpu_telemetry")
+        panel = screen.query_one(GpuPanel)
+        await wait_until(pilot, lambda: str(panel.query_one("#gpu-head-1").render()) != ""
+                         if panel.query("#gpu-head-1") else False)
+        shot = app.export_screenshot()
+    shown = "".join(t.split("<", 1)[0] for t in shot.split(">") if t and not t.startswith("<"))
+    shown = shown.replace("&#160;", " ")
+    assert "GPU1 H100 71% 613W/700W 72C" in shown and "MFU 34.6%" in shown
+    blocks = [ch for ch in shown if 0x2580 <= ord(ch) <= 0x259F]  # sparkline bars
+    assert not blocks and app.return_code in (None, 0)
