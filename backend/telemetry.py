@@ -55,12 +55,12 @@ def load_nvml() -> Any | None:
     """The ``pynvml`` module, initialised; None (and a debug line) when NVML is unusable."""
     try:
         import pynvml
-    except Exception as exc:  # noqa: BLE001 - optional extra
+    except ImportError as exc:  # the optional [gpu] extra is not installed
         log.debug("GPU telemetry off: pynvml not importable (%s)", exc)
         return None
     try:
         pynvml.nvmlInit()
-    except Exception as exc:  # noqa: BLE001 - no driver / no GPU
+    except (pynvml.NVMLError, OSError) as exc:  # no driver / no GPU
         log.debug("GPU telemetry off: nvmlInit failed (%s)", exc)
         return None
     return pynvml
@@ -215,7 +215,7 @@ class GpuThread:
         self._flush()
         try:
             self.sampler.nvml.nvmlShutdown()
-        except Exception:  # noqa: BLE001
+        except self.sampler.nvml.NVMLError:
             pass
 
     def _flush(self) -> None:
@@ -223,16 +223,13 @@ class GpuThread:
             event = self.sampler.event(self.step())
             if event is not None:
                 self.emit(event)
-        except Exception:  # noqa: BLE001 - a monitor must never kill the run
+        except OSError:  # a full disk ends the events, not the run
             pass
 
     def _run(self) -> None:
         last_emit: float | None = None
         while not self._stop.is_set():
-            try:
-                self.sampler.sample()
-            except Exception:  # noqa: BLE001
-                pass
+            self.sampler.sample()  # every NVML call is guarded (read_device)
             now = time.monotonic()
             if last_emit is None or now - last_emit >= self.emit_every:
                 self._flush()
@@ -253,11 +250,11 @@ def start_gpu_thread(emit: Emit, step: Callable[[], int | None] = lambda: None,
         if not devices:
             raise RuntimeError("no GPU selected")
         sampler = GpuSampler(nvml, devices)
-    except Exception as exc:  # noqa: BLE001
+    except (nvml.NVMLError, RuntimeError) as exc:  # a bad CUDA_VISIBLE_DEVICES entry
         log.debug("GPU telemetry off: %s", exc)
         try:
             nvml.nvmlShutdown()
-        except Exception:  # noqa: BLE001
+        except nvml.NVMLError:
             pass
         return None
     return GpuThread(sampler, emit, step=step, **kwargs).start()
