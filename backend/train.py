@@ -217,6 +217,35 @@ def _data_file_error(cfg: RunConfig, exc: BaseException) -> TrainingSetupError:
     )
 
 
+# ------------------------------------------------------------------------- MFU
+
+
+def _mfu_fields(cfg: RunConfig, args: TrainingArguments, model: Any,
+                block_size: int | None) -> dict[str, Any]:
+    """``run_started``'s MFU fields (backend.mfu): FLOPs per token and the device's peak."""
+    from clmtune.backend import mfu
+
+    name = None
+    if args.device.type == "cuda":
+        import torch
+
+        name = torch.cuda.get_device_name(args.device)
+    precision = mfu.precision_of(bf16=args.bf16, fp16=args.fp16, tf32=args.tf32)
+    return mfu.run_started_fields(model, block_size, device_name=name, precision=precision,
+                                  override_tflops=cfg.settings.launch.peak_tflops)
+
+
+def _efficiency(args: TrainingArguments, steps: int, metrics: dict[str, Any],
+                block_size: int | None, fields: dict[str, Any]) -> dict[str, float]:
+    """``train_tokens_per_second`` and ``train_mfu`` of this attempt (results files too)."""
+    from clmtune.backend import mfu
+
+    per_step = (args.per_device_train_batch_size * args.gradient_accumulation_steps
+                * args.world_size * (block_size or 0))
+    return mfu.final_figures(steps, per_step, metrics.get("train_runtime"),
+                             {**fields, "world_size": args.world_size})
+
+
 # ------------------------------------------------------------------------- the run
 
 
@@ -295,6 +324,7 @@ def run_training(
         preprocess_logits_for_metrics=preprocess_logits_for_metrics if evaluating else None,
         callbacks=list(callbacks),
     )
+    mfu_fields = _mfu_fields(cfg, args, model, data.block_size)
     send(
         make_event(
             "run_started",
@@ -313,6 +343,7 @@ def run_training(
             resumed_from=resume_from,
             resume_step=_resume_step(resume_from),
             settings=_settings_summary(cfg, args, data, info),
+            **mfu_fields,
         )
     )
 
@@ -322,6 +353,8 @@ def run_training(
     if data.train_samples is not None:
         train_metrics["train_samples"] = data.train_samples
     state = trainer.state
+    steps = state.global_step - (_resume_step(resume_from) or 0)  # this attempt's
+    train_metrics.update(_efficiency(args, steps, train_metrics, data.block_size, mfu_fields))
     if state.max_steps and state.global_step < state.max_steps:
         send(make_event("final_metrics", split="train", metrics=train_metrics))
         return TrainOutcome("stopped", train_metrics, {}, state.global_step)

@@ -229,6 +229,7 @@ def run(run_dir: Path, resume: str | None = None) -> int:
     """
     from clmtune.backend.callback import EventCallback, StopControl
     from clmtune.backend.memory import MemorySampler, MemoryThread
+    from clmtune.backend.telemetry import start_gpu_thread
 
     run_dir = run_dir.resolve()
     is_main = int(os.environ.get("RANK", "0")) == 0
@@ -258,6 +259,10 @@ def run(run_dir: Path, resume: str | None = None) -> int:
             sampler, emit, interval=MEMORY_INTERVAL_S,
             step=lambda: callback_ref[0].last_step if callback_ref else None,
         ).start()  # fmt: skip
+    # GPU telemetry through NVML (rank 0; None without pynvml / a GPU): backend.telemetry
+    gpu_monitor = start_gpu_thread(
+        emit, step=lambda: callback_ref[0].last_step if callback_ref else None
+    ) if is_main else None
 
     cfg: Any = None
     status, error, hint, step, bad_input = "failed", None, None, None, False
@@ -304,6 +309,8 @@ def run(run_dir: Path, resume: str | None = None) -> int:
             step = callback_ref[0].last_step
         if monitor is not None:
             monitor.stop()
+        if gpu_monitor is not None:
+            gpu_monitor.stop()
         if is_main:
             try:
                 emit(sampler.sample(step))

@@ -37,6 +37,7 @@ from clmtune.tui.tailer import RunFollower
 from clmtune.tui.widgets.checkpoint_table import CheckpointRow, CheckpointTable
 from clmtune.tui.widgets.final_table import FinalTable
 from clmtune.tui.widgets.footer import AppFooter
+from clmtune.tui.widgets.gpu_panel import GpuPanel
 from clmtune.tui.widgets.log_view import LogView
 from clmtune.tui.widgets.loss_chart import LossChart, SignalsPanel
 from clmtune.tui.widgets.memory_panel import MemoryPanel
@@ -147,6 +148,7 @@ class LiveScreen(Screen):
             yield LossChart(id="loss-chart")
             with Vertical(id="live-side"):
                 yield SignalsPanel(id="signals")
+                yield GpuPanel(id="gpu")  # hidden until the run has a gpu event
                 yield MemoryPanel(id="memory")
         with TabbedContent(id="live-tabs"):
             with TabPane("Checkpoints (1)", id="tab-checkpoints"):
@@ -303,6 +305,8 @@ class LiveScreen(Screen):
         self.query_one(SignalsPanel).update_signals(view.learning_rate, view.grad_norm)
         if any(e.get("type") == "memory" for e in events):
             self.query_one(MemoryPanel).update_memory(view.memory)
+        if any(e.get("type") in ("gpu", "train_log", "run_started") for e in events):
+            self.query_one(GpuPanel).update_gpu(view)
         self.query_one(LogView).add_events(events)
         if any(e.get("type") == "checkpoint" for e in events):
             self._show_event_checkpoints()

@@ -54,6 +54,7 @@ class SavedRun:
     accuracy: float | None = None
     results: dict[str, dict[str, Any]] = field(default_factory=dict)  # files + event finals
     problem: str | None = None  # the dir is not a run dir / unreadable
+    gpu_lines: list[tuple[str, str]] = field(default_factory=list)  # MFU, mean/max per GPU
 
 
 def _read_json(path: Path) -> Any:
@@ -114,7 +115,25 @@ def load_saved_run(run_dir: Path) -> SavedRun:
         if values and not saved.results.get(split):
             saved.results[split] = values
     saved.accuracy = _accuracy(saved.results, saved.history)
+    if folded is not None:
+        saved.gpu_lines = _gpu_lines(folded, saved.results.get("train") or {})
     return saved
+
+
+def _gpu_lines(state: Any, train: dict[str, Any]) -> list[tuple[str, str]]:
+    """MFU / tokens/s (the final figures, else the last log's) and the per-GPU summary."""
+    from clmtune.tui.widgets.gpu_panel import gpu_summary
+
+    mfu = to_float(train.get("train_mfu"))
+    tokens = to_float(train.get("train_tokens_per_second"))
+    if mfu is None and tokens is None:
+        mfu, tokens = state.mfu, state.tokens_per_second
+    lines = []
+    if mfu is not None:
+        lines.append(("mfu", f"{fmt.percent(mfu)} ({fmt.si(tokens)} tok/s)"))
+    elif to_float(train.get("train_tokens_per_second")) is not None:
+        lines.append(("tokens/s", fmt.si(tokens)))
+    return lines + gpu_summary(state.gpu)
 
 
 def _last_step(history: list[dict[str, Any]]) -> float:
@@ -181,6 +200,7 @@ def summary_lines(saved: SavedRun) -> list[tuple[str, str]]:
         lines.append(("eta", fmt.duration(s.eta)))
     if s.resumed_from:
         lines.append(("resumed from", Path(s.resumed_from).name))
+    lines += saved.gpu_lines
     if s.nan_flag:
         lines.append(("loss", "⚠ not finite (above)"))  # the flag is shown above the tabs
     return lines
