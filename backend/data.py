@@ -418,7 +418,8 @@ def prepare_datasets(
         _check_not_empty("train", train, tokenized["train"], block_size, packing)
         if evaluation is not None:
             _check_not_empty("validation", evaluation, tokenized["validation"], block_size, packing)
-    packed = {"train": _count(train), "validation": None if evaluation is None else _count(evaluation)}
+    packed = {"train": _count(train),
+              "validation": None if evaluation is None else _count(evaluation)}
     train = _limit(train, settings.data.max_train_samples)
     if evaluation is not None:
         evaluation = _limit(evaluation, settings.data.max_eval_samples)

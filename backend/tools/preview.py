@@ -19,8 +19,8 @@ import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from clmtune.backend.estimate import estimate_memory, shape_from_config, time_estimate
 from clmtune.backend.errors import UsageError
+from clmtune.backend.estimate import estimate_memory, shape_from_config, time_estimate
 
 if TYPE_CHECKING:
     from clmtune.backend.data import PreparedData
@@ -101,7 +101,8 @@ def _shards(rows: int, num_proc: int | None) -> list[tuple[int, int]]:
     return out
 
 
-def _group_segments(lengths: list[int], block: int, k: int, num_proc: int | None) -> list[list[int]]:
+def _group_segments(lengths: list[int], block: int, k: int,
+                    num_proc: int | None) -> list[list[int]]:
     """Per block (the first ``k``), the lengths of the example pieces it is made of."""
     blocks: list[list[int]] = []
     for start, end in _shards(len(lengths), num_proc):
@@ -287,7 +288,7 @@ def data_warnings(report: dict[str, Any], plan: dict[str, Any], model_config: An
     if not report["train_blocks"]:
         warnings.append(f"the training data makes no block of {block} tokens "
                         f"({report['train_tokens']:,} tokens): lower [data] block_size")
-    elif report["train_blocks"] < plan["total_train_batch_size"] // plan["gradient_accumulation_steps"]:
+    elif report["train_blocks"] < plan["per_device_train_batch_size"] * plan["world_size"]:
         warnings.append(f"only {report['train_blocks']} training blocks, fewer than one batch "
                         f"({plan['per_device_train_batch_size']} x {plan['world_size']} devices):"
                         f" lower the batch size or add data")
@@ -295,14 +296,12 @@ def data_warnings(report: dict[str, Any], plan: dict[str, Any], model_config: An
     if max_pos and block > max_pos:  # resolve_block_size caps it; a warning says so already
         warnings.append(f"block_size {block} is above the model's maximum ({max_pos})")
     rows = report["train_rows"]
-    if rows and report["longer_than_block"] / rows > LONG_SHARE:
+    # Group packing splits a long example across blocks (nothing lost); line packing cuts it.
+    if report["packing"] == "line" and rows and report["longer_than_block"] / rows > LONG_SHARE:
         share = 100 * report["longer_than_block"] / rows
-        if report["packing"] == "line":
-            what = f"are truncated ({report['truncated_tokens']:,} tokens never trained on)"
-        else:
-            what = "are split across blocks"
         warnings.append(f"{share:.0f}% of the training examples are longer than block_size "
-                        f"{block} and {what}")
+                        f"{block} and are truncated ({report['truncated_tokens']:,} tokens "
+                        f"never trained on): raise [data] block_size or use packing = 'group'")
     return warnings
 
 
