@@ -275,6 +275,58 @@ def time_estimate(seconds_per_step: float | None, total_steps: int | None) -> di
             "source": "measured" if seconds_per_step is not None else None}  # fmt: skip
 
 
+def plan_steps(train_blocks: int, *, batch_size: int, accumulation: int = 1, world_size: int = 1,
+               drop_last: bool = False, max_steps: int = -1,
+               num_train_epochs: float = 3.0) -> dict[str, Any]:
+    """Steps per epoch and in all as Trainer counts them: batches per process (the sampler
+    shards them over ``world_size``), then optimizer steps of ``accumulation`` batches."""
+    batch, accumulation, world = max(1, batch_size), max(1, accumulation), max(1, world_size)
+    batches = train_blocks // batch if drop_last else math.ceil(train_blocks / batch)
+    per_process = batches // world if drop_last else math.ceil(batches / world)
+    per_epoch = max(per_process // accumulation + int(per_process % accumulation > 0), 1)
+    total = max_steps if max_steps > 0 else math.ceil(float(num_train_epochs) * per_epoch)
+    return {
+        "per_device_train_batch_size": batch,
+        "gradient_accumulation_steps": accumulation,
+        "world_size": world,
+        "dataloader_drop_last": drop_last,
+        "max_steps": max_steps,
+        "num_train_epochs": num_train_epochs,
+        "total_train_batch_size": batch * accumulation * world,
+        "steps_per_epoch": per_epoch if train_blocks else 0,
+        "total_steps": total if train_blocks else 0,
+        "epochs": round(total / per_epoch, 3) if train_blocks else 0,
+    }
+
+
+def rebatch(report: Mapping[str, Any], batch_size: int) -> dict[str, Any]:
+    """A preview report (``clmtune preview --json``) for another per-device batch size:
+    steps and the memory estimate recomputed, the data figures kept (no reload)."""
+    out = dict(report)
+    out.update(plan_steps(int(report["train_blocks"] or 0), batch_size=batch_size,
+                          accumulation=int(report["gradient_accumulation_steps"]),
+                          world_size=int(report["world_size"]),
+                          drop_last=bool(report.get("dataloader_drop_last")),
+                          max_steps=int(report.get("max_steps") or -1),
+                          num_train_epochs=float(report.get("num_train_epochs") or 3.0)))
+    out["tokens_per_step"] = out["total_train_batch_size"] * int(report["block_size"])
+    estimate = report.get("estimate")
+    if estimate:
+        memory = estimate["memory"]
+        result = estimate_memory(
+            shape_from_json(estimate["model"]), batch_size=batch_size,
+            block_size=int(report["block_size"]),
+            gradient_accumulation_steps=int(report["gradient_accumulation_steps"]),
+            trainable_params=memory.get("trainable_params"), device=memory["device"],
+            device_memory=memory.get("device_memory"), **estimate["options"])
+        timing = time_estimate(None, out["total_steps"])
+        timing["hint"] = "measured for another batch size: preview again with --measure"
+        if batch_size == report["per_device_train_batch_size"]:
+            timing = estimate.get("time") or timing
+        out["estimate"] = dict(estimate, memory=result.to_json(), time=timing)
+    return out
+
+
 def shape_from_json(data: Mapping[str, Any]) -> ModelShape:
     """The :class:`ModelShape` back from a preview's JSON (``estimate.model``)."""
     return ModelShape(**{k: data[k] for k in ModelShape.__dataclass_fields__ if k in data})

@@ -20,7 +20,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from clmtune.backend.errors import UsageError
-from clmtune.backend.estimate import estimate_memory, shape_from_config, time_estimate
+from clmtune.backend.estimate import (
+    estimate_memory,
+    plan_steps,
+    shape_from_config,
+    time_estimate,
+)
 
 if TYPE_CHECKING:
     from clmtune.backend.data import PreparedData
@@ -69,24 +74,11 @@ def steps(cfg: RunConfig, train_blocks: int) -> dict[str, Any]:
     from clmtune.backend.resume_plan import world_size
 
     t = cfg.settings.training
-    batch = int(t.per_device_train_batch_size)
-    accumulation = max(1, int(t.gradient_accumulation_steps))
-    world = max(1, world_size(cfg))
-    drop_last = bool(t.dataloader_drop_last)
-    batches = train_blocks // batch if drop_last else math.ceil(train_blocks / batch)
-    per_process = batches // world if drop_last else math.ceil(batches / world)
-    per_epoch = max(per_process // accumulation + int(per_process % accumulation > 0), 1)
-    max_steps = int(t.max_steps or -1)
-    total = max_steps if max_steps > 0 else math.ceil(float(t.num_train_epochs) * per_epoch)
-    return {
-        "per_device_train_batch_size": batch,
-        "gradient_accumulation_steps": accumulation,
-        "world_size": world,
-        "total_train_batch_size": batch * accumulation * world,
-        "steps_per_epoch": per_epoch if train_blocks else 0,
-        "total_steps": total if train_blocks else 0,
-        "epochs": round(total / per_epoch, 3) if train_blocks else 0,
-    }
+    return plan_steps(train_blocks, batch_size=int(t.per_device_train_batch_size),
+                      accumulation=int(t.gradient_accumulation_steps),
+                      world_size=world_size(cfg), drop_last=bool(t.dataloader_drop_last),
+                      max_steps=int(t.max_steps or -1),
+                      num_train_epochs=float(t.num_train_epochs))
 
 
 def _shards(rows: int, num_proc: int | None) -> list[tuple[int, int]]:
