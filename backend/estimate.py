@@ -17,11 +17,13 @@ Peak memory per device, the parts (bytes):
   are the master weights: no other copy);
 - ``activations``: what backward needs per layer (Korthikanti et al., "Reducing
   Activation Recomputation in Large Transformer Models"): per token ``(8·h + 2·I)`` values
-  (``h + 4·I`` more for a gated MLP) plus one byte per dropout mask, and ``heads·block``
-  attention scores per token when attention is ``eager`` (sdpa / flash keep none); with
-  gradient checkpointing only each layer's input plus one layer's activations;
+  (``h + 4·I`` more for a gated MLP, ``3·I`` more for GPT-2's ``gelu_new``) plus the dropout
+  masks (a byte each on a GPU, a float on CPU), and ``heads·block`` attention scores per token
+  (softmax output, dropout mask and output) when attention is ``eager``, or on CPU with
+  dropout (sdpa takes its math path there; on a GPU flash / memory-efficient keep none);
+  with gradient checkpointing only each layer's input plus one layer's activations;
 - ``logits``: ``batch·block·vocab`` logits in the activation dtype, their float32 copy for
-  the loss (none when already float32) and the log-softmax kept for backward (float32):
+  the loss (none when already float32), the log-softmax kept for backward and its gradient:
   for a small model with a large vocabulary this is the largest part.
 
 The peak: weights + optimizer + autocast copies + the larger of (activations + logits) and
@@ -76,6 +78,7 @@ class ModelShape:
     gated_mlp: bool
     dropout: bool
     learned_positions: bool
+    activation: str = "gelu"  # gelu_new (GPT-2) is computed in Python ops that save 3 more tensors
     dtype: str = "float32"  # the checkpoint's dtype (``[model] dtype = "auto"`` loads that)
     num_params: int | None = None  # exact when counted elsewhere (meta device)
 
@@ -112,6 +115,7 @@ def shape_from_config(config: Any, *, vocab_size: int | None = None) -> ModelSha
         gated_mlp=model_type in GATED_MLP,
         dropout=dropout,
         learned_positions=model_type in ("gpt2", "gpt_neo", "opt", "gptj", "biogpt"),
+        activation=str(_get(config, "activation_function", "hidden_act", default="gelu")),
         dtype=dtype if dtype in DTYPE_BYTES else "float32",
     )
 
@@ -172,24 +176,30 @@ class MemoryEstimate:
 
 def _parts(shape: ModelShape, *, batch: int, block: int, precision: str, param_dtype: str,
            optim: str, gradient_checkpointing: bool, trainable: int,
-           attention: str) -> dict[str, int]:
+           attention: str, device: str) -> dict[str, int]:
     params = shape.params
     pbytes = DTYPE_BYTES.get(param_dtype, 4)
     mixed = precision in ("bf16", "fp16") and pbytes == 4
     abytes = 2 if (mixed or pbytes == 2) else 4
     h, inner, layers = shape.hidden_size, shape.intermediate_size, shape.num_layers
     tokens = batch * block
+    on_cpu = device.startswith("cpu")
+    mask = (abytes if on_cpu else 1) if shape.dropout else 0  # dropout masks: float on CPU
     per_token = abytes * (8 * h + 2 * inner + ((h + 4 * inner) if shape.gated_mlp else 0))
-    if shape.dropout:
-        per_token += 2 * h  # dropout masks, one byte each
-    if attention == "eager":
-        per_token += shape.num_heads * block * (2 * abytes + (1 if shape.dropout else 0))
+    if shape.activation == "gelu_new":
+        per_token += abytes * 3 * inner  # pow, tanh, mul: each keeps a tensor for backward
+    per_token += 2 * h * mask
+    if attention == "eager":  # scores: softmax output, dropout mask and output
+        per_token += shape.num_heads * block * (2 * abytes + mask)
+    elif on_cpu and shape.dropout:  # CPU sdpa with dropout takes the math path: the same
+        per_token += shape.num_heads * block * (2 * abytes + mask)
     if gradient_checkpointing:
         activations = tokens * (layers * h * abytes + per_token)
     else:
         activations = tokens * layers * per_token
-    activations += tokens * h * (2 * abytes + (1 if shape.dropout else 0))  # embeddings, norm
-    logits = tokens * shape.vocab_size * (abytes + (4 if abytes != 4 else 0) + 4)
+    activations += tokens * h * (2 * abytes + mask)  # embeddings, final norm
+    # logits, their float32 copy for the loss, log-softmax kept for backward, its gradient
+    logits = tokens * shape.vocab_size * (abytes + (4 if abytes != 4 else 0) + 4 + 4)
     return {
         "weights": params * pbytes,
         "gradients": trainable * pbytes,
@@ -233,7 +243,7 @@ def estimate_memory(
     trainable = shape.params if trainable_params is None else int(trainable_params)
     options = dict(block=block_size, precision=precision, param_dtype=dtype, optim=optim,
                    gradient_checkpointing=gradient_checkpointing, trainable=trainable,
-                   attention=attention)  # fmt: skip
+                   attention=attention, device=device)  # fmt: skip
 
     def total_for(batch: int) -> int:
         return _peak(_parts(shape, batch=batch, **options), gradient_accumulation_steps)

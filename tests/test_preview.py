@@ -282,3 +282,29 @@ def test_distribution_is_nearest_rank():
     stats = distribution(list(range(1, 101)))
     assert (stats["min"], stats["p50"], stats["p90"], stats["p99"], stats["max"]) == \
         (1, 50, 90, 99, 100)
+
+
+def test_activation_estimate_matches_what_autograd_keeps():
+    """The activations + logits of the estimate against the bytes autograd really saves for
+    backward in a GPT-2 forward on CPU (the demo model's shape, random weights), ±25%."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    config = AutoConfig.for_model("gpt2", vocab_size=1024, n_positions=128, n_embd=96,
+                                  n_layer=2, n_head=4, bos_token_id=0, eos_token_id=0)
+    model = AutoModelForCausalLM.from_config(config).train()
+    params = {p.untyped_storage().data_ptr() for p in model.parameters()}
+    saved: dict[int, int] = {}
+
+    def keep(tensor):
+        saved[tensor.untyped_storage().data_ptr()] = tensor.untyped_storage().nbytes()
+        return tensor
+
+    ids = torch.randint(0, 1024, (8, 128))
+    with torch.autograd.graph.saved_tensors_hooks(keep, lambda tensor: tensor):
+        out = model(input_ids=ids, labels=ids)
+    # What backward starts from: the saved tensors, the logits and their gradient.
+    measured = sum(n for ptr, n in saved.items() if ptr not in params) + 2 * out.logits.nbytes
+    estimate = est.estimate_memory(est.shape_from_config(config), batch_size=8, block_size=128)
+    guess = estimate.parts["activations"] + estimate.parts["logits"]
+    assert abs(guess - measured) / measured < 0.25, (guess, measured)

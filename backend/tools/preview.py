@@ -47,13 +47,14 @@ MAP_BATCH = 1000  # datasets' default map batch size: group packing drops a rema
 
 def _lengths(split: Any) -> list[int]:
     """Token count of every example of a tokenized split (read from arrow, not Python rows)."""
-    try:
-        import pyarrow.compute as pc
-
-        column = split.data.column("input_ids")
-        return [int(n) for n in pc.list_value_length(column).to_numpy(zero_copy_only=False)]
-    except (AttributeError, KeyError, ImportError, TypeError):
-        return [len(ids) for ids in split["input_ids"]]
+    if getattr(split, "_indices", None) is None:  # no select() mapping: the table is the rows
+        try:
+            column = split.data.column("input_ids")
+            return [int(n) for chunk in column.chunks
+                    for n in chunk.value_lengths().to_numpy(zero_copy_only=False)]
+        except (AttributeError, KeyError, TypeError):
+            pass
+    return [len(ids) for ids in split["input_ids"]]
 
 
 def distribution(lengths: list[int]) -> dict[str, float | int | None]:
