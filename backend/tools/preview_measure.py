@@ -62,7 +62,8 @@ def measure_step(cfg: RunConfig, data: PreparedData, report: dict[str, Any],
         if use_cuda:
             torch.cuda.synchronize()
 
-    step()  # warm-up: kernels, optimizer state
+    for _ in range(2):  # warm-up: kernels, allocator, optimizer state
+        step()
     sync()
     if use_cuda:
         torch.cuda.reset_peak_memory_stats()

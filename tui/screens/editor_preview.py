@@ -118,13 +118,13 @@ class PreviewScreen(Screen[None]):
         with Horizontal(id="preview-batch-row"):
             yield Label("per_device_train_batch_size ", id="preview-batch-label")
             yield Input(str(_batch_of(self.doc)), id="preview-batch", type="integer")
-        yield Static("", id="preview-report", markup=False)
-        with VerticalScroll(id="preview-samples"):
+        with VerticalScroll(id="preview-body"):  # report then samples: all reachable at 80x24
+            yield Static("", id="preview-report", markup=False)
             yield Static("", id="preview-samples-text", markup=False)
         yield AppFooter()
 
     def on_mount(self) -> None:
-        self.query_one("#preview-samples").focus()  # r and b work at once
+        self.query_one("#preview-body").focus()  # r and b work at once; arrows scroll
         last = _LAST.get(self.key)
         if last is not None and last[0] == _without_batch(self.doc):
             self.report = last[1]  # only the batch size changed: no reload
@@ -168,8 +168,8 @@ class PreviewScreen(Screen[None]):
         batch = self._batch() or self.report["per_device_train_batch_size"]
         self.shown = rebatch(self.report, batch)
         report = self.shown
-        lines = list(data_lines(report)) + list(estimate_lines(report.get("estimate")))
-        lines += [f"warning: {w}" for w in report.get("warnings") or []]
+        lines = [f"warning: {w}" for w in report.get("warnings") or []]
+        lines += list(estimate_lines(report.get("estimate"))) + list(data_lines(report))
         self.query_one("#preview-report", Static).update("\n".join(lines))
         samples = list(sample_lines(report)) or ["(no sample blocks)"]
         self.query_one("#preview-samples-text", Static).update("\n".join(samples))
