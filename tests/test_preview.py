@@ -21,6 +21,7 @@ from clmtune.backend import estimate as est
 from clmtune.backend.settings.run_config import RunConfig
 from clmtune.backend.settings.toml_io import save_config
 from clmtune.backend.tools.preview import KEYS, data_report, distribution
+from clmtune.backend.tools.preview_text import report_lines
 from tests.fixtures import make_tiny_config
 from tests.run_helpers import clmtune
 
@@ -210,6 +211,10 @@ def test_cli_json_keys_samples_and_bad_input(tiny_assets, files, tmp_path):
     memory = report["estimate"]["memory"]
     assert memory["params"] == report["estimate"]["model"]["params"] > 0
     assert memory["fits"] in (True, False) and memory["max_batch_size"] >= 1
+    text = list(report_lines(report))  # what the command prints without --json
+    assert any(line.startswith("blocks    train") for line in text)
+    assert any(": fits" in line or "does NOT fit" in line for line in text)
+    assert any("--- block 2 (32 tokens" in line for line in text)
 
     missing = clmtune("preview", str(tmp_path / "nope.toml"), cwd=tmp_path)
     assert missing.returncode == 2 and len(missing.stderr.strip().splitlines()) == 1

@@ -254,7 +254,7 @@ def data_report(cfg: RunConfig, *, samples: int = 2) -> tuple[dict[str, Any], di
     report["samples"] = sample_blocks(data, tokenizer, packing, samples,
                                       settings.data.preprocessing_num_workers)
     report["warnings"] = list(data.warnings) + text_column_warnings(cfg, raw, data.text_column)
-    report["warnings"] += data_warnings(report, plan, model_config)
+    report["warnings"] += data_warnings(report, plan)
     extras = {"model_config": model_config, "tokenizer": tokenizer, "data": data}
     return report, extras
 
@@ -270,7 +270,7 @@ def _prepare(cfg: RunConfig, call: Any) -> PreparedData:
         raise _data_file_error(cfg, exc) from exc
 
 
-def data_warnings(report: dict[str, Any], plan: dict[str, Any], model_config: Any) -> list[str]:
+def data_warnings(report: dict[str, Any], plan: dict[str, Any]) -> list[str]:
     """Empty splits, fewer blocks than one batch, block above the model, long examples."""
     warnings = []
     block = report["block_size"]
@@ -285,9 +285,8 @@ def data_warnings(report: dict[str, Any], plan: dict[str, Any], model_config: An
         warnings.append(f"only {report['train_blocks']} training blocks, fewer than one batch "
                         f"({plan['per_device_train_batch_size']} x {plan['world_size']} devices):"
                         f" lower the batch size or add data")
-    max_pos = getattr(model_config, "max_position_embeddings", None)
-    if max_pos and block > max_pos:  # resolve_block_size caps it; a warning says so already
-        warnings.append(f"block_size {block} is above the model's maximum ({max_pos})")
+    # A block_size above the model's maximum: resolve_block_size lowers it and its warning
+    # is in data.warnings already.
     rows = report["train_rows"]
     # Group packing splits a long example across blocks (nothing lost); line packing cuts it.
     if report["packing"] == "line" and rows and report["longer_than_block"] / rows > LONG_SHARE:
