@@ -369,8 +369,10 @@ def preview(path: str | Path, *, samples: int = 2, measure: bool = False) -> dic
 
     if samples < 0:
         raise UsageError("preview: --samples must be 0 or more")
-    cfg = load_config(Path(path)).resolved()
+    loaded = load_config(Path(path))
+    cfg = loaded.resolved()
     report, extras = data_report(cfg, samples=samples)
+    report["warnings"][:0] = list(loaded.warnings)  # what `clmtune check` warns about
     report["file"] = str(path)
     report["estimate"] = estimate_report(cfg, report, extras)
     if measure:

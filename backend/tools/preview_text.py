@@ -61,8 +61,9 @@ def estimate_lines(estimate: dict[str, Any] | None) -> Iterator[str]:
         verdict = "fits" if memory["fits"] else "does NOT fit"
         yield f"          peak {total} per device of {fmt_bytes(memory['device_memory'])} " \
               f"({device}{', host RAM' if device == 'cpu' else ''}): {verdict}"
-        yield f"          largest per_device_train_batch_size that fits: " \
-              f"{memory['max_batch_size']}"
+        most = memory["max_batch_size"]
+        yield f"          largest per_device_train_batch_size that fits: {most}" \
+              + (" or more" if most and most >= 65536 else "")
     else:
         yield f"          peak {total} per device ({device}, memory unknown)"
     measured = estimate.get("measured")
