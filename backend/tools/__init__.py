@@ -6,4 +6,6 @@ adds the subcommand and its arguments (argparse only, nothing heavy at import) a
 ``ClmtuneError`` subclasses for bad input. ``backend/cli.py`` registers them in this order.
 """
 
-COMMANDS: tuple[str, ...] = ("compare",)
+COMMANDS: tuple[str, ...] = ("compare", "preview")
+"""``compare RUN RUN …``: runs side by side. ``preview FILE``: what the data makes, sample
+blocks, warnings and a memory estimate, before training."""
