@@ -6,4 +6,7 @@ adds the subcommand and its arguments (argparse only, nothing heavy at import) a
 ``ClmtuneError`` subclasses for bad input. ``backend/cli.py`` registers them in this order.
 """
 
-COMMANDS: tuple[str, ...] = ("compare", "export")
+COMMANDS: tuple[str, ...] = ("compare", "preview", "export")
+"""``compare RUN RUN …``: runs side by side. ``preview FILE``: what the data makes, sample
+blocks, warnings and a memory estimate, before training. ``export RUN OUT``: a clean model
+folder (merged LoRA, adapter or full model) with a model card."""
