@@ -18,6 +18,7 @@ from clmtune.backend.cli import main
 from clmtune.backend.rundir.checkpoints import list_checkpoints
 from clmtune.backend.rundir.state import fold
 from clmtune.backend.settings import validate_peft
+from clmtune.backend.settings.run_config import RunConfig
 from clmtune.backend.settings.schema_cache import active_schema
 from clmtune.backend.settings.toml_io import save_config
 from clmtune.backend.settings.validate import validate_document
@@ -148,6 +149,16 @@ def test_auto_targets_are_the_attention_and_mlp_linears(tiny_assets):
         num_attention_heads=2, num_key_value_heads=1))
     assert find_target_modules(llama) == ["down_proj", "gate_proj", "k_proj", "o_proj",
                                           "q_proj", "up_proj", "v_proj"]
+    # clmtune preview's estimate of the trainable count is exact for a Llama shape.
+    from clmtune.backend.estimate import shape_from_config
+    from clmtune.backend.lora import estimated_lora_params, wrap_model
+
+    settings = RunConfig(peft={"method": "lora", "r": 4}).settings
+    wrapped, _ = wrap_model(llama, settings)
+    trainable = sum(p.numel() for p in wrapped.parameters() if p.requires_grad)
+    assert estimated_lora_params(shape_from_config(llama.config), settings) == trainable
+    assert estimated_lora_params(shape_from_config(llama.config),
+                                 RunConfig().settings) is None
 
 
 # ------------------------------------------------------------------ the trained run

@@ -26,6 +26,7 @@ from clmtune.backend.estimate import (
     shape_from_config,
     time_estimate,
 )
+from clmtune.backend.lora import estimated_lora_params
 
 if TYPE_CHECKING:
     from clmtune.backend.data import PreparedData
@@ -342,6 +343,9 @@ def estimate_report(cfg: RunConfig, report: dict[str, Any], extras: dict[str, An
     shape.num_params = _param_count(model_config, vocab_rows)
     device, memory = device_memory()
     options = estimate_options(cfg, model_config)
+    lora_params = estimated_lora_params(shape, cfg.settings)  # [peft] method = "lora"
+    if lora_params is not None:
+        options["trainable_params"] = lora_params
     memory_estimate = estimate_memory(
         shape, batch_size=report["per_device_train_batch_size"], block_size=report["block_size"],
         gradient_accumulation_steps=report["gradient_accumulation_steps"],
