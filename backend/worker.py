@@ -244,6 +244,7 @@ def run(run_dir: Path, resume: str | None = None) -> int:
         ).start()  # fmt: skip
 
     cfg: Any = None
+    hooks: Any = None  # [notify]: alerts (backend/notify.py)
     status, error, hint, step, bad_input = "failed", None, None, None, False
     try:
         _cpu_processes_use_gloo()
@@ -251,6 +252,10 @@ def run(run_dir: Path, resume: str | None = None) -> int:
         from clmtune.backend.train import run_training
 
         cfg = load_config(run_dir / "config.toml", for_launch=True)
+        from clmtune.backend.notify import NotifyHooks
+
+        hooks = NotifyHooks(cfg.settings.notify, run_dir, emit, is_main=is_main, stop=stop,
+                            step=lambda: callback_ref[0].last_step if callback_ref else None)
         resume_path = resolve_resume(run_dir, resume) if resume else None
         record.update(
             resumed_from=str(resume_path) if resume_path else None,
@@ -265,7 +270,7 @@ def run(run_dir: Path, resume: str | None = None) -> int:
             cfg,
             run_dir,
             emit=emit,
-            callbacks=[callback, *_test_callbacks(run_dir)],
+            callbacks=[callback, *hooks.callbacks, *_test_callbacks(run_dir)],
             resume_from=str(resume_path) if resume_path else None,
         )
         step = getattr(outcome, "global_step", None)
@@ -299,6 +304,8 @@ def run(run_dir: Path, resume: str | None = None) -> int:
             traceback.print_exc(file=sys.stderr)
         record.update(status=status, error=error, hint=hint, end_time=time.time(),
                       global_step=step, bad_input=bad_input)  # fmt: skip
+        if hooks is not None:  # after the record: a slow command must not hide the status
+            hooks.finish(status, step, error)
         if writer is not None:
             writer.close()
     if status in ("completed", "stopped"):
