@@ -292,6 +292,10 @@ def run_training(
         preprocess_logits_for_metrics=preprocess_logits_for_metrics if evaluating else None,
         callbacks=list(callbacks),
     )
+    if args.fsdp and not getattr(trainer, "is_fsdp_enabled", False):  # accelerate: GPUs only
+        send(make_event("warning", code="fsdp_ignored", message="[training] fsdp is set but "
+                        "accelerate does not shard on CPU processes: this run trains full "
+                        "copies with DDP (gloo); FSDP needs CUDA GPUs"))  # fmt: skip
     send(
         make_event(
             "run_started",

@@ -2,7 +2,7 @@
 
 One process (or one torchrun rank) runs one run from ``RUN_DIR/config.toml``.
 Rank 0 alone writes ``events.jsonl`` and ``run.json``. Signals: the first
-SIGTERM or SIGINT asks for a graceful stop (checkpoint at the next optimizer
+SIGTERM, SIGINT or SIGUSR1 asks for a graceful stop (checkpoint at the next optimizer
 step, status ``stopped``); a second SIGINT aborts; SIGHUP is ignored so the
 run outlives the terminal that started it. Any failure ends as status
 ``failed`` with a one-line error and a hint in ``run.json`` and the events; the
@@ -98,6 +98,8 @@ class SignalState:
     def install(self) -> None:
         signal.signal(signal.SIGTERM, self._on_term)
         signal.signal(signal.SIGINT, self._on_int)
+        if hasattr(signal, "SIGUSR1"):  # Slurm's --signal=USR1@T: the time limit is near
+            signal.signal(signal.SIGUSR1, self._on_term)
         if hasattr(signal, "SIGHUP"):
             signal.signal(signal.SIGHUP, signal.SIG_IGN)
 
@@ -173,6 +175,7 @@ class RunRecord:
             "hint": None,
             "bad_input": False,
             "attempts": list(previous.get("attempts") or []),
+            "slurm_job_id": os.environ.get("SLURM_JOB_ID"),  # export-job: requeue bookkeeping
             # What the launcher found changed since the last attempt (recorded per attempt).
             "settings_changes": list(previous.get("settings_changes") or []),
         }  # fmt: skip
