@@ -178,3 +178,69 @@ def test_fsdp_two_cpu_processes_run_and_say_what_they_did(tmp_path, tiny_assets)
 def test_rdzv_endpoint_is_a_launch_setting():
     cfg = RunConfig(launch={"nnodes": 2, "rdzv_endpoint": "h:1"})
     assert cfg.settings.launch.rdzv_endpoint == "h:1" and cfg.settings.launch.distributed
+
+
+# ------------------------------------------------------------------ the sbatch script, for real
+
+FAKE_SRUN = """#!/bin/sh
+# srun on a one-node allocation: drop the options, run the task as node 0
+while [ $# -gt 0 ]; do case "$1" in --*) shift;; *) break;; esac; done
+SLURM_NODEID=0 exec "$@"
+"""
+FAKE_SCONTROL = """#!/bin/sh
+case "$1" in
+  show) echo 127.0.0.1 ;;
+  requeue) echo "requeue $2" >> "$FAKE_SLURM_LOG" ;;
+esac
+"""
+
+
+@pytest.mark.timeout(300)
+def test_sbatch_script_stops_on_usr1_saves_and_requeues(tmp_path, tiny_assets, monkeypatch):
+    """The generated script under a fake srun/scontrol (one node, one CPU process, torchrun
+    with a real c10d rendezvous): USR1 before the "time limit" → checkpoint, stopped, requeue;
+    the next attempt's prepare picks that checkpoint."""
+    import os
+    import signal
+    import socket
+    import subprocess
+
+    from tests.run_helpers import DRILL_HOOKS, wait_for
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for name, text in (("srun", FAKE_SRUN), ("scontrol", FAKE_SCONTROL)):
+        (bin_dir / name).write_text(text)
+        (bin_dir / name).chmod(0o755)
+    with socket.socket() as sock:  # a job id whose rendezvous port (29500 + id % 1000) is free
+        job = next(j for j in range(4000 + os.getpid() % 997, 6000)
+                   if sock.connect_ex(("127.0.0.1", 29500 + j % 1000)) != 0)  # fmt: skip
+    config = _config(tmp_path, tiny_assets, max_steps=8, save_steps=8, eval_strategy="no",
+                     logging_steps=1)  # fmt: skip
+    run_dir = tmp_path / "shared" / "run"
+    script = tmp_path / "job.sh"
+    script.write_text(export_job.slurm_script(config, run_dir, nodes=1, gpus_per_node=0))
+    env = cli_env(PATH=f"{bin_dir}{os.pathsep}{os.environ['PATH']}", SLURM_JOB_ID=str(job),
+                  SLURM_NNODES="1", SLURM_JOB_NODELIST="localhost", OMP_NUM_THREADS="1",
+                  FAKE_SLURM_LOG=str(tmp_path / "slurm.log"), CLMTUNE_TEST_CALLBACKS=DRILL_HOOKS,
+                  DRILL_PAUSE_AT="2")  # fmt: skip
+    with open(tmp_path / "job.out", "w") as out:
+        proc = subprocess.Popen(["bash", str(script)], cwd=tmp_path, env=env, stdout=out,
+                                stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
+        try:
+            wait_for(lambda: (run_dir / "drill.paused").exists() or proc.poll() is not None,
+                     240, "the worker to reach step 2")  # fmt: skip
+            assert proc.poll() is None, (tmp_path / "job.out").read_text()[-3000:]
+            os.kill(proc.pid, signal.SIGUSR1)  # what Slurm sends 120 s before the limit
+            assert proc.wait(timeout=200) == 0, (tmp_path / "job.out").read_text()[-3000:]
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+    summary = read_run(run_dir)
+    assert summary.status == "stopped" and 2 <= summary.global_step < 8  # before the end
+    checkpoint = run_dir / f"checkpoint-{summary.global_step}"
+    assert (checkpoint / ".clmtune-complete").is_file()
+    assert (tmp_path / "slurm.log").read_text().split() == ["requeue", str(job)]
+    assert read_run_json(run_dir)["slurm_job_id"] == str(job)
+    monkeypatch.setenv("SLURM_JOB_ID", str(job))  # the requeued job's first step
+    assert export_job.prepare(config, run_dir, nodes=1, procs_per_node=1) == checkpoint.resolve()
