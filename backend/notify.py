@@ -71,7 +71,7 @@ class Notifier:
     @classmethod
     def from_settings(cls, settings: Any, run_dir: Path, emit: Emit | None) -> Notifier:
         """From a ``NotifySettings`` (``cfg.settings.notify``)."""
-        return cls(settings.command, run_dir, emit, events=settings.events)
+        return cls(settings.command, run_dir, emit, events=_events(settings))
 
     def wants(self, event: str) -> bool:
         return self.command is not None and event in self.events
@@ -155,6 +155,13 @@ class Notifier:
             self._failed(event, f"exit code {proc.returncode}" + (f": {text}" if text else ""))
         elif text:
             self.say("log", message=f"[notify] {event}: {text}")
+
+
+def _events(settings: Any) -> tuple[str, ...]:
+    """``[notify] events``; unset means all of them (an empty list means none)."""
+    from clmtune.backend.settings.schema import NOTIFY_EVENTS
+
+    return NOTIFY_EVENTS if settings.events is None else tuple(settings.events)
 
 
 def final_message(status: str, step: int | None, error: str | None) -> str:
@@ -285,7 +292,7 @@ class NotifyHooks:
     def __init__(self, settings: Any, run_dir: Path, emit: Emit | None, *, is_main: bool,
                  stop: Any, step: Callable[[], int | None]) -> None:
         command = settings.command if is_main else None
-        self.notifier = Notifier(command, run_dir, emit, events=settings.events)
+        self.notifier = Notifier(command, run_dir, emit, events=_events(settings))
         wanted = self.notifier.command is not None or settings.on_nan == "stop"
         self.callbacks = [make_notify_callback(self.notifier, settings.on_nan, stop)] if wanted \
             else []

@@ -244,3 +244,22 @@ def test_sbatch_script_stops_on_usr1_saves_and_requeues(tmp_path, tiny_assets, m
     assert read_run_json(run_dir)["slurm_job_id"] == str(job)
     monkeypatch.setenv("SLURM_JOB_ID", str(job))  # the requeued job's first step
     assert export_job.prepare(config, run_dir, nodes=1, procs_per_node=1) == checkpoint.resolve()
+
+
+def test_worker_treats_sigusr1_as_a_safe_stop():
+    import os
+    import signal
+
+    from clmtune.backend.callback import StopControl
+    from clmtune.backend.worker import SignalState
+
+    saved = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1,
+                                             signal.SIGHUP)}  # fmt: skip
+    stop = StopControl()
+    try:
+        SignalState(stop).install()
+        os.kill(os.getpid(), signal.SIGUSR1)
+        assert stop.requested and stop.reason == "SIGTERM"
+    finally:
+        for sig, handler in saved.items():
+            signal.signal(sig, handler)

@@ -253,10 +253,10 @@ class NotifySettings(Section):
         "CLMTUNE_EVENT, CLMTUNE_RUN_DIR, CLMTUNE_STEP and CLMTUNE_MESSAGE set; e.g. "
         "`notify-send \"$CLMTUNE_EVENT\" \"$CLMTUNE_MESSAGE\"`. A failing command is logged "
         "and never affects training.")
-    events: list[str] = setting(
-        NOTIFY_EVENTS, "Events that run the command: finished, failed, stopped, eval (a new "
-        "best eval loss), stalled (no step for `stalled_minutes`), nan (NaN/inf loss).",
-        kind="list")
+    events: list[str] | None = setting(
+        None, "Events that run the command (unset: all of them): finished, failed, stopped, "
+        "eval (a new best eval loss), stalled (no step for `stalled_minutes`), nan (NaN/inf "
+        "loss).", kind="list")
     stalled_minutes: float = setting(
         30.0, "Minutes without a training step before `stalled` is sent.", minimum=0.01)
     on_nan: str = setting(
