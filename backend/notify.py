@@ -16,7 +16,8 @@ exit, not found, timed out) becomes a ``warning`` event with code
 Where the events come from: ``finished``/``failed``/``stopped`` from the worker
 once the final status is known (crashes included); ``eval`` (a new best eval
 loss) and ``nan`` (a NaN/inf training loss) from :class:`NotifyCallback`;
-``stalled`` from :class:`StallWatchdog` (no new step for ``stalled_minutes``).
+``stalled`` from :class:`StallWatchdog` (no new step for ``stalled_minutes`` while
+training: loading, tokenizing and the final evaluation do not count).
 Only the main process (rank 0) notifies. With ``on_nan = "stop"`` every rank
 saves a checkpoint and stops at the step whose logged loss is NaN/inf (the
 logged loss is already averaged over ranks, so they all agree).
@@ -191,9 +192,11 @@ class StallWatchdog:
     """Sends ``stalled`` when the step has not changed for ``minutes`` (once per stall)."""
 
     def __init__(self, notifier: Notifier, step: Callable[[], int | None], minutes: float,
-                 *, check_every_s: float | None = None) -> None:
+                 *, check_every_s: float | None = None,
+                 active: Callable[[], bool] | None = None) -> None:
         self.notifier = notifier
         self.step = step
+        self.active = active  # False: not training (loading, final evaluation): no clock
         self.limit_s = max(0.0, float(minutes) * 60.0)
         self.check_every_s = check_every_s or min(10.0, max(0.05, self.limit_s / 4))
         self._done = threading.Event()
@@ -215,10 +218,13 @@ class StallWatchdog:
         while not self._done.wait(self.check_every_s):
             try:
                 step = self.step()
+                idle = self.active is not None and not self.active()
             except Exception:  # noqa: BLE001
-                step = None
+                step, idle = None, False
             now = time.monotonic()
-            if step != last:
+            if idle:
+                last, since, sent = None, now, False
+            elif step != last:
                 last, since, sent = step, now, False
             elif not sent and now - since >= self.limit_s:
                 sent = True
@@ -290,13 +296,15 @@ class NotifyHooks:
     """
 
     def __init__(self, settings: Any, run_dir: Path, emit: Emit | None, *, is_main: bool,
-                 stop: Any, step: Callable[[], int | None]) -> None:
+                 stop: Any, step: Callable[[], int | None],
+                 training: Callable[[], bool] | None = None) -> None:
         command = settings.command if is_main else None
         self.notifier = Notifier(command, run_dir, emit, events=_events(settings))
         wanted = self.notifier.command is not None or settings.on_nan == "stop"
         self.callbacks = [make_notify_callback(self.notifier, settings.on_nan, stop)] if wanted \
             else []
-        self.watchdog = StallWatchdog(self.notifier, step, settings.stalled_minutes).start()
+        self.watchdog = StallWatchdog(self.notifier, step, settings.stalled_minutes,
+                                      active=training).start()
 
     def finish(self, status: str, step: int | None, error: str | None) -> None:
         """The run is over: stop watching and send finished/failed/stopped."""

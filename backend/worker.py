@@ -89,7 +89,7 @@ def classify_error(exc: BaseException, cfg: Any = None) -> tuple[str, str | None
 
 
 class SignalState:
-    """First SIGTERM/SIGINT → graceful stop; second SIGINT → KeyboardInterrupt (abort)."""
+    """First SIGTERM/SIGINT/SIGUSR1 → graceful stop; second SIGINT → KeyboardInterrupt."""
 
     def __init__(self, stop: Any) -> None:
         self.stop = stop
@@ -99,7 +99,7 @@ class SignalState:
         signal.signal(signal.SIGTERM, self._on_term)
         signal.signal(signal.SIGINT, self._on_int)
         if hasattr(signal, "SIGUSR1"):  # Slurm's --signal=USR1@T: the time limit is near
-            signal.signal(signal.SIGUSR1, self._on_term)
+            signal.signal(signal.SIGUSR1, self._on_usr1)
         if hasattr(signal, "SIGHUP"):
             signal.signal(signal.SIGHUP, signal.SIG_IGN)
 
@@ -110,6 +110,9 @@ class SignalState:
 
     def _on_term(self, signum: int, frame: Any) -> None:  # noqa: ARG002
         self.stop.request("SIGTERM")
+
+    def _on_usr1(self, signum: int, frame: Any) -> None:  # noqa: ARG002
+        self.stop.request("SIGUSR1")
 
     def _on_int(self, signum: int, frame: Any) -> None:  # noqa: ARG002
         self.interrupts += 1
@@ -258,7 +261,8 @@ def run(run_dir: Path, resume: str | None = None) -> int:
         from clmtune.backend.notify import NotifyHooks
 
         hooks = NotifyHooks(cfg.settings.notify, run_dir, emit, is_main=is_main, stop=stop,
-                            step=lambda: callback_ref[0].last_step if callback_ref else None)
+                            step=lambda: callback_ref[0].last_step if callback_ref else None,
+                            training=lambda: bool(callback_ref) and callback_ref[0].training)
         resume_path = resolve_resume(run_dir, resume) if resume else None
         record.update(
             resumed_from=str(resume_path) if resume_path else None,

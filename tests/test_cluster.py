@@ -259,7 +259,7 @@ def test_worker_treats_sigusr1_as_a_safe_stop():
     try:
         SignalState(stop).install()
         os.kill(os.getpid(), signal.SIGUSR1)
-        assert stop.requested and stop.reason == "SIGTERM"
+        assert stop.requested and stop.reason == "SIGUSR1"
     finally:
         for sig, handler in saved.items():
             signal.signal(sig, handler)

@@ -2,8 +2,9 @@
 never affects the run; on_nan = "stop" saves a checkpoint and stops (issue 15).
 
 Three real tiny runs (workers started by `clmtune train --detach`, all at once): one that
-completes (eval, stalled, finished; the command fails on some events), one whose weights the
-drill poisons with NaN (nan, stopped), one that dies of an injected OOM (failed).
+completes (eval, stalled while the drill pauses it at step 2, finished; the command fails on
+some events), one whose weights the drill poisons with NaN (nan, stopped), one that dies of
+an injected OOM (failed).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from clmtune.backend.rundir.checkpoints import list_checkpoints
 from clmtune.backend.rundir.summary import read_run
 from clmtune.backend.settings.toml_io import save_config
 from tests.fixtures import make_tiny_config
-from tests.run_helpers import DRILL_HOOKS, cli_env, events_of, wait_finished
+from tests.run_helpers import DRILL_HOOKS, cli_env, events_of, wait_finished, wait_for
 
 # Each call appends EVENT|RUN_DIR|STEP|MESSAGE to notify.log in the run dir (the command's
 # cwd); eval fails (exit 3) after writing, stalled runs a command that does not exist.
@@ -42,7 +43,7 @@ def _lines(run_dir: Path) -> list[list[str]]:
 def runs(tmp_path_factory, tiny_assets) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("notify")
     plans = {
-        "ok": ({"stalled_minutes": 0.01}, {}),
+        "ok": ({"stalled_minutes": 0.01}, {"DRILL_PAUSE_AT": "2"}),  # stalls at step 2
         "nan": ({"on_nan": "stop"}, {"DRILL_NAN_AT": "2"}),
         "oom": ({}, {"DRILL_OOM_AT": "0"}),
     }
@@ -59,6 +60,9 @@ def runs(tmp_path_factory, tiny_assets) -> dict[str, Path]:
     for proc in starts:
         _, err = proc.communicate(timeout=240)
         assert proc.returncode == 0, err
+    # The paused run is stalled: once the alert came, let it go on.
+    wait_for(lambda: any(line[0] == "stalled" for line in _lines(root / "ok")), 120, "stalled")
+    (root / "ok" / "drill.continue").write_text("go")
     for name in plans:
         wait_finished(root / name, timeout=240)
     return {name: root / name for name in plans}
@@ -73,6 +77,8 @@ def test_completed_run_sends_eval_stalled_finished_with_variables(runs):
     assert events[-1] == "finished" and events.count("finished") == 1
     for _event, where, _step, message in lines:
         assert where == str(run_dir.resolve()) and message
+    stalled = [line for line in lines if line[0] == "stalled"]
+    assert [s[2] for s in stalled] == ["2"] and "no training step for" in stalled[0][3]
     finished = lines[-1]
     assert finished[2] == "8" and "finished" in finished[3]
     evals = [line for line in lines if line[0] == "eval"]
@@ -99,7 +105,7 @@ def test_nan_stop_saves_a_checkpoint_then_stops(runs):
     assert [(c.path.name, c.state) for c in list_checkpoints(run_dir)] == [
         ("checkpoint-3", "complete")]
     lines = _lines(run_dir)
-    assert [line[0] for line in lines if line[0] != "stalled"] == ["nan", "stopped"]
+    assert [line[0] for line in lines] == ["nan", "stopped"]
     nan = next(line for line in lines if line[0] == "nan")
     assert nan[2] == "3" and "nan" in nan[3]
 
@@ -107,7 +113,7 @@ def test_nan_stop_saves_a_checkpoint_then_stops(runs):
 def test_failed_run_sends_failed_with_the_error(runs):
     run_dir = runs["oom"]
     assert read_run(run_dir).status == "failed"
-    lines = [line for line in _lines(run_dir) if line[0] != "stalled"]
+    lines = _lines(run_dir)
     assert [line[0] for line in lines] == ["failed"]
     assert "out of memory" in lines[0][3]
 
