@@ -1,5 +1,6 @@
-"""Cluster work (issue 15): `train --print-command`, `export-job --slurm`, multi-node
-torchrun settings, and FSDP settings on a real 2-process run."""
+"""Cluster work (issue 15): `train --print-command`, `export-job --slurm` (its script run
+for real under a fake srun/scontrol), multi-node torchrun settings, and FSDP settings on a
+real 2-process run."""
 
 from __future__ import annotations
 
@@ -155,26 +156,6 @@ def test_fsdp_settings_reach_training_arguments(tiny_assets, tmp_path):
     assert args.fsdp_plugin_args["transformer_cls_names_to_wrap"] == "GPT2Block"
 
 
-@pytest.mark.timeout(300)
-def test_fsdp_two_cpu_processes_run_and_say_what_they_did(tmp_path, tiny_assets):
-    import torch
-
-    config = _config(tmp_path, tiny_assets, {"nproc_per_node": 2}, fsdp=True,
-                     max_steps=2, save_steps=2, eval_strategy="no", logging_steps=1)  # fmt: skip
-    done = clmtune("train", str(config), "--run-dir", "run", cwd=tmp_path,
-                   env=cli_env(OMP_NUM_THREADS="1"), timeout=280)  # fmt: skip
-    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
-    run_dir = tmp_path / "run"
-    summary = read_run(run_dir)
-    assert summary.status == "completed" and summary.global_step == 2
-    assert read_run_json(run_dir)["world_size"] == 2
-    assert {"rng_state_0.pth", "rng_state_1.pth"} <= {p.name for p in
-                                                      (run_dir / "checkpoint-2").iterdir()}
-    warnings = [e for e in events_of(run_dir) if e["type"] == "warning"]
-    if not torch.cuda.is_available():  # accelerate shards only on GPUs: the run says so
-        assert any(w.get("code") == "fsdp_ignored" for w in warnings), json.dumps(warnings)
-
-
 def test_rdzv_endpoint_is_a_launch_setting():
     cfg = RunConfig(launch={"nnodes": 2, "rdzv_endpoint": "h:1"})
     assert cfg.settings.launch.rdzv_endpoint == "h:1" and cfg.settings.launch.distributed
@@ -196,14 +177,18 @@ esac
 
 
 @pytest.mark.timeout(300)
-def test_sbatch_script_stops_on_usr1_saves_and_requeues(tmp_path, tiny_assets, monkeypatch):
-    """The generated script under a fake srun/scontrol (one node, one CPU process, torchrun
-    with a real c10d rendezvous): USR1 before the "time limit" → checkpoint, stopped, requeue;
-    the next attempt's prepare picks that checkpoint."""
+def test_sbatch_script_fsdp_two_processes_usr1_saves_and_requeues(tmp_path, tiny_assets,
+                                                                    monkeypatch):
+    """The generated script under a fake srun/scontrol (one node, two CPU processes under
+    torchrun with a real c10d rendezvous, [training] fsdp = true): USR1 before the "time
+    limit" → both ranks save one checkpoint, the run is stopped, the job requeued; the next
+    attempt's prepare picks that checkpoint. (One run for both: they are the slow part.)"""
     import os
     import signal
     import socket
     import subprocess
+
+    import torch
 
     from tests.run_helpers import DRILL_HOOKS, wait_for
 
@@ -216,14 +201,15 @@ def test_sbatch_script_stops_on_usr1_saves_and_requeues(tmp_path, tiny_assets, m
         job = next(j for j in range(4000 + os.getpid() % 997, 6000)
                    if sock.connect_ex(("127.0.0.1", 29500 + j % 1000)) != 0)  # fmt: skip
     config = _config(tmp_path, tiny_assets, max_steps=8, save_steps=8, eval_strategy="no",
-                     logging_steps=1)  # fmt: skip
+                     logging_steps=1, fsdp=True)  # fmt: skip
     run_dir = tmp_path / "shared" / "run"
     script = tmp_path / "job.sh"
-    script.write_text(export_job.slurm_script(config, run_dir, nodes=1, gpus_per_node=0))
+    # "2 GPUs per node" is 2 processes; here they are CPU processes (gloo).
+    script.write_text(export_job.slurm_script(config, run_dir, nodes=1, gpus_per_node=2))
     env = cli_env(PATH=f"{bin_dir}{os.pathsep}{os.environ['PATH']}", SLURM_JOB_ID=str(job),
                   SLURM_NNODES="1", SLURM_JOB_NODELIST="localhost", OMP_NUM_THREADS="1",
                   FAKE_SLURM_LOG=str(tmp_path / "slurm.log"), CLMTUNE_TEST_CALLBACKS=DRILL_HOOKS,
-                  DRILL_PAUSE_AT="2")  # fmt: skip
+                  DRILL_PAUSE_AT="2", CLMTUNE_STOP_SYNC_STEPS="2")  # fmt: skip
     with open(tmp_path / "job.out", "w") as out:
         proc = subprocess.Popen(["bash", str(script)], cwd=tmp_path, env=env, stdout=out,
                                 stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
@@ -240,10 +226,15 @@ def test_sbatch_script_stops_on_usr1_saves_and_requeues(tmp_path, tiny_assets, m
     assert summary.status == "stopped" and 2 <= summary.global_step < 8  # before the end
     checkpoint = run_dir / f"checkpoint-{summary.global_step}"
     assert (checkpoint / ".clmtune-complete").is_file()
+    assert read_run_json(run_dir)["world_size"] == 2
+    assert {"rng_state_0.pth", "rng_state_1.pth"} <= {p.name for p in checkpoint.iterdir()}
+    warnings = [e for e in events_of(run_dir) if e["type"] == "warning"]
+    if not torch.cuda.is_available():  # accelerate shards only on GPUs: the run says so
+        assert any(w.get("code") == "fsdp_ignored" for w in warnings), json.dumps(warnings)
     assert (tmp_path / "slurm.log").read_text().split() == ["requeue", str(job)]
     assert read_run_json(run_dir)["slurm_job_id"] == str(job)
     monkeypatch.setenv("SLURM_JOB_ID", str(job))  # the requeued job's first step
-    assert export_job.prepare(config, run_dir, nodes=1, procs_per_node=1) == checkpoint.resolve()
+    assert export_job.prepare(config, run_dir, nodes=1, procs_per_node=2) == checkpoint.resolve()
 
 
 def test_worker_treats_sigusr1_as_a_safe_stop():
