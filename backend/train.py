@@ -325,6 +325,10 @@ def run_training(
         callbacks=list(callbacks),
     )
     mfu_fields = _mfu_fields(cfg, args, model, data.block_size)
+    if args.fsdp and not getattr(trainer, "is_fsdp_enabled", False):  # accelerate: GPUs only
+        send(make_event("warning", code="fsdp_ignored", message="[training] fsdp is set but "
+                        "accelerate does not shard on CPU processes: this run trains full "
+                        "copies with DDP (gloo); FSDP needs CUDA GPUs"))  # fmt: skip
     send(
         make_event(
             "run_started",

@@ -24,7 +24,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-SECTIONS = ("model", "data", "training", "launch")
+SECTIONS = ("model", "data", "training", "launch", "notify")
 
 KINDS = ("bool", "int", "float", "str", "choice", "path", "list", "dict")
 
@@ -232,6 +232,9 @@ class LaunchSettings(Section):
         None, "Dense peak TFLOP/s of one GPU in the run's precision, for MFU. Unset: taken "
         "from a table of common GPUs (A100, H100, H200, L4, L40S, A10G, RTX 3090/4090, V100, "
         "T4); set it for another GPU.", minimum=0)
+    rdzv_endpoint: str | None = setting(
+        None, "`host:port` of a torchrun rendezvous (c10d) for multi-machine runs; used "
+        "instead of `master_addr`/`master_port` when set (e.g. on a cluster).")
 
     @property
     def distributed(self) -> bool:
@@ -239,9 +242,36 @@ class LaunchSettings(Section):
         return self.nproc_per_node > 1 or self.nnodes > 1
 
 
+#: The events ``[notify] command`` can run on (all of them by default).
+NOTIFY_EVENTS = ("finished", "failed", "stopped", "eval", "stalled", "nan")
+
+
+@dataclass(frozen=True)
+class NotifySettings(Section):
+    """``[notify]``: a command run on run events (like a git hook), for alerts."""
+
+    section: ClassVar[str] = "notify"
+
+    command: str | None = setting(
+        None, "Shell command run (in the background, `sh -c`) on the events below, with "
+        "CLMTUNE_EVENT, CLMTUNE_RUN_DIR, CLMTUNE_STEP and CLMTUNE_MESSAGE set; e.g. "
+        "`notify-send \"$CLMTUNE_EVENT\" \"$CLMTUNE_MESSAGE\"`. A failing command is logged "
+        "and never affects training.")
+    events: list[str] | None = setting(
+        None, "Events that run the command (unset: all of them): finished, failed, stopped, "
+        "eval (a new best eval loss), stalled (no step for `stalled_minutes`), nan (NaN/inf "
+        "loss).", kind="list")
+    stalled_minutes: float = setting(
+        30.0, "Minutes without a training step before `stalled` is sent.", minimum=0.01)
+    on_nan: str = setting(
+        "continue", "On a NaN/inf training loss: `continue`, or `stop` (save a checkpoint, "
+        "then stop the run).", choices=("continue", "stop"))
+
+
 #: The typed class of each hand-written section.
 TYPED_SECTIONS: dict[str, type[Section]] = {
     "model": ModelSettings, "data": DataSettings, "launch": LaunchSettings,
+    "notify": NotifySettings,
 }
 
 

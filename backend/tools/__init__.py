@@ -6,6 +6,7 @@ adds the subcommand and its arguments (argparse only, nothing heavy at import) a
 ``ClmtuneError`` subclasses for bad input. ``backend/cli.py`` registers them in this order.
 """
 
-COMMANDS: tuple[str, ...] = ("compare", "preview")
+COMMANDS: tuple[str, ...] = ("compare", "preview", "export_job")
 """``compare RUN RUN …``: runs side by side. ``preview FILE``: what the data makes, sample
-blocks, warnings and a memory estimate, before training."""
+blocks, warnings and a memory estimate, before training. ``export-job FILE --slurm``: a
+cluster job script for the same training."""

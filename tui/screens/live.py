@@ -378,6 +378,10 @@ class LiveScreen(Screen):
         self.refresh_bindings()  # a complete run offers "train further", not "resume"
         if status != "unknown":
             self.app.live_status[self.run_dir] = status
+        if previous == "running" and status in ("completed", "stopped", "failed", "crashed"):
+            self.app.bell()  # a watched run ended: the terminal bell, and a toast
+            self.notify(f"{self.run_dir.name}: {status}", title="run ended", timeout=10,
+                        severity="information" if status == "completed" else "warning")
         tabs = self.query_one(TabbedContent)
         if status in ("completed", "stopped") and self.view.final_metrics:
             tabs.active = "tab-final"
