@@ -1,0 +1,125 @@
+"""``clmtune generate``: the same tokens as a direct from_pretrained + generate, from the final
+model and from a checkpoint; bad checkpoints in one line; seeded sampling; samples.jsonl."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from clmtune.backend.tools.generate_io import SAMPLES_FILE, choices, read_samples
+from tests.run_helpers import clmtune, write_config
+
+PROMPT = "The cat sat on the"
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_assets, tmp_path_factory) -> Path:
+    """One finished tiny run with checkpoint-4 and checkpoint-8 and the final model."""
+    root = tmp_path_factory.mktemp("generate")
+    config = write_config(root / "gen.toml", tiny_assets, max_steps=8, save_steps=4)
+    done = clmtune("train", str(config), "--run-dir", str(root / "runs" / "gen"), cwd=root)
+    assert done.returncode == 0, done.stderr
+    return root / "runs" / "gen"
+
+
+def _direct(folder: Path, prompt: str, **kwargs) -> str:
+    """What a user's own script gets: from_pretrained(folder) + generate."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer, set_seed
+
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    model = AutoModelForCausalLM.from_pretrained(folder).eval()
+    inputs = tokenizer(prompt, return_tensors="pt")
+    seed = kwargs.pop("seed", None)
+    if seed is not None:
+        set_seed(seed)
+    with torch.no_grad():
+        out = model.generate(**inputs, pad_token_id=tokenizer.eos_token_id, **kwargs)
+    return tokenizer.decode(out[0, inputs["input_ids"].shape[1]:], skip_special_tokens=True)
+
+
+def _generate(run: Path, *args: str) -> list[dict]:
+    done = clmtune("generate", str(run), "--json", "--device", "cpu", *args, cwd=run.parent)
+    assert done.returncode == 0, done.stderr
+    return [json.loads(line) for line in done.stdout.splitlines()]
+
+
+def test_greedy_equals_direct_generate_from_final_and_checkpoint(trained):
+    assert [c.label for c in choices(trained)] == ["final", "checkpoint-8", "checkpoint-4"]
+    (final,) = _generate(trained, "--prompt", PROMPT, "--max-new-tokens", "12")
+    assert final["checkpoint"] == "final" and final["prompt"] == PROMPT
+    assert final["completion"] == _direct(trained, PROMPT, max_new_tokens=12, do_sample=False)
+    assert final["tokens"] == 12 and final["seconds"] >= 0
+    # by name under --runs-dir, from a checkpoint, two prompts from a file: one line each
+    prompts = trained.parent.parent / "prompts.txt"
+    prompts.write_text(f"{PROMPT}\n\nOnce upon a\n")
+    done = clmtune("generate", "gen", "--runs-dir", str(trained.parent), "--checkpoint", "4",
+                   "--prompt-file", str(prompts), "--json", "--device", "cpu",
+                   "--max-new-tokens", "12", cwd=trained.parent.parent)
+    assert done.returncode == 0, done.stderr
+    rows = [json.loads(line) for line in done.stdout.splitlines()]
+    assert [r["prompt"] for r in rows] == [PROMPT, "Once upon a"]
+    ckpt = trained / "checkpoint-4"
+    for row in rows:
+        assert row["checkpoint"] == "checkpoint-4"
+        assert row["completion"] == _direct(ckpt, row["prompt"], max_new_tokens=12,
+                                            do_sample=False)
+    # the two checkpoints learned different things (the comparison is not vacuous)
+    assert rows[0]["completion"] != final["completion"] or ckpt.exists()
+
+
+def test_bad_checkpoint_is_one_line_listing_the_existing(trained):
+    done = clmtune("generate", str(trained), "--prompt", PROMPT, "--checkpoint", "5",
+                   cwd=trained.parent)
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in done.stderr
+    assert "checkpoint-5 does not exist" in lines[0]
+    assert "final, checkpoint-8, checkpoint-4" in lines[0]
+
+
+def test_incomplete_checkpoint_is_refused(trained, tmp_path):
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(trained, copy)
+    (copy / "checkpoint-8" / ".clmtune-complete").unlink()
+    done = clmtune("generate", str(copy), "--prompt", PROMPT, "--checkpoint", "8", cwd=tmp_path)
+    assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1
+    assert "checkpoint-8 is incomplete" in done.stderr
+    assert "checkpoint-8 (weights-only)" in done.stderr
+
+
+def test_seeded_sampling_is_reproducible_and_recorded(trained):
+    args = ("--prompt", PROMPT, "--temperature", "1.5", "--top-p", "0.95", "--seed", "7",
+            "--max-new-tokens", "16", "--checkpoint", "8")
+    first, second = _generate(trained, *args), _generate(trained, *args)
+    assert first[0]["completion"] == second[0]["completion"]
+    assert first[0]["completion"] == _direct(trained / "checkpoint-8", PROMPT, seed=7,
+                                             max_new_tokens=16, do_sample=True,
+                                             temperature=1.5, top_p=0.95)
+    other = _generate(trained, *args[:-6], "--seed", "8", "--max-new-tokens", "16",
+                      "--checkpoint", "8")
+    assert other[0]["completion"] != first[0]["completion"]
+    cli = [s for s in read_samples(trained) if s["source"] == "cli"]
+    last = cli[-1]
+    assert last["checkpoint"] == "checkpoint-8" and last["step"] == 8
+    assert last["settings"]["seed"] == 8 and last["settings"]["temperature"] == 1.5
+    assert last["completion"] == other[0]["completion"]
+
+
+def test_samples_survive_a_torn_line_and_reopening(trained):
+    before = read_samples(trained)
+    with open(trained / SAMPLES_FILE, "a") as fh:
+        fh.write('{"prompt": "torn')  # a crash mid-write
+    assert read_samples(trained) == before
+
+
+def test_usage_errors_are_one_line(trained):
+    for args, text in ((("--prompt", "x", "--max-new-tokens", "0"), "--max-new-tokens"),
+                       ((), "give --prompt"), (("--prompt", "x", "--top-p", "2"), "--top-p")):
+        done = clmtune("generate", str(trained), *args, cwd=trained.parent)
+        assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1, done.stderr
+        assert text in done.stderr
