@@ -40,24 +40,42 @@ def _direct(folder: Path, prompt: str, **kwargs) -> str:
     return tokenizer.decode(out[0, inputs["input_ids"].shape[1]:], skip_special_tokens=True)
 
 
-def _generate(run: Path, *args: str) -> list[dict]:
-    done = clmtune("generate", str(run), "--json", "--device", "cpu", *args, cwd=run.parent)
+class Done:
+    def __init__(self, returncode: int, captured) -> None:
+        self.returncode, self.stdout, self.stderr = returncode, captured.out, captured.err
+
+
+@pytest.fixture
+def cli(capsys):
+    """``clmtune ARGS`` in this process (the model loads in a fraction of a subprocess's time)."""
+    from clmtune.backend.cli import main
+
+    def call(*args: str) -> Done:
+        capsys.readouterr()
+        code = main(list(args))
+        return Done(code, capsys.readouterr())
+
+    return call
+
+
+def _generate(cli, run: Path, *args: str) -> list[dict]:
+    done = cli("generate", str(run), "--json", "--device", "cpu", *args)
     assert done.returncode == 0, done.stderr
     return [json.loads(line) for line in done.stdout.splitlines()]
 
 
-def test_greedy_equals_direct_generate_from_final_and_checkpoint(trained):
+def test_greedy_equals_direct_generate_from_final_and_checkpoint(cli, trained):
     assert [c.label for c in choices(trained)] == ["final", "checkpoint-8", "checkpoint-4"]
-    (final,) = _generate(trained, "--prompt", PROMPT, "--max-new-tokens", "12")
+    (final,) = _generate(cli, trained, "--prompt", PROMPT, "--max-new-tokens", "12")
     assert final["checkpoint"] == "final" and final["prompt"] == PROMPT
     assert final["completion"] == _direct(trained, PROMPT, max_new_tokens=12, do_sample=False)
     assert final["tokens"] == 12 and final["seconds"] >= 0
     # by name under --runs-dir, from a checkpoint, two prompts from a file: one line each
     prompts = trained.parent.parent / "prompts.txt"
     prompts.write_text(f"{PROMPT}\n\nOnce upon a\n")
-    done = clmtune("generate", "gen", "--runs-dir", str(trained.parent), "--checkpoint", "4",
-                   "--prompt-file", str(prompts), "--json", "--device", "cpu",
-                   "--max-new-tokens", "12", cwd=trained.parent.parent)
+    done = cli("generate", "gen", "--runs-dir", str(trained.parent), "--checkpoint", "4",
+               "--prompt-file", str(prompts), "--json", "--device", "cpu",
+               "--max-new-tokens", "12")
     assert done.returncode == 0, done.stderr
     rows = [json.loads(line) for line in done.stdout.splitlines()]
     assert [r["prompt"] for r in rows] == [PROMPT, "Once upon a"]
@@ -66,11 +84,9 @@ def test_greedy_equals_direct_generate_from_final_and_checkpoint(trained):
         assert row["checkpoint"] == "checkpoint-4"
         assert row["completion"] == _direct(ckpt, row["prompt"], max_new_tokens=12,
                                             do_sample=False)
-    # the two checkpoints learned different things (the comparison is not vacuous)
-    assert rows[0]["completion"] != final["completion"] or ckpt.exists()
 
 
-def test_bad_checkpoint_is_one_line_listing_the_existing(trained):
+def test_bad_checkpoint_is_one_line_listing_the_existing(cli, trained):
     done = clmtune("generate", str(trained), "--prompt", PROMPT, "--checkpoint", "5",
                    cwd=trained.parent)
     assert done.returncode == 2
@@ -80,27 +96,27 @@ def test_bad_checkpoint_is_one_line_listing_the_existing(trained):
     assert "final, checkpoint-8, checkpoint-4" in lines[0]
 
 
-def test_incomplete_checkpoint_is_refused(trained, tmp_path):
+def test_incomplete_checkpoint_is_refused(cli, trained, tmp_path):
     import shutil
 
     copy = tmp_path / "copy"
     shutil.copytree(trained, copy)
     (copy / "checkpoint-8" / ".clmtune-complete").unlink()
-    done = clmtune("generate", str(copy), "--prompt", PROMPT, "--checkpoint", "8", cwd=tmp_path)
+    done = cli("generate", str(copy), "--prompt", PROMPT, "--checkpoint", "8")
     assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1
     assert "checkpoint-8 is incomplete" in done.stderr
     assert "checkpoint-8 (weights-only)" in done.stderr
 
 
-def test_seeded_sampling_is_reproducible_and_recorded(trained):
+def test_seeded_sampling_is_reproducible_and_recorded(cli, trained):
     args = ("--prompt", PROMPT, "--temperature", "1.5", "--top-p", "0.95", "--seed", "7",
             "--max-new-tokens", "16", "--checkpoint", "8")
-    first, second = _generate(trained, *args), _generate(trained, *args)
+    first, second = _generate(cli, trained, *args), _generate(cli, trained, *args)
     assert first[0]["completion"] == second[0]["completion"]
     assert first[0]["completion"] == _direct(trained / "checkpoint-8", PROMPT, seed=7,
                                              max_new_tokens=16, do_sample=True,
                                              temperature=1.5, top_p=0.95)
-    other = _generate(trained, *args[:-6], "--seed", "8", "--max-new-tokens", "16",
+    other = _generate(cli, trained, *args[:-6], "--seed", "8", "--max-new-tokens", "16",
                       "--checkpoint", "8")
     assert other[0]["completion"] != first[0]["completion"]
     cli = [s for s in read_samples(trained) if s["source"] == "cli"]
@@ -110,16 +126,16 @@ def test_seeded_sampling_is_reproducible_and_recorded(trained):
     assert last["completion"] == other[0]["completion"]
 
 
-def test_samples_survive_a_torn_line_and_reopening(trained):
+def test_samples_survive_a_torn_line_and_reopening(cli, trained):
     before = read_samples(trained)
     with open(trained / SAMPLES_FILE, "a") as fh:
         fh.write('{"prompt": "torn')  # a crash mid-write
     assert read_samples(trained) == before
 
 
-def test_usage_errors_are_one_line(trained):
+def test_usage_errors_are_one_line(cli, trained):
     for args, text in ((("--prompt", "x", "--max-new-tokens", "0"), "--max-new-tokens"),
                        ((), "give --prompt"), (("--prompt", "x", "--top-p", "2"), "--top-p")):
-        done = clmtune("generate", str(trained), *args, cwd=trained.parent)
+        done = cli("generate", str(trained), *args)
         assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1, done.stderr
         assert text in done.stderr
