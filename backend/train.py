@@ -28,6 +28,7 @@ from clmtune.backend.metrics import (
     preprocess_logits_for_metrics,
 )
 from clmtune.backend.model import ModelInfo, TrainingSetupError, load_model_and_tokenizer
+from clmtune.backend.samples import sample_callbacks
 
 if TYPE_CHECKING:
     from transformers import Trainer, TrainerCallback, TrainingArguments
@@ -290,7 +291,7 @@ def run_training(
         data_collator=default_data_collator,
         compute_metrics=make_compute_metrics() if evaluating else None,
         preprocess_logits_for_metrics=preprocess_logits_for_metrics if evaluating else None,
-        callbacks=list(callbacks),
+        callbacks=[*callbacks, *sample_callbacks(cfg, run_dir, send)],
     )
     send(
         make_event(

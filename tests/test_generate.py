@@ -8,17 +8,24 @@ from pathlib import Path
 
 import pytest
 
+from clmtune.backend.settings.toml_io import save_config
 from clmtune.backend.tools.generate_io import SAMPLES_FILE, choices, read_samples
-from tests.run_helpers import clmtune, write_config
+from tests.fixtures import make_tiny_config
+from tests.run_helpers import clmtune
 
 PROMPT = "The cat sat on the"
+TRAIN_PROMPTS = ["Once upon a", "The cat"]
 
 
 @pytest.fixture(scope="module")
 def trained(tiny_assets, tmp_path_factory) -> Path:
-    """One finished tiny run with checkpoint-4 and checkpoint-8 and the final model."""
+    """One finished tiny run with checkpoint-4 and checkpoint-8 and the final model, and
+    ``[samples]`` prompts completed at each evaluation (steps 4 and 8, then the final one)."""
     root = tmp_path_factory.mktemp("generate")
-    config = write_config(root / "gen.toml", tiny_assets, max_steps=8, save_steps=4)
+    cfg = make_tiny_config(tiny_assets, max_steps=8, save_steps=4)
+    cfg.samples = {"prompts": TRAIN_PROMPTS, "max_new_tokens": 8}
+    config = root / "gen.toml"
+    save_config(cfg, config)
     done = clmtune("train", str(config), "--run-dir", str(root / "runs" / "gen"), cwd=root)
     assert done.returncode == 0, done.stderr
     return root / "runs" / "gen"
@@ -139,3 +146,24 @@ def test_usage_errors_are_one_line(cli, trained):
         done = cli("generate", str(trained), *args)
         assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1, done.stderr
         assert text in done.stderr
+
+
+def test_samples_are_generated_at_each_evaluation(trained):
+    from clmtune.backend.rundir.state import fold
+    from tests.run_helpers import events_of
+
+    events = [e for e in events_of(trained) if e["type"] == "sample"]
+    assert [e["step"] for e in events] == [4, 8, 8]  # eval at 4 and 8, then the final eval
+    train = [s for s in read_samples(trained) if s["source"] == "train"]
+    assert [(s["step"], s["prompt"]) for s in train] == [
+        (step, p) for step in (4, 8, 8) for p in TRAIN_PROMPTS]
+    # the weights at the evaluation of step 4 are the ones saved in checkpoint-4
+    for row in train[:2]:
+        assert row["checkpoint"] == "step-4" and row["tokens"] == 8
+        assert row["completion"] == _direct(trained / "checkpoint-4", row["prompt"],
+                                            max_new_tokens=8, do_sample=False)
+    logs = [e["message"] for e in events_of(trained) if e["type"] == "log"]
+    assert sum(m.startswith("samples: 2 prompt(s) at step") for m in logs) == 3
+    state = fold(events_of(trained))
+    assert state.samples_step == 8 and [s["prompt"] for s in state.samples] == TRAIN_PROMPTS
+    assert state.samples[0]["completion"] == train[-2]["completion"]

@@ -24,6 +24,7 @@ from clmtune.backend.settings.schema import (
     FieldSpec,
     LaunchSettings,
     ModelSettings,
+    SamplesSettings,
     unknown_attribute_message,
 )
 
@@ -96,6 +97,7 @@ class Settings:
     data: DataSettings
     training: TrainingSettings
     launch: LaunchSettings
+    samples: SamplesSettings = field(default_factory=lambda: SamplesSettings.from_values({}))
 
     @classmethod
     def from_sections(cls, sections: Mapping[str, Mapping[str, Any]],
@@ -106,6 +108,7 @@ class Settings:
             data=DataSettings.from_values(dict(sections.get("data") or {})),
             training=TrainingSettings(sections.get("training") or {}, training_specs),
             launch=LaunchSettings.from_values(dict(sections.get("launch") or {})),
+            samples=SamplesSettings.from_values(dict(sections.get("samples") or {})),
         )
 
 
@@ -122,6 +125,7 @@ class RunConfig:
     data: dict[str, Any] = field(default_factory=dict)
     training: dict[str, Any] = field(default_factory=dict)
     launch: dict[str, Any] = field(default_factory=dict)
+    samples: dict[str, Any] = field(default_factory=dict)
     source: Path | None = None
     warnings: list[str] = field(default_factory=list, compare=False)
 

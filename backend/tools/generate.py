@@ -161,13 +161,13 @@ def record(*, choice: Any, prompt: str, gen: Generation, settings: GenSettings, 
 
 def read_prompts(prompts: list[str] | None, prompt_file: str | None) -> list[str]:
     """Prompts from ``--prompt`` (any number) and ``--prompt-file`` (one per non-empty line)."""
-    found = [p for p in (prompts or [])]
+    found = list(prompts or [])
     if prompt_file:
         try:
             text = Path(prompt_file).read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as exc:
-            raise UsageError(f"--prompt-file {prompt_file}: cannot read it ({exc.__class__.__name__})"
-                             ) from None
+            why = exc.__class__.__name__
+            raise UsageError(f"--prompt-file {prompt_file}: cannot read it ({why})") from None
         found += [line for line in text.splitlines() if line.strip()]
     if not found:
         raise UsageError("generate: give --prompt TEXT or --prompt-file FILE")

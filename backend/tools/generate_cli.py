@@ -8,7 +8,8 @@ from clmtune.backend.cli_text import EXIT_OK, RUNS_DIR_HELP, console, esc
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add ``generate`` to the ``clmtune`` subcommands."""
-    p = sub.add_parser("generate", help="complete a prompt with a run's final model or a checkpoint")
+    p = sub.add_parser("generate",
+                       help="complete a prompt with a run's final model or a checkpoint")
     p.add_argument("run", metavar="RUN", help="a run name or path (a plain Hugging Face output "
                    "folder works too)")
     p.add_argument("--prompt", action="append", metavar="TEXT",
