@@ -241,7 +241,7 @@ class SamplesSettings(Section):
 
     section: ClassVar[str] = "samples"
 
-    prompts: tuple[str, ...] = setting(
+    prompts: list[str] | tuple[str, ...] = setting(
         (), "Prompts to complete with the current weights after evaluations (greedy), written "
         "to samples.jsonl and shown in the live view; empty (the default) turns it off.",
         kind="list")
