@@ -28,4 +28,5 @@ TUI_SURFACE = (
     "settings.training_args",  # the command line a run will use
     "settings.validate",  # per-field errors for the form
     "tools.compare",  # runs side by side (numpy, no torch)
+    "tools.generate_io",  # which folder a generation loads; samples.jsonl (Try screen)
 )
