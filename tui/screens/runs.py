@@ -78,7 +78,7 @@ class RunsScreen(Screen):
         Binding("c", "compare", "Compare", show=False,
                 tooltip="Compare the marked runs (mark them with space)"),
         Binding("g", "try_model", "Try", show=False,
-                tooltip="Try the selected run's model: complete a prompt, checkpoints side by side"),
+                tooltip="Try the selected run's model: a prompt, checkpoints side by side"),
     ]
 
     loading = True  # until the first rows of the listing arrive
