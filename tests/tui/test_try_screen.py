@@ -82,3 +82,27 @@ async def test_try_two_checkpoints_side_by_side_with_the_real_helper(runs_root, 
         assert {table.get_row_at(i)[1] for i in range(2)} == {"final", "checkpoint-2"}
         await wait_until(pilot, lambda: again.ready, timeout=60)
         await pilot.press("escape")
+
+
+@pytest.mark.anyio
+async def test_live_view_shows_the_latest_samples_under_the_chart(runs_root):
+    from clmtune.backend.events import EventWriter, make_event
+    from clmtune.tui.screens.live import LiveScreen
+    from tests.tui.conftest import recorded_run
+
+    run_dir = recorded_run(runs_root, "live", "running_gpu", status="running")
+    app = ClmtuneApp(runs_root, clock=frozen_clock, remember_theme=False)
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = LiveScreen(run_dir, poll_s=0.05)
+        await app.push_screen(screen)
+        panel = screen.query_one("#live-samples", Static)
+        await wait_until(pilot, lambda: screen.view.step > 0)
+        assert not panel.display  # no [samples]: nothing takes room from the chart
+        with EventWriter(run_dir / "events.jsonl") as writer:
+            for step, text in ((40, " the old"), (50, " a time,\nthere")):
+                writer.emit(make_event("sample", step=step, seconds=0.2, samples=[
+                    {"prompt": PROMPT, "completion": text, "tokens": 3}]))
+        await wait_until(pilot, lambda: screen.view.samples_step == 50)
+        await wait_until(pilot, lambda: panel.display)  # at the next render tick
+        assert str(panel.render()).splitlines() == [
+            "samples at step 50:", f"{PROMPT} → a time, there"]

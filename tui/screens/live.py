@@ -140,6 +140,7 @@ class LiveScreen(Screen):
             with Vertical(id="live-side"):
                 yield SignalsPanel(id="signals")
                 yield MemoryPanel(id="memory")
+        yield Static(id="live-samples", markup=False)  # [samples] completions (issue 12)
         with TabbedContent(id="live-tabs"):
             with TabPane("Checkpoints (1)", id="tab-checkpoints"):
                 yield CheckpointTable(id="checkpoints")
@@ -285,7 +286,18 @@ class LiveScreen(Screen):
             self._show_event_checkpoints()
         if any(e.get("type") in ("final_metrics", "run_started") for e in events):
             self.query_one(FinalTable).update_metrics(view.final_metrics)
+        if any(e.get("type") == "sample" for e in events):
+            self._render_samples()
         self._render_status()
+
+    def _render_samples(self) -> None:
+        """The latest ``[samples]`` completions under the chart, one line per prompt."""
+        panel = self.query_one("#live-samples", Static)
+        lines = [f"samples at step {self.view.samples_step}:"] + [
+            f"{' '.join(str(s.get('prompt', '')).split())} → "
+            f"{' '.join(str(s.get('completion', '')).split())}" for s in self.view.samples]
+        panel.update("\n".join(lines) if self.view.samples else "")
+        panel.set_class(bool(self.view.samples), "-shown")
 
     def _show_event_checkpoints(self) -> None:
         # Shown at once from the events; replaced by the on-disk health when listed.
