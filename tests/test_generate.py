@@ -167,3 +167,24 @@ def test_samples_are_generated_at_each_evaluation(trained):
     state = fold(events_of(trained))
     assert state.samples_step == 8 and [s["prompt"] for s in state.samples] == TRAIN_PROMPTS
     assert state.samples[0]["completion"] == train[-2]["completion"]
+
+
+def test_inspect_eval_lists_the_blocks_training_evaluated_hardest_first(cli, trained):
+    done = cli("inspect-eval", str(trained), "--checkpoint", "8", "--top", "16", "--json",
+               "--device", "cpu")
+    assert done.returncode == 0, done.stderr
+    out = json.loads(done.stdout)
+    blocks = out["blocks"]
+    assert out["checkpoint"] == "checkpoint-8" and len(blocks) == 16  # max_eval_samples
+    assert [b["loss"] for b in blocks] == sorted((b["loss"] for b in blocks), reverse=True)
+    assert sorted(b["index"] for b in blocks) == list(range(16))
+    assert all(b["tokens"] == 31 and b["text"] for b in blocks)  # block_size 32, shifted
+    # The same blocks as training's evaluation at step 8: Trainer's eval_loss is the summed
+    # token loss over every label token (transformers 5 counts all 32 per block).
+    state = json.loads((trained / "checkpoint-8" / "trainer_state.json").read_text())
+    eval_loss = next(e["eval_loss"] for e in state["log_history"]
+                     if e.get("step") == 8 and "eval_loss" in e)
+    summed = sum(b["loss"] * b["tokens"] for b in blocks)
+    assert summed / (16 * 32) == pytest.approx(eval_loss, rel=1e-4)
+    done = cli("inspect-eval", str(trained), "--top", "0")
+    assert done.returncode == 2 and "--top" in done.stderr

@@ -6,5 +6,6 @@ adds the subcommand and its arguments (argparse only, nothing heavy at import) a
 ``ClmtuneError`` subclasses for bad input. ``backend/cli.py`` registers them in this order.
 """
 
-COMMANDS: tuple[str, ...] = ("compare", "generate")
-"""``clmtune generate RUN --prompt TEXT``: complete prompts with a final model or checkpoint."""
+COMMANDS: tuple[str, ...] = ("compare", "generate", "inspect_eval")
+"""``clmtune generate RUN --prompt TEXT``: complete prompts with a final model or checkpoint;
+``clmtune inspect-eval RUN``: the evaluation blocks with the highest loss."""
