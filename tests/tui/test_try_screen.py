@@ -80,7 +80,6 @@ async def test_try_two_checkpoints_side_by_side_with_the_real_helper(runs_root, 
         table = again.query_one("#try-history", DataTable)
         await wait_until(pilot, lambda: table.row_count == 2)
         assert {table.get_row_at(i)[1] for i in range(2)} == {"final", "checkpoint-2"}
-        await wait_until(pilot, lambda: again.ready, timeout=60)
         await pilot.press("escape")
 
 
@@ -106,3 +105,7 @@ async def test_live_view_shows_the_latest_samples_under_the_chart(runs_root):
         await wait_until(pilot, lambda: panel.display)  # at the next render tick
         assert str(panel.render()).splitlines() == [
             "samples at step 50:", f"{PROMPT} → a time, there"]
+        await pilot.press("g")  # the Try screen for this run, from the live view
+        assert isinstance(app.screen, TryScreen) and app.screen.run_dir == run_dir
+        await pilot.press("escape")
+        assert app.screen is screen

@@ -110,6 +110,8 @@ class LiveScreen(Screen):
         Binding("1", "tab('tab-checkpoints')", "Checkpoints", show=False),
         Binding("2", "tab('tab-log')", "Log", show=False),
         Binding("3", "tab('tab-final')", "Final metrics", show=False),
+        Binding("g", "try_model", "Try", show=False,
+                tooltip="Try the model of the checkpoint selected in the Checkpoints tab"),
     ]
 
     app: DashboardApp
@@ -428,6 +430,10 @@ class LiveScreen(Screen):
                         severity="warning")
             return
         self.app.train_further(self.run_dir)
+
+    def action_try_model(self) -> None:
+        row = self.query_one(CheckpointTable).selected
+        self.app.open_try(self.run_dir, Path(row.path).name if row is not None else None)
 
     def action_resume(self) -> None:
         if not self.view.controllable:
