@@ -37,6 +37,12 @@ class SampleCallback(TrainerCallback):
         if (not state.is_world_process_zero or model is None or processing_class is None
                 or self.evals % self.every):
             return
+        if getattr(args, "fsdp", None) or getattr(args, "deepspeed", None):
+            # Sharded weights: a forward pass on one process alone would wait forever.
+            if self.evals == self.every:
+                self.emit(make_event("log", message="samples: skipped (not available with "
+                                                    "FSDP or DeepSpeed; use clmtune generate)"))
+            return
         self.sample(model, processing_class, state.global_step)
 
     def sample(self, model: Any, tokenizer: Any, step: int) -> list[dict[str, Any]]:

@@ -86,13 +86,19 @@ class Server:
         if free is None:
             return "cpu"
         need = _weights_bytes(folder) * 2 + GPU_HEADROOM
+        gib = 1 << 30
+        shown = f"{free / gib:.1f} GiB free of {total / gib:.1f} GiB"
         if free < need:
-            gib = 1 << 30
             self.replies.send(
                 "notice", id=rid, gpu_free=free, gpu_total=total,
-                message=f"GPU busy: {free / gib:.1f} GiB free of {total / gib:.1f} GiB "
-                        f"(a training run may be using it); generating on CPU")  # fmt: skip
+                message=f"GPU busy: {shown} (a training run may be using it); "
+                        "generating on CPU")  # fmt: skip
             return "cpu"
+        if free < total * 0.9 and not self.models:
+            self.replies.send(
+                "notice", id=rid, gpu_free=free, gpu_total=total,
+                message=f"GPU shared: {shown} (another process, maybe a training run, uses "
+                        "it); generating on the GPU - switch to CPU to leave it alone")  # fmt: skip
         return "cuda"
 
     def model(self, run_dir: Path, folder: Path, label: str, device: str, rid: Any):

@@ -72,6 +72,8 @@ class TryScreen(Screen):
         Binding("escape", "back", "Back", tooltip="Back (the helper process ends)"),
         Binding("ctrl+g", "generate", "Generate", tooltip="Complete the prompt (or enter)"),
         Binding("ctrl+r", "reload", "Reload", tooltip="List the checkpoints and history again"),
+        Binding("ctrl+d", "device", "Device",
+                tooltip="Generate on the GPU when it has room (auto) or always on the CPU"),
     ]
 
     def __init__(self, run_dir: Path, *, checkpoint: str | None = None) -> None:
@@ -84,6 +86,7 @@ class TryScreen(Screen):
         self.notice = ""
         self.counter = 0
         self.ready = False
+        self.device = "auto"
         self._proc: subprocess.Popen[str] | None = None
         self._backlog: list[str] = []
         self._lock = threading.Lock()
@@ -317,8 +320,14 @@ class TryScreen(Screen):
             self.busy.add(pane)
             self._show(pane, "waiting…")
             self._send({"op": "generate", "id": f"{pane}{self.counter}", "run": str(self.run_dir),
-                        "checkpoint": label, "prompt": prompt, **settings})
+                        "checkpoint": label, "prompt": prompt, "device": self.device,
+                        **settings})
         self._status("Generating…" if self.ready else "Starting the generation helper…")
+
+    def action_device(self) -> None:
+        self.device = "cpu" if self.device == "auto" else "auto"
+        self._status("Device: CPU" if self.device == "cpu"
+                     else "Device: auto (the GPU when it has room, else the CPU)")
 
     def action_back(self) -> None:
         self.app.pop_screen()
