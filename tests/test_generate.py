@@ -188,3 +188,29 @@ def test_inspect_eval_lists_the_blocks_training_evaluated_hardest_first(cli, tra
     assert summed / (16 * 32) == pytest.approx(eval_loss, rel=1e-4)
     done = cli("inspect-eval", str(trained), "--top", "0")
     assert done.returncode == 2 and "--top" in done.stderr
+
+
+def test_helper_says_how_much_gpu_memory_is_free_and_falls_back_to_cpu(monkeypatch, trained):
+    from clmtune.backend.tools import generate_server as gs
+
+    sent: list[tuple[str, dict]] = []
+
+    class Replies:
+        def send(self, kind: str, **fields) -> None:
+            sent.append((kind, fields))
+
+    server = gs.Server(Replies())
+    gib = 1 << 30
+    monkeypatch.setattr(gs, "gpu_memory", lambda: (gib // 2, 80 * gib))  # training holds it
+    assert server.device_for("auto", trained, 1) == "cpu"
+    assert sent[-1][0] == "notice" and sent[-1][1]["gpu_free"] == gib // 2
+    assert "GPU busy: 0.5 GiB free of 80.0 GiB" in sent[-1][1]["message"]
+    monkeypatch.setattr(gs, "gpu_memory", lambda: (40 * gib, 80 * gib))  # room, but shared
+    assert server.device_for("auto", trained, 2) == "cuda"
+    assert "GPU shared: 40.0 GiB free" in sent[-1][1]["message"]
+    monkeypatch.setattr(gs, "gpu_memory", lambda: (80 * gib, 80 * gib))
+    count = len(sent)
+    assert server.device_for("auto", trained, 3) == "cuda" and len(sent) == count  # idle GPU
+    assert server.device_for("cpu", trained, 4) == "cpu"
+    monkeypatch.setattr(gs, "gpu_memory", lambda: (None, None))
+    assert server.device_for("auto", trained, 5) == "cpu"
