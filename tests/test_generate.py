@@ -214,3 +214,13 @@ def test_helper_says_how_much_gpu_memory_is_free_and_falls_back_to_cpu(monkeypat
     assert server.device_for("cpu", trained, 4) == "cpu"
     monkeypatch.setattr(gs, "gpu_memory", lambda: (None, None))
     assert server.device_for("auto", trained, 5) == "cpu"
+
+
+def test_bf16_is_read_from_the_frozen_settings(tmp_path):
+    from clmtune.backend.tools.generate import pick_dtype
+    from clmtune.backend.tools.generate_io import trained_bf16
+
+    assert not trained_bf16(tmp_path)  # a plain folder: no config.toml
+    (tmp_path / "config.toml").write_text("[training]\nbf16 = true\n")
+    assert trained_bf16(tmp_path)
+    assert pick_dtype(tmp_path, "cpu") is None  # bf16 only on a GPU that has it
