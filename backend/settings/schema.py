@@ -241,9 +241,9 @@ class SamplesSettings(Section):
 
     section: ClassVar[str] = "samples"
 
-    prompts: list[str] | tuple[str, ...] = setting(
-        (), "Prompts to complete with the current weights after evaluations (greedy), written "
-        "to samples.jsonl and shown in the live view; empty (the default) turns it off.",
+    prompts: list[str] | None = setting(
+        None, "Prompts to complete with the current weights after evaluations (greedy), "
+        "written to samples.jsonl and shown in the live view; unset or empty: off.",
         kind="list")
     every_n_evals: int = setting(
         1, "Generate after every N-th evaluation (1: after each one).", minimum=1)
