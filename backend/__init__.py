@@ -28,5 +28,8 @@ TUI_SURFACE = (
     "settings.training_args",  # the command line a run will use
     "settings.validate",  # per-field errors for the form
     "tools.compare",  # runs side by side (numpy, no torch)
+    "estimate",  # memory / steps arithmetic of the Preview (pure Python)
+    "tools.preview_text",  # the preview report as lines (pure Python)
+    "cli_text",  # number / duration formats (rich only inside console())
     "tools.generate_io",  # which folder a generation loads; samples.jsonl (Try screen)
 )

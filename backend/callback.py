@@ -148,8 +148,8 @@ class EventCallback(TrainerCallback):
         try:
             row = train_dataloader.dataset[0]
             return len(row["input_ids"])
-        except Exception:  # noqa: BLE001
-            return None
+        except (TypeError, KeyError, IndexError, AttributeError, NotImplementedError):
+            return None  # iterable, empty, or rows without input_ids
 
     def _reset_window(self, step: int) -> None:
         self._win_t = time.monotonic()

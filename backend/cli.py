@@ -536,7 +536,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_check)
 
     p = sub.add_parser("init", help="write a commented starting settings file")
-    p.add_argument("--preset", default="demo", help="demo | gpt2-text (default: demo)")
+    p.add_argument("--preset", default="demo", help="demo | gpt2-text | gpu-fast (default: demo)")
     p.add_argument("--force", action="store_true", help="overwrite an existing file")
     p.add_argument("file")
     p.set_defaults(func=_cmd_init)

@@ -52,6 +52,11 @@ class PreparedData:
     dataset_name: str | None = None
     dataset_config_name: str | None = None
     timings: dict[str, float] = field(default_factory=dict)  # seconds per phase
+    # For `clmtune preview`: the tokenized splits before packing, the text column used and
+    # the number of blocks per split before max_*_samples.
+    tokenized: Any = None
+    text_column: str | None = None
+    packed_samples: dict[str, int | None] = field(default_factory=dict)
 
 
 # ---------------------------------------------------------------------------- loading
@@ -342,11 +347,14 @@ def prepare_datasets(
     emit: Emit | None = None,
     main_process_first: MainProcessFirst | None = None,
     cache_dir: str | None = None,
+    check_empty: bool = True,
 ) -> PreparedData:
     """Load, tokenize, pack and limit the data of a run; emits phase and warning events.
 
     ``main_process_first`` is ``TrainingArguments.main_process_first`` under
     distributed training so rank 0 fills the cache and the others read it.
+    ``check_empty=False`` (``clmtune preview``) reports a split without a block instead
+    of refusing it.
     """
     send: Emit = emit or (lambda event: None)
     first: MainProcessFirst = main_process_first or (lambda desc: nullcontext())
@@ -406,10 +414,12 @@ def prepare_datasets(
 
     train = grouped["train"]
     evaluation = grouped["validation"] if "validation" in grouped else None
-    if not streaming:
+    if not streaming and check_empty:
         _check_not_empty("train", train, tokenized["train"], block_size, packing)
         if evaluation is not None:
             _check_not_empty("validation", evaluation, tokenized["validation"], block_size, packing)
+    packed = {"train": _count(train),
+              "validation": None if evaluation is None else _count(evaluation)}
     train = _limit(train, settings.data.max_train_samples)
     if evaluation is not None:
         evaluation = _limit(evaluation, settings.data.max_eval_samples)
@@ -423,6 +433,9 @@ def prepare_datasets(
         dataset_name=settings.data.dataset_name,
         dataset_config_name=settings.data.dataset_config_name,
         timings=timings,
+        tokenized=tokenized,
+        text_column=column,
+        packed_samples=packed,
     )
     detail = f"train: {_fmt(prepared.train_samples)} blocks of {block_size} tokens"
     if evaluation is not None:

@@ -191,7 +191,15 @@ def _build_into(tmp: Path, spec: DemoSize) -> None:
     _write_text(assets.validation_file, val_texts)
     tokenizer = _train_tokenizer(train_texts, spec.vocab_size, spec.n_positions)
     model = _build_model(tokenizer, spec)
-    model.save_pretrained(assets.model_dir)
+    from transformers.utils import logging as hf_logging
+
+    quiet = not hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()  # "Writing model shards" is noise for one tiny shard
+    try:
+        model.save_pretrained(assets.model_dir)
+    finally:
+        if not quiet:
+            hf_logging.enable_progress_bar()
     tokenizer.save_pretrained(assets.model_dir)
 
 

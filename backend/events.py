@@ -8,7 +8,9 @@ object per line, flushed per event. Every event carries ``v`` (schema version),
 ``run_started``   run_dir, pid, host, world_size, devices (list[str]), num_params,
                   trainable_params, max_steps, num_train_epochs, train_samples,
                   eval_samples, block_size, resumed_from (checkpoint path or None),
-                  resume_step (int or None), settings (dict summary)
+                  resume_step (int or None), settings (dict summary); for MFU
+                  (backend.mfu): flops_per_token, peak_flops (per device, None on CPU),
+                  precision (bf16|fp16|tf32|fp32), gpu_name (all optional)
 ``phase``         phase (one of PHASES), progress (0..1 or None), detail (str)
 ``train_log``     step, epoch, loss, learning_rate, grad_norm, tokens_per_second,
                   samples_per_second, eta_seconds (any may be None)
@@ -17,6 +19,11 @@ object per line, flushed per event. Every event carries ``v`` (schema version),
 ``memory``        step, devices (list of dicts: index, name, allocated, reserved,
                   peak_allocated, used, total; bytes), process_rss, system_used,
                   system_total (bytes; None when unknown)
+``gpu``           step, interval (s), samples, devices (list of dicts from NVML, one per
+                  GPU, over the window: index, name, util/util_max (%), mem_used,
+                  mem_used_max, mem_total (bytes, all processes), power/power_max,
+                  power_limit (W), temp/temp_max (C), sm_clock (MHz, mean), throttle
+                  (list of short reason names)); see backend.telemetry
 ``checkpoint``    step, path, complete (bool)
 ``warning``       code (short slug), message
 ``log``           message (free text from the worker, e.g. a library warning)
@@ -76,6 +83,7 @@ EVENT_TYPES = (
     "log",
     "final_metrics",
     "run_finished",
+    "gpu",
     "sample",
 )
 

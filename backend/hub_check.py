@@ -56,20 +56,39 @@ def _cached(repo: str, cache_dir: str | None) -> bool:
     return False
 
 
-def check_hub_models(model_settings: dict[str, Any]) -> None:
-    """Raise :class:`SetupError` when a hub model that is not cached cannot be downloaded."""
+def _use_cache_only() -> None:
+    """Switch this process's hub client to its cache (no connection attempts, no retries)."""
+    from huggingface_hub import constants
+
+    os.environ["HF_HUB_OFFLINE"] = "1"  # for anything that reads the variable later
+    constants.HF_HUB_OFFLINE = True  # read at call time by huggingface_hub.is_offline_mode()
+
+
+def check_hub_models(model_settings: dict[str, Any]) -> str | None:
+    """Raise :class:`SetupError` when a hub model that is not cached cannot be downloaded.
+
+    When every hub model is cached but the hub cannot be reached, loading would still spend
+    half a minute retrying before it falls back to the cache: switch to the cache at once
+    and return a note saying so (None otherwise).
+    """
     if _offline() or any(os.environ.get(v) for v in _PROXY_VARS):
-        return
+        return None
     cache_dir = model_settings.get("cache_dir")
-    needed = [
+    hub_ids = [
         (key, str(value)) for key in _MODEL_KEYS
         if (value := model_settings.get(key)) and not Path(str(value)).expanduser().exists()
-        and not _cached(str(value), cache_dir)
     ]  # fmt: skip
-    if not needed or hub_reachable():
-        return
-    key, value = needed[0]
+    if not hub_ids:
+        return None
+    needed = [(key, value) for key, value in hub_ids if not _cached(value, cache_dir)]
+    if hub_reachable():
+        return None
     host, _ = _endpoint()
+    if not needed:
+        _use_cache_only()
+        names = ", ".join(sorted({value for _, value in hub_ids}))
+        return f"the hub ({host}) cannot be reached: using the cached copy of {names}"
+    key, value = needed[0]
     raise SetupError(
         f"[model] {key} = {value!r} is not in the local cache and the hub ({host}) cannot be"
         " reached from this machine",

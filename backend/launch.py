@@ -124,7 +124,8 @@ def worker_command(cfg: RunConfig, run_dir: Path, resume: Path | None = None) ->
     """The argument list that runs the worker (torchrun for more than one process)."""
     from clmtune.backend.settings.training_args import torchrun_argv
 
-    tail = ["--resume", str(resume)] if resume is not None else []
+    # --planned: backend/resume_plan already decided; a hand-started worker decides itself.
+    tail = ["--resume", str(resume), "--planned"] if resume is not None else []
     if not cfg.settings.launch.distributed:
         return [sys.executable, "-m", "clmtune.backend.worker", str(run_dir), *tail]
     # torchrun of this interpreter (not whatever `torchrun` is first on PATH).

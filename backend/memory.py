@@ -47,9 +47,9 @@ def _this_process() -> Any:
 
 
 def _host_memory() -> dict[str, int | None]:
-    try:
-        import psutil
+    import psutil  # a dependency (pyproject.toml)
 
+    try:
         vm = psutil.virtual_memory()
         rss = _this_process().memory_info().rss
         return {
@@ -57,7 +57,7 @@ def _host_memory() -> dict[str, int | None]:
             "system_used": int(vm.total - vm.available),
             "system_total": int(vm.total),
         }
-    except Exception:  # noqa: BLE001
+    except (OSError, psutil.Error):  # /proc unreadable (containers), or the process is gone
         return {"process_rss": None, "system_used": None, "system_total": None}
 
 

@@ -218,6 +218,35 @@ def _data_file_error(cfg: RunConfig, exc: BaseException) -> TrainingSetupError:
     )
 
 
+# ------------------------------------------------------------------------- MFU
+
+
+def _mfu_fields(cfg: RunConfig, args: TrainingArguments, model: Any,
+                block_size: int | None) -> dict[str, Any]:
+    """``run_started``'s MFU fields (backend.mfu): FLOPs per token and the device's peak."""
+    from clmtune.backend import mfu
+
+    name = None
+    if args.device.type == "cuda":
+        import torch
+
+        name = torch.cuda.get_device_name(args.device)
+    precision = mfu.precision_of(bf16=args.bf16, fp16=args.fp16, tf32=args.tf32)
+    return mfu.run_started_fields(model, block_size, device_name=name, precision=precision,
+                                  override_tflops=cfg.settings.launch.peak_tflops)
+
+
+def _efficiency(args: TrainingArguments, steps: int, metrics: dict[str, Any],
+                block_size: int | None, fields: dict[str, Any]) -> dict[str, float]:
+    """``train_tokens_per_second`` and ``train_mfu`` of this attempt (results files too)."""
+    from clmtune.backend import mfu
+
+    per_step = (args.per_device_train_batch_size * args.gradient_accumulation_steps
+                * args.world_size * (block_size or 0))
+    return mfu.final_figures(steps, per_step, metrics.get("train_runtime"),
+                             {**fields, "world_size": args.world_size})
+
+
 # ------------------------------------------------------------------------- the run
 
 
@@ -255,7 +284,10 @@ def run_training(
     # run_clm seeds before building the model so a from-scratch init is reproducible.
     set_seed(args.seed)
     send(make_event("phase", phase="loading_model", progress=None, detail="loading"))
-    check_hub_models(cfg.model)  # seconds, not half a minute of retries, without network
+    # Seconds, not half a minute of retries, without network.
+    note = check_hub_models(cfg.model)
+    if note:
+        send(make_event("warning", code="hub_offline", message=note))
     model, tokenizer, info = load_model_and_tokenizer(cfg)
     send(
         make_event(
@@ -293,6 +325,7 @@ def run_training(
         preprocess_logits_for_metrics=preprocess_logits_for_metrics if evaluating else None,
         callbacks=[*callbacks, *sample_callbacks(cfg, run_dir, send)],
     )
+    mfu_fields = _mfu_fields(cfg, args, model, data.block_size)
     send(
         make_event(
             "run_started",
@@ -311,6 +344,7 @@ def run_training(
             resumed_from=resume_from,
             resume_step=_resume_step(resume_from),
             settings=_settings_summary(cfg, args, data, info),
+            **mfu_fields,
         )
     )
 
@@ -320,6 +354,8 @@ def run_training(
     if data.train_samples is not None:
         train_metrics["train_samples"] = data.train_samples
     state = trainer.state
+    steps = state.global_step - (_resume_step(resume_from) or 0)  # this attempt's
+    train_metrics.update(_efficiency(args, steps, train_metrics, data.block_size, mfu_fields))
     if state.max_steps and state.global_step < state.max_steps:
         send(make_event("final_metrics", split="train", metrics=train_metrics))
         return TrainOutcome("stopped", train_metrics, {}, state.global_step)

@@ -124,7 +124,7 @@ def _versions() -> dict[str, str | None]:
     for name in ("torch", "transformers", "datasets", "accelerate"):
         try:
             versions[name] = importlib.import_module(name).__version__
-        except Exception:  # noqa: BLE001
+        except (ImportError, AttributeError):
             versions[name] = None
     return versions
 
@@ -202,7 +202,23 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m clmtune.backend.worker")
     parser.add_argument("run_dir", type=Path)
     parser.add_argument("--resume", default=None, help="'last' or a checkpoint path")
+    parser.add_argument("--planned", action="store_true", help=argparse.SUPPRESS)
     return parser.parse_args(argv)
+
+
+def _refusal(run_dir: Path, resume: str) -> str | None:
+    """Why ``--resume`` may not write into ``run_dir`` (the rule ``clmtune train`` applies:
+    ``backend/resume_plan``), for a worker started by hand rather than by the launcher."""
+    from clmtune.backend.errors import ClmtuneError
+    from clmtune.backend.resume_plan import plan_run
+    from clmtune.backend.settings.toml_io import load_config
+
+    try:
+        plan_run(run_dir, load_config(run_dir / "config.toml", for_launch=True), resume,
+                 how=f"python -m clmtune.backend.worker {run_dir} --resume {resume}")
+    except ClmtuneError as exc:
+        return " ".join(str(exc).split())  # one line: message; hint
+    return None
 
 
 def run(run_dir: Path, resume: str | None = None) -> int:
@@ -213,6 +229,7 @@ def run(run_dir: Path, resume: str | None = None) -> int:
     """
     from clmtune.backend.callback import EventCallback, StopControl
     from clmtune.backend.memory import MemorySampler, MemoryThread
+    from clmtune.backend.telemetry import start_gpu_thread
 
     run_dir = run_dir.resolve()
     is_main = int(os.environ.get("RANK", "0")) == 0
@@ -242,6 +259,10 @@ def run(run_dir: Path, resume: str | None = None) -> int:
             sampler, emit, interval=MEMORY_INTERVAL_S,
             step=lambda: callback_ref[0].last_step if callback_ref else None,
         ).start()  # fmt: skip
+    # GPU telemetry through NVML (rank 0; None without pynvml / a GPU): backend.telemetry
+    gpu_monitor = start_gpu_thread(
+        emit, step=lambda: callback_ref[0].last_step if callback_ref else None
+    ) if is_main else None
 
     cfg: Any = None
     status, error, hint, step, bad_input = "failed", None, None, None, False
@@ -288,6 +309,8 @@ def run(run_dir: Path, resume: str | None = None) -> int:
             step = callback_ref[0].last_step
         if monitor is not None:
             monitor.stop()
+        if gpu_monitor is not None:
+            gpu_monitor.stop()
         if is_main:
             try:
                 emit(sampler.sample(step))
@@ -315,6 +338,11 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
+    if args.resume and not args.planned:
+        problem = _refusal(args.run_dir, args.resume)
+        if problem is not None:
+            print(f"clmtune: error: {problem}", file=sys.stderr)
+            return 2
     return run(args.run_dir, args.resume)
 
 

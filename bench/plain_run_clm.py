@@ -62,9 +62,16 @@ def main() -> None:
 
         at: float | None = None
 
+        def __init__(self) -> None:
+            self.logs: list[tuple[int, float]] = []  # (step, time) at each log: bench_gpu.py
+
         def on_step_end(self, args, state, control, **kwargs):
             if self.at is None:
                 self.at = time.time()
+
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if logs and "loss" in logs:
+                self.logs.append((int(state.global_step), time.time()))
 
     args = TrainingArguments(**json.loads(Path(opts.training_args).read_text()))
     set_seed(args.seed)
@@ -139,6 +146,8 @@ def main() -> None:
         "train_samples_per_second": train_metrics["train_samples_per_second"],
         "eval_loss": eval_metrics.get("eval_loss"),
         "first_step_time": first.at,
+        "log_times": first.logs,
+        "train_runtime": train_metrics.get("train_runtime"),
     }))  # fmt: skip
 
 

@@ -270,7 +270,8 @@ def test_worker_command_single_and_torchrun():
     for part in ("--nproc_per_node=4", "--nnodes=2", "--node_rank=1", "--master_addr=10.0.0.1",
                  "--master_port=29501"):  # fmt: skip
         assert part in joined
-    assert multi[-5:] == ["-m", "clmtune.backend.worker", "/r", "--resume", "/r/checkpoint-4"]
+    assert multi[-6:] == ["-m", "clmtune.backend.worker", "/r", "--resume", "/r/checkpoint-4",
+                          "--planned"]
     standalone = worker_command(RunConfig(launch={"nproc_per_node": 2}), Path("/r"))
     assert "--standalone" in standalone
 

@@ -135,3 +135,24 @@ def test_presets_module_is_light():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True, cwd=Path(__file__).resolve().parent.parent)
     assert out.stdout.strip() == "[]"
+
+
+def test_gpu_fast_checks_on_a_cpu_with_only_gpu_warnings(tmp_path, capsys):
+    from clmtune.backend.settings.check import check_file
+
+    path = tmp_path / "fast.toml"
+    assert P.init_file(path, "gpu-fast", demo_size="tiny") == 0
+    text = path.read_text(encoding="utf-8")
+    assert "\n# torch_compile = true\n" in text  # an option, commented out
+    doc = read_toml(path)
+    training = doc["training"]
+    assert training["bf16"] is True and training["tf32"] is True
+    assert training["optim"] == "adamw_torch_fused"
+    assert training["dataloader_num_workers"] == 4 and training["dataloader_pin_memory"]
+    assert doc["data"]["packing"] == "group" and "torch_compile" not in training
+    capsys.readouterr()
+    assert check_file(path) == 0
+    err = capsys.readouterr().err
+    warned = {line.split("[training] ")[1].split(":")[0] for line in err.splitlines()
+              if line.startswith("warning:")}
+    assert warned <= {"bf16", "tf32", "dataloader_pin_memory"}, err

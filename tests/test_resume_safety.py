@@ -106,6 +106,24 @@ def test_resuming_a_complete_run_refuses_and_changes_no_byte(run_copy, tiny_asse
     assert not (run_copy / "checkpoint-9").exists()
 
 
+@pytest.mark.parametrize("spec", ["last", "checkpoint-4"])
+def test_a_worker_started_by_hand_applies_the_same_rule(run_copy, spec):
+    """``python -m clmtune.backend.worker RUN --resume …`` on a complete run refuses like
+    ``clmtune train``: one line, exit 2, not a byte changed."""
+    import subprocess
+    import sys
+
+    before = tree_hashes(run_copy)
+    result = subprocess.run(
+        [sys.executable, "-m", "clmtune.backend.worker", str(run_copy), "--resume", spec],
+        capture_output=True, text=True, timeout=120, env=cli_env(),
+    )
+    assert result.returncode == 2, result.stdout + result.stderr
+    line = one_line(result.stderr)
+    assert "the run is complete" in line and "Traceback" not in result.stderr
+    assert tree_hashes(run_copy) == before
+
+
 @pytest.mark.slow
 def test_train_further_continues_from_the_last_checkpoint_and_records_it(run_copy, tiny_assets):
     more = write_config(run_copy.parent / "more.toml", tiny_assets, **{**COMPLETE,

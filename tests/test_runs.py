@@ -624,3 +624,38 @@ def test_listing_never_reads_an_unchanged_finished_run_again(tmp_path, monkeypat
     listed = {Path(r.path).name: r for r in list_runs(root)}
     assert sorted(calls) == ["a", "live"] and listed["a"].status == "stopped"
     assert live.exists()
+
+
+def _attempt(writer: EventWriter, at: float, steps: range, status: str, **final: float) -> None:
+    writer.emit({**make_event("run_started", max_steps=steps.stop - 1, resume_step=None,
+                              resumed_from=None), "time": at})
+    for step in steps:
+        writer.emit({**make_event("train_log", step=step, loss=5.0 - step / 10), "time": at + step})
+    if final:
+        writer.emit({**make_event("final_metrics", split="train", metrics=final), "time": at + 50})
+    writer.emit({**make_event("run_finished", status=status, error=None, hint=None),
+                 "time": at + 60})
+
+
+@pytest.mark.parametrize("second", ["stopped", "completed"])
+def test_results_files_of_an_earlier_attempt_are_not_the_runs_results(tmp_path, second):
+    """Trained further then stopped: the first attempt's train_results.json is not shown as
+    the run's results (the files stay); a completed second attempt's files are."""
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    first, again = time.time() - 1000, time.time() - 500
+    with EventWriter(run_dir / "events.jsonl") as writer:
+        _attempt(writer, first, range(1, 5), "completed", train_loss=4.7)
+        _attempt(writer, again, range(5, 9), second,
+                 **({"train_loss": 4.3} if second == "completed" else {}))
+    results = run_dir / "train_results.json"
+    results.write_text(json.dumps({"train_loss": 4.7 if second == "stopped" else 4.3}))
+    stamp = first + 70 if second == "stopped" else again + 70
+    os.utime(results, (stamp, stamp))
+    clear_caches()
+    summary = read_run(run_dir)
+    assert results.exists()
+    if second == "stopped":
+        assert "train" not in summary.metrics
+    else:
+        assert summary.metrics["train"] == {"train_loss": 4.3}

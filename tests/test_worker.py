@@ -325,3 +325,35 @@ def test_an_unreachable_hub_model_fails_at_once_with_the_offline_hint(tmp_path, 
     assert "HF_HUB_OFFLINE=1" in info["error"] and "local model folder" in info["error"]
     # Failed before any download attempt: huggingface_hub's retries never started.
     assert "Retrying" not in (tmp_path / "run" / "logs" / "worker.err").read_text()
+
+
+@pytest.mark.slow
+def test_a_cached_hub_model_trains_at_once_when_the_hub_is_unreachable(tmp_path, tiny_assets):
+    """Cached, hub down: the worker goes to the cache at once (no half minute of retries)
+    and says so in a warning."""
+    import shutil
+
+    from clmtune.backend.settings.toml_io import save_config
+    from tests.fixtures import make_tiny_config
+
+    commit = "1" * 40
+    repo = tmp_path / "hub" / "models--clmtune-test--cached-tiny"
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text(commit)
+    shutil.copytree(tiny_assets.model_dir, repo / "snapshots" / commit)
+    save_config(make_tiny_config(tiny_assets, max_steps=2, eval_strategy="no",
+                                 save_strategy="no"), tmp_path / "hub.toml")
+    text = (tmp_path / "hub.toml").read_text().replace(
+        repr(str(tiny_assets.model_dir)).replace("'", '"'), '"clmtune-test/cached-tiny"'
+    )
+    assert "cached-tiny" in text
+    (tmp_path / "hub.toml").write_text(text)
+    env = cli_env(HF_ENDPOINT="http://127.0.0.1:9", HF_HUB_CACHE=str(tmp_path / "hub"))
+    for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):
+        env.pop(name, None)
+    result = clmtune("train", "hub.toml", "--run-dir", "run", cwd=tmp_path, env=env)
+    assert result.returncode == 0, result.stderr
+    warnings = [e for e in events_of(tmp_path / "run") if e["type"] == "warning"]
+    assert any(e.get("code") == "hub_offline" and "clmtune-test/cached-tiny" in e["message"]
+               for e in warnings), warnings
+    assert "Retrying" not in (tmp_path / "run" / "logs" / "worker.err").read_text()

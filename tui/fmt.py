@@ -56,7 +56,8 @@ def human_bytes(value: float | None) -> str:
 
 
 def duration(seconds: float | None) -> str:
-    """Seconds as '4.2s', '45s', '12m05s', '3h07m', '2d04h'."""
+    """Seconds as '4.2s', '45s', '12m05s', '3h07m', '2d04h', '113d' (days only from ten on,
+    so the runs list's Took column never cuts a long duration)."""
     if seconds is None or not math.isfinite(seconds) or seconds < 0:
         return "-"
     if seconds < 10:
@@ -71,7 +72,7 @@ def duration(seconds: float | None) -> str:
     if h < 24:
         return f"{h}h{m:02d}m"
     d, h = divmod(h, 24)
-    return f"{d}d{h:02d}h"
+    return f"{d}d{h:02d}h" if d < 10 else f"{d}d"
 
 
 def started(ts: float | None, now: float) -> str:

@@ -97,9 +97,11 @@ def _pid_reused(pid: int, started: float | None) -> bool:
         return False
     try:
         import psutil
-
+    except ImportError:
+        return False
+    try:
         created = psutil.Process(pid).create_time()
-    except Exception:  # noqa: BLE001
+    except (OSError, psutil.Error):  # gone, or not ours to see
         return False
     # The worker writes its start time after it was born; a reused pid is younger.
     return created > started + 2.0

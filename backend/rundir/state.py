@@ -23,6 +23,7 @@ from array import array
 from dataclasses import dataclass, field
 from typing import Any
 
+from clmtune.backend import mfu as _mfu
 from clmtune.backend.events import Event, perplexity, to_float
 
 #: What the headline loss of a run is; shown next to the number everywhere.
@@ -114,6 +115,7 @@ class RunState:
     eval_rows: list[dict[str, Any]] = field(default_factory=list)
     last_eval: dict[str, Any] = field(default_factory=dict)
     memory: list[Event] = field(default_factory=list)
+    gpu: list[Event] = field(default_factory=list)  # ``gpu`` events (NVML), newest last
     checkpoints: list[CheckpointMark] = field(default_factory=list)
     warnings: list[Event] = field(default_factory=list)
     logs: list[str] = field(default_factory=list)
@@ -132,6 +134,7 @@ class RunState:
     _attempt_trained: bool = False  # the current attempt got as far as training
 
     max_memory_samples: int = 600
+    max_gpu_samples: int = 360  # an hour at one event per 10 s
     max_logs: int = 500
 
     def __post_init__(self) -> None:
@@ -281,6 +284,13 @@ class RunState:
         self.memory.append(e)
         if len(self.memory) > self.max_memory_samples:
             del self.memory[: len(self.memory) - self.max_memory_samples]
+
+    def _on_gpu(self, e: Event) -> None:
+        if self.compact:
+            return
+        self.gpu.append(e)
+        if len(self.gpu) > self.max_gpu_samples:
+            del self.gpu[: len(self.gpu) - self.max_gpu_samples]
 
     def _on_checkpoint(self, e: Event) -> None:
         mark = CheckpointMark(
@@ -434,6 +444,27 @@ class RunState:
         if batch is None:
             return None
         return int(batch * accum * world)
+
+    @property
+    def mfu(self) -> float | None:
+        """Model FLOPs utilisation (0..1) at the last train log; None on CPU / unknown."""
+        started = self.started or {}
+        return _mfu.mfu(self.tokens_per_second, to_float(started.get("flops_per_token")),
+                        to_float(started.get("peak_flops")),
+                        int(to_float(started.get("world_size")) or 1))
+
+    def run_tokens_per_second(self) -> float | None:
+        """Tokens per second over every attempt (samples/s × block size)."""
+        block = to_float((self.started or {}).get("block_size"))
+        speed = self.run_samples_per_second()
+        return speed * block if speed is not None and block else None
+
+    def run_mfu(self) -> float | None:
+        """MFU over every attempt (from :meth:`run_tokens_per_second`)."""
+        started = self.started or {}
+        return _mfu.mfu(self.run_tokens_per_second(), to_float(started.get("flops_per_token")),
+                        to_float(started.get("peak_flops")),
+                        int(to_float(started.get("world_size")) or 1))
 
     def status_with(self, disk: str | None) -> str:
         """The status to show: the events' one, unless ``run.json`` knows better.

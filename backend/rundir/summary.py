@@ -301,6 +301,25 @@ def _read_metrics(run_dir: Path) -> dict[str, dict]:
     return metrics
 
 
+def _drop_earlier_results(run_dir: Path, metrics: dict[str, dict], started: float | None) -> None:
+    """Forget ``*_results.json`` files written before the newest attempt started.
+
+    A complete run trained further and then stopped keeps the first attempt's results
+    files (a stopped attempt writes none): shown as the run's results they would be the
+    older attempt's figures next to the newer attempt's curve. The events hold the newer
+    attempt's figures; the files stay on disk untouched.
+    """
+    if started is None:
+        return
+    for split, name in RESULT_FILES.items():
+        try:
+            older = (run_dir / name).stat().st_mtime < started
+        except OSError:
+            continue
+        if older:
+            metrics.pop(split, None)
+
+
 def _hf_state(run_dir: Path, checkpoints: list[CheckpointInfo],
               metrics: dict[str, dict], *, compact: bool = True) -> RunState | None:
     """A folder without events (plain Hugging Face): its newest trainer_state.json, folded."""
@@ -360,6 +379,8 @@ def read_run(run_dir: Path, *, now: float | None = None, compact: bool = True) -
                          source="clmtune" if ours else "huggingface", state=state)
     summary.model = _model_name(settings, run_dir)
     started_event = (state.started if state is not None else None) or {}
+    if has_events:
+        _drop_earlier_results(run_dir, metrics, to_float(started_event.get("time")))
     status = _disk_status(info, state, metrics)
     proc = {
         "pid": info.get("pid", started_event.get("pid")),

@@ -228,6 +228,10 @@ class LaunchSettings(Section):
     master_port: int | None = setting(
         None, "Free TCP port on the main machine for multi-machine runs (torchrun's default: "
         "29500).", minimum=1, maximum=65535)
+    peak_tflops: float | None = setting(
+        None, "Dense peak TFLOP/s of one GPU in the run's precision, for MFU. Unset: taken "
+        "from a table of common GPUs (A100, H100, H200, L4, L40S, A10G, RTX 3090/4090, V100, "
+        "T4); set it for another GPU.", minimum=0)
 
     @property
     def distributed(self) -> bool:

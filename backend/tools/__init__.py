@@ -6,6 +6,8 @@ adds the subcommand and its arguments (argparse only, nothing heavy at import) a
 ``ClmtuneError`` subclasses for bad input. ``backend/cli.py`` registers them in this order.
 """
 
-COMMANDS: tuple[str, ...] = ("compare", "generate", "inspect_eval")
-"""``clmtune generate RUN --prompt TEXT``: complete prompts with a final model or checkpoint;
-``clmtune inspect-eval RUN``: the evaluation blocks with the highest loss."""
+COMMANDS: tuple[str, ...] = ("compare", "preview", "generate", "inspect_eval")
+"""``compare RUN RUN …``: runs side by side. ``preview FILE``: what the data makes, sample
+blocks, warnings and a memory estimate, before training. ``generate RUN --prompt TEXT``:
+complete prompts with a final model or checkpoint. ``inspect-eval RUN``: the evaluation
+blocks with the highest loss."""

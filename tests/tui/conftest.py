@@ -154,3 +154,12 @@ def fake_checkpoint(run_dir: Path, step: int, *, complete: bool = True,
 def anyio_backend() -> str:
     """Async Pilot tests run on asyncio through anyio's pytest plugin (mark: anyio)."""
     return "asyncio"
+
+
+@pytest.fixture
+def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The editor tests' folder: a valid run.toml, a (stub) local model and a training text."""
+    from tests.tui.editor_harness import make_project
+
+    monkeypatch.chdir(tmp_path)
+    return make_project(tmp_path)

@@ -19,7 +19,8 @@ T0 = 1_700_000_000.0  # 2023-11-14 22:13:20 UTC
 GIB = 1024**3
 MIB = 1024**2
 
-RECORDINGS = ("completed", "running_gpu", "failed", "tokenizing", "resumed", "crashed", "nan")
+RECORDINGS = ("completed", "running_gpu", "failed", "tokenizing", "resumed", "crashed", "nan",
+              "gpu_telemetry")
 RESUME_GAP = 1000.0  # seconds between the stop and the resume of "resumed"
 
 
@@ -231,11 +232,45 @@ def nan() -> list[dict[str, Any]]:
     return rec.events
 
 
+def _gpu(rec: Recorder, step: int, gpus: int) -> None:
+    """A ``gpu`` event (backend.telemetry): two H100s, utilisation rising with the step."""
+    devices = [
+        {"index": i, "name": "NVIDIA H100 80GB HBM3", "util": 70.0 + step % 20 + i,
+         "util_max": 99.0, "mem_used": int((61.5 + i) * GIB), "mem_used_max": int(63 * GIB),
+         "mem_total": int(79.6 * GIB), "power": 612.0 + i, "power_max": 690.0,
+         "power_limit": 700.0, "temp": 71.0 + i, "temp_max": 74.0, "sm_clock": 1980.0,
+         "throttle": ["power-cap"] if i == 1 else []}
+        for i in range(gpus)
+    ]
+    rec.emit("gpu", step=step, interval=10.0, samples=10, devices=devices)
+
+
+def gpu_telemetry() -> list[dict[str, Any]]:
+    """A running bf16 run on two H100s with NVML telemetry and the MFU fields."""
+    rec = Recorder()
+    run_dir = "runs/gpu-fast"
+    _start(rec, run_dir, 100, 2, ["cuda:0 NVIDIA H100 80GB HBM3", "cuda:1 NVIDIA H100 80GB HBM3"])
+    started = rec.events[-1]
+    # GPT-2 small at block 1024 (tests/test_mfu.py has the hand computation).
+    started.update(flops_per_token=855_166_464, peak_flops=989.5e12, precision="bf16",
+                   gpu_name="NVIDIA H100 80GB HBM3")
+    _prep(rec)
+    for step in range(1, 41):
+        rec.tick(0.25)
+        rec.emit("train_log", step=step, epoch=round(step / 100, 3), loss=loss_at(step),
+                 learning_rate=6e-4, grad_norm=1.2, tokens_per_second=800_000.0,
+                 samples_per_second=781.25, eta_seconds=(100 - step) * 0.25)
+        if step % 10 == 0:
+            _gpu(rec, step, 2)
+            _memory(rec, step, 2)
+    return rec.events
+
+
 def build(name: str) -> list[dict[str, Any]]:
     """The events of recording ``name`` (one of RECORDINGS)."""
     return {"completed": completed, "running_gpu": running_gpu, "failed": failed,
             "tokenizing": tokenizing, "resumed": resumed, "crashed": crashed,
-            "nan": nan}[name]()
+            "nan": nan, "gpu_telemetry": gpu_telemetry}[name]()
 
 
 def write(name: str, path: Path) -> Path:

@@ -10,11 +10,19 @@ import pytest
 from textual.app import App
 from textual.widgets import Input, OptionList, Static
 
-from clmtune.tui.messages import StartRunRequested
 from clmtune.tui.screens.confirm import ConfirmScreen
 from clmtune.tui.screens.editor import EditorScreen, PathPrompt, PresetPicker
-from clmtune.tui.widgets.config_form import UNSET, ConfigForm
+from clmtune.tui.widgets.config_form import UNSET
 from tests.tui.conftest import frozen_clock, wait_until
+from tests.tui.editor_harness import (
+    GOOD_TOML,
+    EditorApp,
+    banner,
+    ready,
+    retype,
+    settled,
+    text_of,
+)
 
 try:  # Python 3.11+
     import tomllib
@@ -23,77 +31,6 @@ except ModuleNotFoundError:  # pragma: no cover - 3.10
 
 pytestmark = pytest.mark.anyio
 SIZES = [pytest.param((80, 24), id="80x24"), pytest.param((120, 40), id="120x40")]
-
-GOOD_TOML = """\
-# a hand-written file
-[model]
-model_name_or_path = "./model"
-
-[data]
-train_file = "train.txt"
-
-[training]
-learning_rate = 0.0001
-max_steps = 20
-"""
-
-
-@pytest.fixture
-def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A folder with a valid run.toml, a (stub) local model and a training text."""
-    (tmp_path / "model").mkdir()
-    (tmp_path / "model" / "config.json").write_text('{"model_type": "gpt2"}')
-    (tmp_path / "train.txt").write_text("hello world\n" * 10)
-    (tmp_path / "run.toml").write_text(GOOD_TOML)
-    monkeypatch.chdir(tmp_path)
-    return tmp_path
-
-
-class EditorApp(App):
-    """Mounts one editor and records the StartRunRequested messages it posts."""
-
-    def __init__(self, editor: EditorScreen) -> None:
-        super().__init__()
-        self.editor = editor
-        self.started: list[StartRunRequested] = []
-
-    def on_mount(self) -> None:
-        self.push_screen(self.editor)
-
-    def on_start_run_requested(self, message: StartRunRequested) -> None:
-        self.started.append(message)
-
-
-async def ready(pilot: Any, editor: EditorScreen) -> ConfigForm:
-    """Wait for the schema, the document and its first validation."""
-    await wait_until(pilot, editor.ready.is_set, timeout=120)
-    form = editor.form
-    assert form is not None
-    await settled(pilot, form)
-    return form
-
-
-async def settled(pilot: Any, form: ConfigForm, condition: Any = lambda: True) -> None:
-    await wait_until(
-        pilot, lambda: condition() and form.validations > 0 and not form.validation_pending
-    )
-
-
-def text_of(editor: EditorScreen, selector: str) -> str:
-    return str(editor.query_one(selector, Static).content)
-
-
-def banner(editor: EditorScreen) -> str:
-    widget = editor.query_one("#editor-banner", Static)
-    return str(widget.content) if widget.has_class("-shown") else ""
-
-
-async def retype(pilot: Any, form: ConfigForm, section: str, key: str, text: str) -> None:
-    """Focus a field, clear it and type ``text`` as a user would."""
-    assert await form.focus_field(section, key)
-    await pilot.pause()
-    await pilot.press("end", *["backspace"] * 30, *text)
-
 
 @pytest.mark.parametrize("size", SIZES)
 async def test_opens_a_file_and_shows_the_command(project: Path, size) -> None:

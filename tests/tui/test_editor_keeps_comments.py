@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import pytest
-from textual.app import App
 from textual.widgets import Input
 
 from clmtune.tui.screens.editor import EditorScreen, PathPrompt
-from clmtune.tui.widgets.config_form import ConfigForm
 from tests.tui.conftest import wait_until
+from tests.tui.editor_harness import EditorApp, make_project, ready
 
 pytestmark = pytest.mark.anyio
 
@@ -34,31 +32,8 @@ seed = 3
 @pytest.fixture
 def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A folder with a commented run.toml, a stub local model and a training text."""
-    (tmp_path / "model").mkdir()
-    (tmp_path / "model" / "config.json").write_text('{"model_type": "gpt2"}')
-    (tmp_path / "train.txt").write_text("hello world\n" * 10)
-    (tmp_path / "run.toml").write_text(COMMENTED)
     monkeypatch.chdir(tmp_path)
-    return tmp_path
-
-
-class EditorApp(App):
-    """Mounts one editor."""
-
-    def __init__(self, editor: EditorScreen) -> None:
-        super().__init__()
-        self.editor = editor
-
-    def on_mount(self) -> None:
-        self.push_screen(self.editor)
-
-
-async def _ready(pilot: Any, editor: EditorScreen) -> ConfigForm:
-    await wait_until(pilot, editor.ready.is_set, timeout=120)
-    form = editor.form
-    assert form is not None
-    await wait_until(pilot, lambda: form.validations > 0 and not form.validation_pending)
-    return form
+    return make_project(tmp_path, COMMENTED)
 
 
 def _comments(text: str) -> list[str]:
@@ -70,7 +45,7 @@ async def test_save_keeps_comments_and_order(project: Path) -> None:
     editor = EditorScreen(path)
     app = EditorApp(editor)
     async with app.run_test(size=(100, 30)) as pilot:
-        form = await _ready(pilot, editor)
+        form = await ready(pilot, editor)
         assert await form.focus_field("training", "max_steps")
         await pilot.pause()
         await pilot.press("end", *["backspace"] * 10, "4", "0")
@@ -86,7 +61,7 @@ async def test_save_as_keeps_the_comments_of_the_opened_file(project: Path) -> N
     editor = EditorScreen(Path("run.toml"))
     app = EditorApp(editor)
     async with app.run_test(size=(100, 30)) as pilot:
-        await _ready(pilot, editor)
+        await ready(pilot, editor)
         await pilot.press("f2")
         await wait_until(pilot, lambda: isinstance(app.screen, PathPrompt))
         app.screen.query_one(Input).value = str(project / "sub" / "copy.toml")

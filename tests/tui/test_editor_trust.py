@@ -18,20 +18,9 @@ from clmtune.tui.screens.editor import EditorScreen, PathPrompt, PresetPicker
 from clmtune.tui.screens.editor_files import _toml_suggestions
 from clmtune.tui.widgets.config_form import ParseError, parse_text
 from tests.tui.conftest import wait_until
-from tests.tui.test_editor import GOOD_TOML, EditorApp, banner, ready, retype, settled, text_of
+from tests.tui.editor_harness import GOOD_TOML, EditorApp, banner, ready, retype, settled, text_of
 
 pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture
-def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A folder with a valid run.toml, a (stub) local model and a training text."""
-    (tmp_path / "model").mkdir()
-    (tmp_path / "model" / "config.json").write_text('{"model_type": "gpt2"}')
-    (tmp_path / "train.txt").write_text("hello world\n" * 10)
-    (tmp_path / "run.toml").write_text(GOOD_TOML)
-    monkeypatch.chdir(tmp_path)
-    return tmp_path
 
 
 def frozen_run(project: Path) -> Path:

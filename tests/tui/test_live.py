@@ -277,3 +277,24 @@ async def test_chart_tick_labels_are_true_numbers(runs_root, log_scale):
         assert any(value >= 1e6 for value in values)
         for value, label in zip(values, shown, strict=True):
             assert float(label) == pytest.approx(value, rel=0.05), (label, value)
+
+
+@pytest.mark.parametrize(("rec", "every"), [("completed", 3.0), ("running_gpu", 1.0)],
+                         ids=["cpu-run", "gpu-run"])
+async def test_a_cpu_run_is_redrawn_less_often(runs_root, rec, every):
+    """The dashboard shares the cores of a CPU run: it redraws every 3 s, not every second
+    (a GPU run's live view keeps the one-second pace), and new data still arrives."""
+    from clmtune.tui.screens import live
+
+    run_dir = recorded_run(runs_root, "live", rec, status="running")
+    app = _app(runs_root)
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await _open(app, pilot, run_dir, rec)
+        assert screen.render_every_s == every
+        assert every in (live.CPU_RUN_RENDER_EVERY_S, live.RENDER_EVERY_S)
+        chart = screen.query_one(LossChart)
+        before = len(chart.train_y)
+        screen.post_message(EventsArrived(run_dir, [
+            make_event("train_log", step=10_000, loss=1.5, learning_rate=1e-4)]))
+        await wait_until(pilot, lambda: len(chart.train_y) == before + 1,
+                         timeout=every + 5)

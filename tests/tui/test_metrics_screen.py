@@ -133,11 +133,9 @@ async def test_finished_run(finished_run: Path, size) -> None:
             assert expected in text, expected
         results = screen.query_one(ResultsTable)
         assert [str(c.label) for c in results.columns.values()] == [
-            "metric",
-            "train_results.json",
-            "eval_results.json",
-            "all_results.json",
-        ]
+            "metric", "train", "eval", "all"]
+        assert str(screen.query_one("#results-source", Static).content) == (
+            "train = train_results.json, eval = eval_results.json, all = all_results.json")
         assert results.metric_names[0] == "eval_loss"  # losses first
         assert "perplexity" in results.metric_names
         history = screen.query_one(LogHistoryTable)
@@ -345,3 +343,25 @@ async def test_the_nan_row_points_at_the_flag_and_fits_at_80x24(runs_root: Path)
         row = next(line for line in summary_text(screen).splitlines() if "not finite" in line)
         assert "above" in row and "below" not in row
         assert len(row.rstrip()) <= summary.content_region.width  # nothing cut
+
+
+async def test_at_80_columns_the_history_says_how_to_see_its_other_columns(runs_root: Path):
+    run_dir = recorded_run(runs_root, "demo", "completed", status="completed")
+    screen = MetricsScreen(run_dir)
+    async with MetricsApp(screen).run_test(size=(80, 24)) as pilot:
+        await wait_until(pilot, screen.ready.is_set)
+        await pilot.press("3")
+        source = screen.query_one("#history-source", Static)
+        await wait_until(pilot, lambda: "← →" in str(source.content))
+        history = screen.query_one(LogHistoryTable)
+        assert history.has_focus
+        await pilot.press("right", "right", "right")
+        await wait_until(pilot, lambda: history.scroll_x > 0)
+    screen = MetricsScreen(run_dir)
+    async with MetricsApp(screen).run_test(size=(200, 40)) as pilot:
+        await wait_until(pilot, screen.ready.is_set)
+        await pilot.press("3")
+        await wait_until(pilot, lambda: "entries from" in str(
+            screen.query_one("#history-source", Static).content))
+        await pilot.pause()
+        assert "← →" not in str(screen.query_one("#history-source", Static).content)

@@ -15,7 +15,7 @@ from clmtune.backend.rundir.listing import list_runs
 from clmtune.tui import fmt
 from clmtune.tui.app import ClmtuneApp
 from clmtune.tui.messages import RunsRefreshed
-from clmtune.tui.widgets.run_table import RunTable
+from clmtune.tui.widgets.run_table import COLUMNS, RunTable
 from tests.tui.conftest import (
     FROZEN_NOW,
     fake_checkpoint,
@@ -333,3 +333,14 @@ async def test_long_default_names_keep_their_time_at_80_columns(runs_root):
         names = [_cells(table, i)["name"] for i in range(2)]
         assert all(len(name) <= width for name in names), (names, width)
         assert {name[-6:] for name in names} == {"123115", "123144"}
+
+
+@pytest.mark.parametrize(
+    ("seconds", "text"),
+    [(4.24, "4.2s"), (45, "45s"), (725, "12m05s"), (11220, "3h07m"), (187200, "2d04h"),
+     (9 * 86400 + 23 * 3600, "9d23h"), (1113 * 86400 + 15 * 3600, "1113d")],
+)
+def test_durations_fit_the_took_column(seconds, text):
+    assert fmt.duration(seconds) == text
+    width = dict((key, w) for key, _, w in COLUMNS)["duration"]
+    assert len(text) <= width

@@ -80,10 +80,28 @@ async def test_footer_at_80_columns_keeps_help_and_quit(runs_root, empty):
         keys = await _footer(pilot, app)
         assert "question_mark" in keys and "q" in keys and "n" in keys
         assert "t" not in keys  # optional at 80 columns ...
-        per_run = {"enter", "r", "d", "m"}
-        assert per_run.isdisjoint(keys) if empty else per_run <= set(keys)
+        per_run = {"enter", "r", "f", "d", "m"}
+        if empty:
+            assert per_run.isdisjoint(keys)
+        else:  # a complete run offers Extend (train further), not Resume
+            assert {"enter", "f", "d", "m"} <= set(keys) and "r" not in keys
         await pilot.press("t")  # ... but the key still works
         assert app.theme == "clmtune-light"
+
+
+async def test_runs_footer_offers_resume_or_extend_for_the_run_under_the_cursor(runs_root):
+    recorded_run(runs_root, "a-done", "completed", status="completed")
+    recorded_run(runs_root, "b-crashed", "crashed", status="crashed", shift=-60)
+    app = _app(runs_root)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_until(pilot, lambda: len(app.screen.table.runs) == 2)
+        seen = {}
+        for _ in range(2):
+            run = app.screen.selected
+            keys = await _footer(pilot, app)
+            seen[run.status] = ("r" in keys, "f" in keys)
+            await pilot.press("down")
+        assert seen == {"completed": (False, True), "crashed": (True, False)}
 
 
 async def test_footer_shows_every_key_when_wide_and_follows_a_resize(runs_root):

@@ -20,12 +20,13 @@ from textual.binding import Binding
 from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import DataTable, Static
-from textual_plot import HiResMode, LegendLocation, PlotWidget
+from textual_plot import HiResMode, LegendLocation
 
 from clmtune.backend.tools import compare
 from clmtune.tui import fmt
 from clmtune.tui.thin import thin_minmax
 from clmtune.tui.widgets.footer import AppFooter
+from clmtune.tui.widgets.loss_chart import QuietLegend
 
 REFRESH_S = 2.0
 SMOOTH_STEP = 0.1
@@ -62,7 +63,7 @@ def warm_curves(runs: Sequence[compare.ComparedRun]) -> None:
                 compare.curve_of(run, metric, x_axis)
 
 
-class CompareChart(PlotWidget, inherit_bindings=False):
+class CompareChart(QuietLegend, inherit_bindings=False):
     """One line per run, thinned to the chart's width; raw points faint under smoothing."""
 
     margin_top = 1

@@ -70,7 +70,7 @@ class EditorScreen(EditorSaving, Screen[None]):
     )
     HELP_KEYS = (("tab / shift+tab", "Next / previous field"),)
     # At 80 columns the footer keeps Start, Save, Back, Open, Preset, Next error and ?.
-    FOOTER_OPTIONAL = frozenset({"toggle_theme", "copy_command", "save_as"})
+    FOOTER_OPTIONAL = frozenset({"toggle_theme", "copy_command", "save_as", "preview"})
 
     BINDINGS = [
         Binding("ctrl+r,f5", "start", "Start", tooltip="Save the settings and start the run"),
@@ -83,6 +83,7 @@ class EditorScreen(EditorSaving, Screen[None]):
                 tooltip="Copy the equivalent clmtune / torchrun command"),
         Binding("f2", "save_as", "Save as",
                 tooltip="Save under another file name (a run's settings: copy to a new file)"),
+        Binding("f6", "preview", "Preview", tooltip="What the data makes, and a memory estimate"),
         Binding("f1", "app.help", "Help", tooltip="What this screen does and all its keys"),
         # ? is help everywhere, even in a text field (settings never hold a ?).
         Binding("question_mark", "app.help", "Help", show=False, priority=True),
@@ -556,6 +557,13 @@ class EditorScreen(EditorSaving, Screen[None]):
         if self.preset is not None and self._saved_doc is None:
             errors = [e for e in errors if not _is_demo_path(form.document, e)]
         return list(errors)
+
+    def action_preview(self) -> None:
+        """The Preview of the settings as edited (tui/screens/editor_preview.py)."""
+        from clmtune.tui.screens.editor_preview import PreviewScreen
+
+        if self.form is not None:
+            self.app.push_screen(PreviewScreen(self.form.document, self.path))
 
     def action_back(self) -> None:
         """Leave the editor (asks first when there are unsaved changes)."""

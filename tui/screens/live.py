@@ -3,7 +3,8 @@
 A thread worker (:class:`tui.tailer.RunFollower`) replays the whole events file, then
 follows it, posting :class:`EventsArrived` batches. The screen folds each batch into a
 :class:`backend.rundir.state.RunState` (the one reducer every view uses) at once, but renders the
-widgets at most about once a second (``RENDER_EVERY_S``): a redraw per 0.3 s poll costs
+widgets at most about once a second (``RENDER_EVERY_S``; every 3 s while the run trains on the
+CPU, whose cores the dashboard shares): a redraw per 0.3 s poll costs
 the training next door real throughput on a small machine. What the user must see at
 once (the first batch, a phase or status change, a checkpoint, the end) renders
 immediately. Finished and live runs take the same path. A plain Hugging Face folder has
@@ -36,6 +37,7 @@ from clmtune.tui.tailer import RunFollower
 from clmtune.tui.widgets.checkpoint_table import CheckpointRow, CheckpointTable
 from clmtune.tui.widgets.final_table import FinalTable
 from clmtune.tui.widgets.footer import AppFooter
+from clmtune.tui.widgets.gpu_panel import GpuPanel
 from clmtune.tui.widgets.log_view import LogView
 from clmtune.tui.widgets.loss_chart import LossChart, SignalsPanel
 from clmtune.tui.widgets.memory_panel import MemoryPanel
@@ -46,6 +48,10 @@ if TYPE_CHECKING:
 
 ENDED = ("completed", "stopped", "failed", "crashed")
 RENDER_EVERY_S = 1.0  # coalesce data batches into one redraw per this many seconds
+# A run training on the CPU shares its cores with this screen: every wake-up of the
+# dashboard stalls the worker's OpenMP threads (issue 16). Redraw and poll less often then.
+CPU_RUN_RENDER_EVERY_S = 3.0
+CPU_RUN_POLL_S = 1.0
 # Event types rendered as soon as they arrive rather than at the next coalesced redraw.
 URGENT_EVENTS = frozenset(
     {"run_started", "run_finished", "phase", "checkpoint", "final_metrics", "warning"}
@@ -130,6 +136,9 @@ class LiveScreen(Screen):
         # Folded into the view but not rendered yet (the log and the flags need them).
         self._pending: list[dict[str, Any]] = []
         self._rendered_data = False  # the first batch (the replay) renders at once
+        self._follower: RunFollower | None = None
+        self._tick_timer: Any = None
+        self.render_every_s = RENDER_EVERY_S
 
     # ---- layout -------------------------------------------------------------
 
@@ -141,6 +150,7 @@ class LiveScreen(Screen):
             yield LossChart(id="loss-chart")
             with Vertical(id="live-side"):
                 yield SignalsPanel(id="signals")
+                yield GpuPanel(id="gpu")  # hidden until the run has a gpu event
                 yield MemoryPanel(id="memory")
         yield Static(id="live-samples", markup=False)  # [samples] completions (issue 12)
         with TabbedContent(id="live-tabs"):
@@ -163,7 +173,7 @@ class LiveScreen(Screen):
                 self._follow()
             else:
                 self._load_saved()  # no events (yet): maybe a plain Hugging Face folder
-        self.set_interval(RENDER_EVERY_S, self._tick)
+        self._tick_timer = self.set_interval(self.render_every_s, self._tick)
 
     @work(thread=True, exclusive=True, group="follow", exit_on_error=False)
     def _load_saved(self) -> None:
@@ -196,9 +206,8 @@ class LiveScreen(Screen):
     @work(thread=True, exclusive=True, group="follow", exit_on_error=False)
     def _follow(self) -> None:
         worker = get_current_worker()
-        RunFollower(self.run_dir, self.post_message, poll_s=self.poll_s).run(
-            lambda: worker.is_cancelled
-        )
+        self._follower = RunFollower(self.run_dir, self.post_message, poll_s=self.poll_s)
+        self._follower.run(lambda: worker.is_cancelled)
 
     @on(EventsArrived)
     def _events_arrived(self, message: EventsArrived) -> None:
@@ -209,6 +218,8 @@ class LiveScreen(Screen):
         before = (view.phase, view.status)
         view.apply_all(message.events)
         self._pending.extend(message.events)
+        if any(e.get("type") == "run_started" for e in message.events):
+            self._pace_for_device()
         urgent = (
             not self._rendered_data
             or (view.phase, view.status) != before
@@ -220,6 +231,20 @@ class LiveScreen(Screen):
             e.get("type") in ("checkpoint", "run_started", "run_finished") for e in message.events
         ):
             self._list_checkpoints()
+
+    def _pace_for_device(self) -> None:
+        """Redraw every CPU_RUN_RENDER_EVERY_S while the run trains on the CPU (every
+        device it names is a CPU), else every RENDER_EVERY_S."""
+        devices = (self.view.started or {}).get("devices") or []
+        on_cpu = bool(devices) and all(str(d).startswith("cpu") for d in devices)
+        every = CPU_RUN_RENDER_EVERY_S if on_cpu else RENDER_EVERY_S
+        if self._follower is not None:
+            self._follower.poll_s = CPU_RUN_POLL_S if on_cpu else self.poll_s
+        if every != self.render_every_s:
+            self.render_every_s = every
+            if self._tick_timer is not None:
+                self._tick_timer.stop()
+                self._tick_timer = self.set_interval(every, self._tick)
 
     def _flush(self) -> None:
         """Render what arrived since the last render, unless nobody can see this screen."""
@@ -283,6 +308,8 @@ class LiveScreen(Screen):
         self.query_one(SignalsPanel).update_signals(view.learning_rate, view.grad_norm)
         if any(e.get("type") == "memory" for e in events):
             self.query_one(MemoryPanel).update_memory(view.memory)
+        if any(e.get("type") in ("gpu", "train_log", "run_started") for e in events):
+            self.query_one(GpuPanel).update_gpu(view)
         self.query_one(LogView).add_events(events)
         if any(e.get("type") == "checkpoint" for e in events):
             self._show_event_checkpoints()

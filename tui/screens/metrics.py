@@ -23,6 +23,7 @@ from textual import on, work
 from textual.app import ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.css.query import NoMatches
 from textual.screen import Screen
 from textual.widgets import Static, TabbedContent, TabPane
 from textual.worker import Worker, WorkerState
@@ -32,7 +33,7 @@ from clmtune.backend.rundir.state import fold
 from clmtune.tui import fmt
 from clmtune.tui.screens.editor import binding_commands, display_path
 from clmtune.tui.widgets.footer import AppFooter
-from clmtune.tui.widgets.metrics_table import LogHistoryTable, ResultsTable
+from clmtune.tui.widgets.metrics_table import RESULT_FILES, LogHistoryTable, ResultsTable
 
 TRAINER_STATE = "trainer_state.json"
 AUTO_RELOAD_S = 3.0  # a running run's metrics are read again this often
@@ -53,6 +54,7 @@ class SavedRun:
     accuracy: float | None = None
     results: dict[str, dict[str, Any]] = field(default_factory=dict)  # files + event finals
     problem: str | None = None  # the dir is not a run dir / unreadable
+    gpu_lines: list[tuple[str, str]] = field(default_factory=list)  # MFU, mean/max per GPU
 
 
 def _read_json(path: Path) -> Any:
@@ -113,7 +115,25 @@ def load_saved_run(run_dir: Path) -> SavedRun:
         if values and not saved.results.get(split):
             saved.results[split] = values
     saved.accuracy = _accuracy(saved.results, saved.history)
+    if folded is not None:
+        saved.gpu_lines = _gpu_lines(folded, saved.results.get("train") or {})
     return saved
+
+
+def _gpu_lines(state: Any, train: dict[str, Any]) -> list[tuple[str, str]]:
+    """MFU / tokens/s (the final figures, else the last log's) and the per-GPU summary."""
+    from clmtune.tui.widgets.gpu_panel import gpu_summary
+
+    mfu = to_float(train.get("train_mfu"))
+    tokens = to_float(train.get("train_tokens_per_second"))
+    if mfu is None and tokens is None:
+        mfu, tokens = state.mfu, state.tokens_per_second
+    lines = []
+    if mfu is not None:
+        lines.append(("mfu", f"{fmt.percent(mfu)} ({fmt.si(tokens)} tok/s)"))
+    elif to_float(train.get("train_tokens_per_second")) is not None:
+        lines.append(("tokens/s", fmt.si(tokens)))
+    return lines + gpu_summary(state.gpu)
 
 
 def _last_step(history: list[dict[str, Any]]) -> float:
@@ -180,6 +200,7 @@ def summary_lines(saved: SavedRun) -> list[tuple[str, str]]:
         lines.append(("eta", fmt.duration(s.eta)))
     if s.resumed_from:
         lines.append(("resumed from", Path(s.resumed_from).name))
+    lines += saved.gpu_lines
     if s.nan_flag:
         lines.append(("loss", "⚠ not finite (above)"))  # the flag is shown above the tabs
     return lines
@@ -233,7 +254,9 @@ class MetricsScreen(Screen[None]):
     MetricsScreen #metrics-error-box.-shown { display: block; }
     MetricsScreen #metrics-chart-empty { color: $text-muted; padding: 1 2; }
     MetricsScreen ResultsTable, MetricsScreen LogHistoryTable { height: 1fr; }
-    MetricsScreen #history-source { height: 1; color: $text-muted; padding: 0 1; }
+    MetricsScreen #history-source, MetricsScreen #results-source {
+        height: 1; color: $text-muted; padding: 0 1;
+    }
     MetricsScreen .summary-label { color: $text-muted; }
     """
 
@@ -277,6 +300,7 @@ class MetricsScreen(Screen[None]):
                     with Vertical(id="metrics-chart-box"):
                         yield from self._chart()
             with TabPane("Results (2)", id="results"):
+                yield Static("", id="results-source", markup=False)
                 yield ResultsTable(id="results-table")
             with TabPane("Log history (3)", id="history"):
                 yield Static("", id="history-source", markup=False)
@@ -341,20 +365,39 @@ class MetricsScreen(Screen[None]):
         self.query_one("#metrics-error", Static).update(problem)
         self.query_one("#metrics-error-box").set_class(bool(problem), "-shown")
         self.query_one("#results-table", ResultsTable).set_results(saved.results)
+        files = [f"{split} = {name}" for split, name in RESULT_FILES.items()
+                 if saved.results.get(split)]
+        self.query_one("#results-source", Static).update(
+            ", ".join(files) if files else "")
         self.query_one("#history-table", LogHistoryTable).set_history(saved.history)
-        source = saved.history_source or "no log history"
-        self.query_one("#history-source", Static).update(
-            f"{len(saved.history)} entries from {source}"
-        )
+        self._shown = saved
+        self._history_source(saved)
+        self.call_after_refresh(self._history_source, saved)  # once the table is laid out
         self._draw_chart(saved)
         self.ready.set()
+
+    def _history_source(self, saved: SavedRun) -> None:
+        """Where the log history comes from; and, when its columns do not fit, how to see
+        the rest (the table is wider than a narrow terminal)."""
+        table = self.query_one("#history-table", LogHistoryTable)
+        text = f"{len(saved.history)} entries from {saved.history_source or 'no log history'}"
+        if table.virtual_size.width > table.scrollable_content_region.width > 0:
+            text += " · ← → for more columns"
+        self.query_one("#history-source", Static).update(text)
+
+    @on(TabbedContent.TabActivated)
+    def _tab_shown(self, event: TabbedContent.TabActivated) -> None:
+        # A table on a hidden tab has no width: measure it again when it is shown.
+        saved = getattr(self, "_shown", None)
+        if saved is not None:
+            self.call_after_refresh(self._history_source, saved)
 
     def _draw_chart(self, saved: SavedRun) -> None:
         try:
             from clmtune.tui.widgets.loss_chart import LossChart
 
             chart = self.query_one("#metrics-chart", LossChart)
-        except Exception:
+        except (ImportError, NoMatches):  # no chart widget: the summary stands alone
             return
         chart.set_data(saved.train_x, saved.train_y, saved.eval_x, saved.eval_y)
 
@@ -368,8 +411,11 @@ class MetricsScreen(Screen[None]):
             self.app.exit()
 
     def action_tab(self, tab: str) -> None:
-        """Show one tab."""
+        """Show one tab; its table takes the keys (arrows scroll it)."""
         self.query_one(TabbedContent).active = tab
+        tables = {"results": "#results-table", "history": "#history-table"}
+        if tab in tables:
+            self.query_one(tables[tab]).focus()
 
     def action_log_scale(self) -> None:
         """Toggle the loss chart's log scale."""
@@ -377,7 +423,7 @@ class MetricsScreen(Screen[None]):
             from clmtune.tui.widgets.loss_chart import LossChart
 
             chart = self.query_one("#metrics-chart", LossChart)
-        except Exception:
+        except (ImportError, NoMatches):  # no chart widget: the summary stands alone
             return
         chart.toggle_log()
 

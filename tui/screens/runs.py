@@ -33,7 +33,7 @@ EMPTY_HINT = (
 )
 
 
-RUN_ACTIONS = ("open_run", "resume", "delete", "metrics", "try_model")
+RUN_ACTIONS = ("open_run", "resume", "train_further", "delete", "metrics", "try_model")
 
 
 def shown_path(path: Path) -> str:
@@ -64,6 +64,10 @@ class RunsScreen(Screen):
         Binding(
             "r", "resume", "Resume",
             tooltip="Resume the selected run from its newest complete checkpoint",
+        ),
+        Binding(
+            "f", "train_further", "Extend",
+            tooltip="Train the selected complete run further (asks for a new max_steps)",
         ),
         Binding(
             "d", "delete", "Delete",
@@ -127,7 +131,19 @@ class RunsScreen(Screen):
 
     def footer_hidden(self) -> tuple[str, ...]:
         """No run to act on: the per-run keys leave the footer (room for n, ? and q)."""
-        return RUN_ACTIONS if self.selected is None else ()
+        run = self.selected
+        if run is None:
+            return RUN_ACTIONS
+        # A complete run is never resumed as it is: it offers "train further" instead.
+        return ("resume",) if run.status == "completed" else ("train_further",)
+
+    @on(DataTable.RowHighlighted)
+    def _row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        event.stop()
+        status = getattr(self.selected, "status", None)
+        if status != getattr(self, "_footer_status", status):
+            self.refresh_bindings()  # Resume or Extend, for the run under the cursor
+        self._footer_status = status
 
     @work(thread=True, group="runs-refresh", exit_on_error=False)
     def refresh_runs(self) -> None:
@@ -173,6 +189,16 @@ class RunsScreen(Screen):
         run = self._need_selection()
         if run is not None:
             self.app.resume_run(Path(run.path), None, status=run.status)
+
+    def action_train_further(self) -> None:
+        run = self._need_selection()
+        if run is None:
+            return
+        if run.status != "completed":
+            self.notify("Only a complete run trains further; resume this one (r).",
+                        severity="warning")
+            return
+        self.app.train_further(Path(run.path))
 
     def action_metrics(self) -> None:
         run = self._need_selection()
@@ -252,6 +278,10 @@ class RunsScreen(Screen):
         )
         yield SystemCommand(
             "Resume run", "Resume the selected run from its last checkpoint (r)", self.action_resume
+        )
+        yield SystemCommand(
+            "Train further", "Continue a complete run to a new max_steps (f)",
+            self.action_train_further,
         )
         yield SystemCommand(
             "Delete run", "Delete the selected run after confirming (d)", self.action_delete

@@ -23,6 +23,7 @@ from textual import on
 from textual.app import ComposeResult
 from textual.containers import VerticalScroll
 from textual.content import Content
+from textual.css.query import NoMatches
 from textual.message import Message
 from textual.reactive import reactive
 from textual.timer import Timer
@@ -289,7 +290,7 @@ class ConfigForm(VerticalScroll, can_focus=False):
         """The mounted row of a field, or None (advanced and not yet opened)."""
         try:
             return self.query_one(f"#f-{section}-{key}", FieldRow)
-        except Exception:
+        except NoMatches:
             return None
 
     @on(FieldRow.Edited)
@@ -379,7 +380,7 @@ class ConfigForm(VerticalScroll, can_focus=False):
         for section, specs in self.sections.items():
             try:
                 msg = self.query_one(f"#msg-{section}", Static)
-            except Exception:
+            except NoMatches:
                 continue
             lines = problems.by_section.get(section, [])
             msg.update("\n".join(f"✗ {m}" for m in lines))
@@ -391,7 +392,7 @@ class ConfigForm(VerticalScroll, can_focus=False):
                 set_count = sum(1 for k in self._doc.get(section, {}) if k in names)
                 try:
                     collapsible = self.query_one(f"#advanced-{section}", Collapsible)
-                except Exception:
+                except NoMatches:
                     continue
                 collapsible.title = self._advanced_title(len(advanced), set_count, errors)
         self.error_count = problems.error_count

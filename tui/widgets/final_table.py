@@ -18,6 +18,8 @@ ROWS: tuple[tuple[str, str | None, str | None], ...] = (
     ("runtime", "train_runtime", "eval_runtime"),
     ("samples/s", "train_samples_per_second", "eval_samples_per_second"),
     ("steps/s", "train_steps_per_second", "eval_steps_per_second"),
+    ("tokens/s", "train_tokens_per_second", None),  # backend.mfu, this attempt's steps
+    ("MFU", "train_mfu", None),  # only with a known GPU peak
     ("epoch", "epoch", "epoch"),
 )
 
@@ -34,8 +36,10 @@ def _cell(metrics: dict[str, Any], key: str | None, label: str) -> str:
         return "-"
     if label == "runtime":
         return fmt.duration(value)
-    if label == "accuracy":
+    if label in ("accuracy", "MFU"):
         return fmt.percent(value)
+    if label == "tokens/s":
+        return fmt.si(value)
     if label == "samples":
         return str(int(value))
     return fmt.num(value)

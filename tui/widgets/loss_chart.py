@@ -95,7 +95,40 @@ class LogAxisFormatter(NumericAxisFormatter):
         return fit_labels(values, [fmt.num(value, 3) for value in values])
 
 
-class LossChart(PlotWidget, inherit_bindings=False):
+class QuietLegend(PlotWidget):
+    """A plot whose legend is rewritten once per redraw, and only when its text changed.
+
+    textual-plot rewrites the legend on every ``clear``, ``plot`` and ``scatter``; a
+    rewrite is a ``Static.update``, which lays the whole screen out again. Redrawing
+    identical curves once a second then costs a full-screen layout each time: CPU that a
+    CPU training run next door loses (issue 16). The rewrite is deferred to after the
+    redraw and skipped when the legend would read the same.
+    """
+
+    _legend_pending = False
+    _legend_key: tuple[Any, ...] | None = None
+
+    def _update_legend(self) -> None:
+        if not self._legend_pending:
+            self._legend_pending = True
+            self.call_later(self._write_legend)
+
+    def _write_legend(self) -> None:
+        self._legend_pending = False
+        styles = [str(getattr(d, "line_style", "") or getattr(d, "marker_style", ""))
+                  for d in self._datasets]
+        key = (tuple(self._labels), tuple(type(d).__name__ for d in self._datasets),
+               tuple(styles), tuple(self._v_lines_labels), self.size)
+        if key != self._legend_key:
+            self._legend_key = key
+            super()._update_legend()
+
+    def show_legend(self, location: LegendLocation | None = None, is_visible: bool = True) -> None:
+        self._legend_key = None  # shown again: write it
+        super().show_legend(location, is_visible)
+
+
+class LossChart(QuietLegend, inherit_bindings=False):
     """Train and eval loss on one chart. Mouse wheel zooms, drag pans; keys below."""
 
     COMPONENT_CLASSES = PlotWidget.COMPONENT_CLASSES | {"loss-chart--train", "loss-chart--eval"}

@@ -94,8 +94,8 @@ class ResultsTable(DataTable):
             self.add_row(Text("no *_results.json in this run", style="dim"))
             return
         self.add_column("metric", key="metric")
-        for split in splits:
-            self.add_column(RESULT_FILES.get(split, split), key=split)
+        for split in splits:  # short headers: the files are named above the table
+            self.add_column(split, key=split)
         for name in names:
             cells = [format_cell(metrics[s].get(name)) for s in splits]
             self.add_row(name, *cells, key=name)

@@ -67,6 +67,8 @@ class PhaseBar(Static):
             parts.append((3, Text(f" · {fmt.si(view.tokens_per_second)} tok/s")))
         elif view.samples_per_second is not None:
             parts.append((3, Text(f" · {fmt.si(view.samples_per_second)} samp/s")))
+        if getattr(view, "mfu", None) is not None:  # a GPU with a known peak (backend.mfu)
+            parts.append((3, Text(f" · MFU {view.mfu * 100:.0f}%")))
         eta = view.eta(status)
         if eta is not None:
             parts.append((4, Text(f" · ETA {fmt.duration(eta)}")))
