@@ -57,6 +57,8 @@ async def test_try_two_checkpoints_side_by_side_with_the_real_helper(runs_root, 
         screen.query_one("#try-tokens", Input).value = "6"
         await pilot.pause()
         assert screen.query_one("#try-pane-B").display
+        await pilot.press("ctrl+o")  # CPU, as the direct calls below (a GPU may be there)
+        assert screen.device == "cpu" and screen.notice == "Device: CPU"
         screen.query_one("#try-prompt", Input).value = PROMPT
         await pilot.press("enter")
         assert screen.busy == {"A", "B"}
@@ -68,6 +70,7 @@ async def test_try_two_checkpoints_side_by_side_with_the_real_helper(runs_root, 
         tried = [s for s in read_samples(run) if s["source"] == "try"]
         assert [(s["checkpoint"], s["prompt"], s["completion"]) for s in tried] == [
             ("final", PROMPT, want), ("checkpoint-2", PROMPT, screen.texts["B"])]
+        assert {s["settings"]["device"] for s in tried} == {"cpu"}
         history = screen.query_one("#try-history", DataTable)
         await wait_until(pilot, lambda: history.row_count == 2)
 

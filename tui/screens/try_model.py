@@ -72,7 +72,7 @@ class TryScreen(Screen):
         Binding("escape", "back", "Back", tooltip="Back (the helper process ends)"),
         Binding("ctrl+g", "generate", "Generate", tooltip="Complete the prompt (or enter)"),
         Binding("ctrl+r", "reload", "Reload", tooltip="List the checkpoints and history again"),
-        Binding("ctrl+d", "device", "Device",
+        Binding("ctrl+o", "device", "CPU/auto",
                 tooltip="Generate on the GPU when it has room (auto) or always on the CPU"),
     ]
 
