@@ -29,6 +29,8 @@ object per line, flushed per event. Every event carries ``v`` (schema version),
 ``log``           message (free text from the worker, e.g. a library warning)
 ``final_metrics`` split ("train" | "eval"), metrics (dict)
 ``run_finished``  status (completed | stopped | failed), error, hint
+``sample``        step, seconds (time the generation took), samples (list of dicts: prompt,
+                  completion, tokens): ``[samples]`` prompts completed after an evaluation
 
 Numbers that are not finite are written as the strings ``"nan"``, ``"inf"``,
 ``"-inf"`` (read them with :func:`to_float`). Notes for readers:
@@ -84,6 +86,7 @@ EVENT_TYPES = (
     "final_metrics",
     "run_finished",
     "gpu",
+    "sample",
 )
 
 Event = dict[str, Any]

@@ -28,6 +28,7 @@ from clmtune.backend.metrics import (
     preprocess_logits_for_metrics,
 )
 from clmtune.backend.model import ModelInfo, TrainingSetupError, load_model_and_tokenizer
+from clmtune.backend.samples import sample_callbacks
 
 if TYPE_CHECKING:
     from transformers import Trainer, TrainerCallback, TrainingArguments
@@ -322,7 +323,7 @@ def run_training(
         data_collator=default_data_collator,
         compute_metrics=make_compute_metrics() if evaluating else None,
         preprocess_logits_for_metrics=preprocess_logits_for_metrics if evaluating else None,
-        callbacks=list(callbacks),
+        callbacks=[*callbacks, *sample_callbacks(cfg, run_dir, send)],
     )
     mfu_fields = _mfu_fields(cfg, args, model, data.block_size)
     if args.fsdp and not getattr(trainer, "is_fsdp_enabled", False):  # accelerate: GPUs only

@@ -17,7 +17,7 @@ from clmtune.backend.settings.toml_io import load_config, save_config
 from clmtune.backend.settings.validate import validate_document
 
 REPO = Path(__file__).resolve().parent.parent
-SECTION_NAMES = ("model", "data", "training", "launch", "notify")
+SECTION_NAMES = ("model", "data", "training", "launch", "samples", "notify")
 MAX_LINES = 700
 
 

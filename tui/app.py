@@ -183,6 +183,11 @@ class ClmtuneApp(DashboardApp):
 
         self.push_screen(MetricsScreen(Path(run_dir)))
 
+    def open_try(self, run_dir: Path, checkpoint: str | None = None) -> None:
+        from clmtune.tui.screens.try_model import TryScreen  # loaded when first used
+
+        self.push_screen(TryScreen(Path(run_dir), checkpoint=checkpoint))
+
     def action_new_run(self) -> None:
         from clmtune.tui.screens.editor import EditorScreen  # the editor helper's module
 

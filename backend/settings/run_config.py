@@ -25,6 +25,7 @@ from clmtune.backend.settings.schema import (
     LaunchSettings,
     ModelSettings,
     NotifySettings,
+    SamplesSettings,
     unknown_attribute_message,
 )
 
@@ -97,6 +98,7 @@ class Settings:
     data: DataSettings
     training: TrainingSettings
     launch: LaunchSettings
+    samples: SamplesSettings = field(default_factory=lambda: SamplesSettings.from_values({}))
     notify: NotifySettings = NotifySettings.from_values({})
 
     @classmethod
@@ -108,6 +110,7 @@ class Settings:
             data=DataSettings.from_values(dict(sections.get("data") or {})),
             training=TrainingSettings(sections.get("training") or {}, training_specs),
             launch=LaunchSettings.from_values(dict(sections.get("launch") or {})),
+            samples=SamplesSettings.from_values(dict(sections.get("samples") or {})),
             notify=NotifySettings.from_values(dict(sections.get("notify") or {})),
         )
 
@@ -125,6 +128,7 @@ class RunConfig:
     data: dict[str, Any] = field(default_factory=dict)
     training: dict[str, Any] = field(default_factory=dict)
     launch: dict[str, Any] = field(default_factory=dict)
+    samples: dict[str, Any] = field(default_factory=dict)
     notify: dict[str, Any] = field(default_factory=dict)
     source: Path | None = None
     warnings: list[str] = field(default_factory=list, compare=False)

@@ -24,7 +24,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-SECTIONS = ("model", "data", "training", "launch", "notify")
+SECTIONS = ("model", "data", "training", "launch", "samples", "notify")
 
 KINDS = ("bool", "int", "float", "str", "choice", "path", "list", "dict")
 
@@ -242,6 +242,22 @@ class LaunchSettings(Section):
         return self.nproc_per_node > 1 or self.nnodes > 1
 
 
+@dataclass(frozen=True)
+class SamplesSettings(Section):
+    """``[samples]``: completions the worker generates after evaluations (off when empty)."""
+
+    section: ClassVar[str] = "samples"
+
+    prompts: list[str] | None = setting(
+        None, "Prompts to complete with the current weights after evaluations (greedy), "
+        "written to samples.jsonl and shown in the live view; unset or empty: off.",
+        kind="list")
+    every_n_evals: int = setting(
+        1, "Generate after every N-th evaluation (1: after each one).", minimum=1)
+    max_new_tokens: int = setting(
+        32, "New tokens generated per prompt.", minimum=1, maximum=4096)
+
+
 #: The events ``[notify] command`` can run on (all of them by default).
 NOTIFY_EVENTS = ("finished", "failed", "stopped", "eval", "stalled", "nan")
 
@@ -271,6 +287,7 @@ class NotifySettings(Section):
 #: The typed class of each hand-written section.
 TYPED_SECTIONS: dict[str, type[Section]] = {
     "model": ModelSettings, "data": DataSettings, "launch": LaunchSettings,
+    "samples": SamplesSettings,
     "notify": NotifySettings,
 }
 

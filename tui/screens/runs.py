@@ -33,7 +33,7 @@ EMPTY_HINT = (
 )
 
 
-RUN_ACTIONS = ("open_run", "resume", "train_further", "delete", "metrics")
+RUN_ACTIONS = ("open_run", "resume", "train_further", "delete", "metrics", "try_model")
 
 
 def shown_path(path: Path) -> str:
@@ -81,6 +81,8 @@ class RunsScreen(Screen):
                 tooltip="Mark or unmark the selected run for Compare"),
         Binding("c", "compare", "Compare", show=False,
                 tooltip="Compare the marked runs (mark them with space)"),
+        Binding("g", "try_model", "Try", show=False,
+                tooltip="Try the selected run's model: a prompt, checkpoints side by side"),
     ]
 
     loading = True  # until the first rows of the listing arrive
@@ -203,6 +205,11 @@ class RunsScreen(Screen):
         if run is not None:
             self.app.open_metrics(Path(run.path))
 
+    def action_try_model(self) -> None:
+        run = self._need_selection()
+        if run is not None:
+            self.app.open_try(Path(run.path))
+
     def action_mark(self) -> None:
         run = self._need_selection()
         if run is None:
@@ -281,4 +288,8 @@ class RunsScreen(Screen):
         )
         yield SystemCommand(
             "Saved metrics", "Inspect the selected run's saved metrics (m)", self.action_metrics
+        )
+        yield SystemCommand(
+            "Try the model", "Complete a prompt with the selected run's model (g)",
+            self.action_try_model,
         )
