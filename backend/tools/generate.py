@@ -103,6 +103,9 @@ def load_for_generation(folder: Path, device: str, dtype: Any = None) -> tuple[A
     ``clmtune.backend.lora.load_peft_for_inference``; anything else through
     ``AutoModelForCausalLM.from_pretrained(folder)`` (``dtype`` None: its default).
     """
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # "Loading weights" bars are noise in a command's output
     folder = Path(folder)
     tokenizer = _load_tokenizer(folder)
     if (folder / "adapter_config.json").is_file():
