@@ -31,4 +31,5 @@ TUI_SURFACE = (
     "estimate",  # memory / steps arithmetic of the Preview (pure Python)
     "tools.preview_text",  # the preview report as lines (pure Python)
     "cli_text",  # number / duration formats (rich only inside console())
+    "tools.generate_io",  # which folder a generation loads; samples.jsonl (Try screen)
 )

@@ -236,6 +236,11 @@ def _cmd_train(args: argparse.Namespace) -> int:
         _need_settings_file(config_path)
     if config_path is None and args.resume is None:
         raise BadInput("train: without a config file, --resume last|auto|PATH is needed")
+    if args.print_command:  # what would run, shell-quoted; nothing trained, nothing written
+        from clmtune.backend.launch import command_text
+        print(command_text(config_path, run_dir=args.run_dir and Path(args.run_dir),
+                           resume=args.resume))
+        return EXIT_OK
     def announce(plan: Any) -> None:
         # Loading torch, the model and the data takes a while: say at once what happens.
         if plan.checkpoint is not None:
@@ -507,6 +512,7 @@ def build_parser() -> argparse.ArgumentParser:
         " the same command on every requeue)",
     )
     p.add_argument("--detach", action="store_true", help="start in the background and return")
+    p.add_argument("--print-command", action="store_true", help="print the command it would run")
     p.set_defaults(func=_cmd_train)
 
     p = sub.add_parser("stop", help="save a checkpoint at the next step and stop a run")

@@ -31,6 +31,8 @@ object per line, flushed per event. Every event carries ``v`` (schema version),
 ``log``           message (free text from the worker, e.g. a library warning)
 ``final_metrics`` split ("train" | "eval"), metrics (dict)
 ``run_finished``  status (completed | stopped | failed), error, hint
+``sample``        step, seconds (time the generation took), samples (list of dicts: prompt,
+                  completion, tokens): ``[samples]`` prompts completed after an evaluation
 
 Numbers that are not finite are written as the strings ``"nan"``, ``"inf"``,
 ``"-inf"`` (read them with :func:`to_float`). Notes for readers:
@@ -40,7 +42,9 @@ Numbers that are not finite are written as the strings ``"nan"``, ``"inf"``,
   ``run_started`` follows once the model and data are ready; its ``resume_step`` says
   which steps the earlier attempts logged that this one logs again.
 - A ``warning`` with ``code`` ``nan_loss`` carries the worker's hint for a loss that
-  became NaN/inf; it has ``step`` too.
+  became NaN/inf; it has ``step`` too. ``notify_failed``: the ``[notify]`` command failed
+  (backend/notify.py; training goes on); ``fsdp_ignored``: ``[training] fsdp`` is set but
+  accelerate did not shard (CPU processes); its output, when it prints any, is a ``log``.
 - The one reducer from events to state is :mod:`clmtune.backend.rundir.state`
   (``fold(events)`` / ``RunState.apply(event)``); add a field there when you add one here,
   and bump ``SCHEMA_VERSION`` when a change is not backward compatible.
@@ -84,6 +88,7 @@ EVENT_TYPES = (
     "final_metrics",
     "run_finished",
     "gpu",
+    "sample",
 )
 
 Event = dict[str, Any]

@@ -346,6 +346,41 @@ def start_run(
     )
 
 
+def command_text(
+    config_path: Path | None,
+    *,
+    run_dir: Path | None = None,
+    runs_root: Path = Path("runs"),
+    resume: str | None = None,
+) -> str:
+    """What ``clmtune train`` would run, shell-quoted: ``env VAR=… COMMAND`` (``--print-command``).
+
+    Validates like :func:`start_run` and decides the run folder and checkpoint the same
+    way, but writes nothing and starts nothing. The variables are the ones the worker's
+    environment adds to or changes in this one (the OpenMP wait policy, unbuffered output).
+    """
+    import shlex
+
+    if config_path is not None:
+        cfg = _load_for_launch(config_path, True)
+    elif run_dir is not None and (Path(run_dir) / CONFIG_TOML).is_file():
+        cfg = _load_for_launch(Path(run_dir) / CONFIG_TOML, True)
+    else:
+        raise RunError("nothing to run: give a config file (or a run dir that has config.toml)")
+    need_fixed_dir(resume, run_dir, cfg)
+    target = _choose_run_dir(cfg, config_path, run_dir, runs_root).resolve()
+    plan = plan_run(target, cfg, resume)
+    command = worker_command(cfg, target, plan.checkpoint)
+    here, env = os.environ, _worker_env()
+    changed = [f"{k}={v}" for k, v in sorted(env.items()) if here.get(k) != v]
+    line = shlex.join(["env", *changed, *command] if changed else command)
+    return (
+        f"# clmtune train first writes {shlex.quote(str(target / CONFIG_TOML))} (the frozen"
+        f" settings) and {LOGS_DIR}/, then runs (output to {LOGS_DIR}/{WORKER_OUT},"
+        f" {LOGS_DIR}/{WORKER_ERR}):\n{line}"
+    )
+
+
 def _record_changes(run_dir: Path, plan: RunPlan) -> None:
     """Say in the run's events which settings this attempt changed (run.json keeps them too)."""
     writer = EventWriter(run_dir / EVENTS_FILE)

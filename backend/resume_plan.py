@@ -183,7 +183,7 @@ def run_settings(run_dir: Path) -> RunConfig | None:
         data = read_toml(path)
     except ConfigError:
         return None
-    names = ("model", "data", "training", "launch")
+    names = ("model", "data", "training", "launch", "samples")
     sections = {k: v for k, v in data.items() if k in names and isinstance(v, dict)}
     return RunConfig(**sections, source=path)
 
@@ -199,7 +199,7 @@ def settings_changes(old: RunConfig, new: RunConfig) -> list[str]:
     """Every setting that differs between two configs, one line each (``[s] key: a → b``)."""
     new = new.resolved()
     lines: list[str] = []
-    for section in ("model", "data", "training", "launch"):
+    for section in ("model", "data", "training", "launch", "samples"):
         before, now = getattr(old, section), getattr(new, section)
         for key in sorted(set(before) | set(now)):
             if (section, key) in _NOT_SETTINGS or before.get(key) == now.get(key):
@@ -419,7 +419,7 @@ def _old_config(checkpoint: Path, run_dir: Path) -> Any | None:
             sections = {
                 k: v
                 for k, v in data.items()
-                if k in ("model", "data", "training", "launch", "peft") and isinstance(v, dict)
+                if k in ("model", "data", "training", "launch", "samples", "peft") and isinstance(v, dict)
             }
             return RunConfig(**sections, source=candidate)  # fmt: skip
     return None

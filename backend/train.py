@@ -29,6 +29,7 @@ from clmtune.backend.metrics import (
     preprocess_logits_for_metrics,
 )
 from clmtune.backend.model import ModelInfo, TrainingSetupError, load_model_and_tokenizer
+from clmtune.backend.samples import sample_callbacks
 
 if TYPE_CHECKING:
     from transformers import Trainer, TrainerCallback, TrainingArguments
@@ -323,9 +324,13 @@ def run_training(
         data_collator=default_data_collator,
         compute_metrics=make_compute_metrics() if evaluating else None,
         preprocess_logits_for_metrics=preprocess_logits_for_metrics if evaluating else None,
-        callbacks=list(callbacks),
+        callbacks=[*callbacks, *sample_callbacks(cfg, run_dir, send)],
     )
     mfu_fields = _mfu_fields(cfg, args, model, data.block_size)
+    if args.fsdp and not getattr(trainer, "is_fsdp_enabled", False):  # accelerate: GPUs only
+        send(make_event("warning", code="fsdp_ignored", message="[training] fsdp is set but "
+                        "accelerate does not shard on CPU processes: this run trains full "
+                        "copies with DDP (gloo); FSDP needs CUDA GPUs"))  # fmt: skip
     send(
         make_event(
             "run_started",

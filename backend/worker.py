@@ -2,7 +2,7 @@
 
 One process (or one torchrun rank) runs one run from ``RUN_DIR/config.toml``.
 Rank 0 alone writes ``events.jsonl`` and ``run.json``. Signals: the first
-SIGTERM or SIGINT asks for a graceful stop (checkpoint at the next optimizer
+SIGTERM, SIGINT or SIGUSR1 asks for a graceful stop (checkpoint at the next optimizer
 step, status ``stopped``); a second SIGINT aborts; SIGHUP is ignored so the
 run outlives the terminal that started it. Any failure ends as status
 ``failed`` with a one-line error and a hint in ``run.json`` and the events; the
@@ -89,7 +89,7 @@ def classify_error(exc: BaseException, cfg: Any = None) -> tuple[str, str | None
 
 
 class SignalState:
-    """First SIGTERM/SIGINT → graceful stop; second SIGINT → KeyboardInterrupt (abort)."""
+    """First SIGTERM/SIGINT/SIGUSR1 → graceful stop; second SIGINT → KeyboardInterrupt."""
 
     def __init__(self, stop: Any) -> None:
         self.stop = stop
@@ -98,6 +98,8 @@ class SignalState:
     def install(self) -> None:
         signal.signal(signal.SIGTERM, self._on_term)
         signal.signal(signal.SIGINT, self._on_int)
+        if hasattr(signal, "SIGUSR1"):  # Slurm's --signal=USR1@T: the time limit is near
+            signal.signal(signal.SIGUSR1, self._on_usr1)
         if hasattr(signal, "SIGHUP"):
             signal.signal(signal.SIGHUP, signal.SIG_IGN)
 
@@ -108,6 +110,9 @@ class SignalState:
 
     def _on_term(self, signum: int, frame: Any) -> None:  # noqa: ARG002
         self.stop.request("SIGTERM")
+
+    def _on_usr1(self, signum: int, frame: Any) -> None:  # noqa: ARG002
+        self.stop.request("SIGUSR1")
 
     def _on_int(self, signum: int, frame: Any) -> None:  # noqa: ARG002
         self.interrupts += 1
@@ -173,6 +178,7 @@ class RunRecord:
             "hint": None,
             "bad_input": False,
             "attempts": list(previous.get("attempts") or []),
+            "slurm_job_id": os.environ.get("SLURM_JOB_ID"),  # export-job: requeue bookkeeping
             # What the launcher found changed since the last attempt (recorded per attempt).
             "settings_changes": list(previous.get("settings_changes") or []),
         }  # fmt: skip
@@ -265,6 +271,7 @@ def run(run_dir: Path, resume: str | None = None) -> int:
     ) if is_main else None
 
     cfg: Any = None
+    hooks: Any = None  # [notify]: alerts (backend/notify.py)
     status, error, hint, step, bad_input = "failed", None, None, None, False
     try:
         _cpu_processes_use_gloo()
@@ -272,6 +279,11 @@ def run(run_dir: Path, resume: str | None = None) -> int:
         from clmtune.backend.train import run_training
 
         cfg = load_config(run_dir / "config.toml", for_launch=True)
+        from clmtune.backend.notify import NotifyHooks
+
+        hooks = NotifyHooks(cfg.settings.notify, run_dir, emit, is_main=is_main, stop=stop,
+                            step=lambda: callback_ref[0].last_step if callback_ref else None,
+                            training=lambda: bool(callback_ref) and callback_ref[0].training)
         resume_path = resolve_resume(run_dir, resume) if resume else None
         record.update(
             resumed_from=str(resume_path) if resume_path else None,
@@ -286,7 +298,7 @@ def run(run_dir: Path, resume: str | None = None) -> int:
             cfg,
             run_dir,
             emit=emit,
-            callbacks=[callback, *_test_callbacks(run_dir)],
+            callbacks=[callback, *hooks.callbacks, *_test_callbacks(run_dir)],
             resume_from=str(resume_path) if resume_path else None,
         )
         step = getattr(outcome, "global_step", None)
@@ -322,6 +334,8 @@ def run(run_dir: Path, resume: str | None = None) -> int:
             traceback.print_exc(file=sys.stderr)
         record.update(status=status, error=error, hint=hint, end_time=time.time(),
                       global_step=step, bad_input=bad_input)  # fmt: skip
+        if hooks is not None:  # after the record: a slow command must not hide the status
+            hooks.finish(status, step, error)
         if writer is not None:
             writer.close()
     if status in ("completed", "stopped"):

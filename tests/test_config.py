@@ -116,7 +116,7 @@ def test_schema_introspects_training_arguments(sch):
     assert all(spec.help for spec in training.values())
     for excluded in ("local_rank", "hub_token", "resume_from_checkpoint", "do_train", "do_eval"):
         assert excluded not in training
-    assert {"model", "data", "training", "launch", "peft"} == set(sch)
+    assert {"model", "data", "training", "launch", "samples", "notify", "peft"} == set(sch)
     assert sch["launch"]["nproc_per_node"].default == 1
     assert "gpt2" in sch["model"]["model_type"].choices
 

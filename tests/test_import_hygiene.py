@@ -17,12 +17,13 @@ from tests.run_helpers import REPO, cli_env
 HEAVY = ("torch", "transformers", "datasets", "evaluate", "accelerate")
 LIGHT = ("events", "rundir.listing", "rundir.summary", "rundir.state", "launch", "resume_plan",
          "settings.toml_io", "settings.validate", "settings.schema_cache", "errors",
-         "tools.compare")
+         "tools.compare", "tools.generate_io")
 LIGHT_BACKEND = tuple(f"clmtune.backend.{m}" for m in LIGHT)
 EVERY_BACKEND = ("clmtune.backend",) + tuple(
     f"clmtune.backend.{m}"
     for m in (*LIGHT, "presets", "cli", "worker", "memory", "callback", "train", "data", "model",
-              "metrics", "demo")
+              "metrics", "demo", "samples", "tools.generate", "tools.generate_server",
+              "tools.inspect_eval")
 )  # fmt: skip
 
 

@@ -17,7 +17,7 @@ from clmtune.backend.settings.toml_io import load_config, save_config
 from clmtune.backend.settings.validate import validate_document
 
 REPO = Path(__file__).resolve().parent.parent
-SECTION_NAMES = ("model", "data", "training", "launch", "peft")
+SECTION_NAMES = ("model", "data", "training", "launch", "samples", "notify", "peft")
 MAX_LINES = 700
 
 
@@ -363,7 +363,9 @@ def test_every_third_party_import_is_declared():
         return re.sub(r"[-_.]+", "-", name).lower()
 
     declared = {norm(re.split(r"[<>=!;\[ ]", dep, maxsplit=1)[0]) for dep in wanted}
-    dists = packages_distributions()
+    # Import names of optional extras that may not be installed here, so their metadata
+    # cannot name the distribution: nvidia-ml-py installs the module pynvml.
+    dists = {"pynvml": ["nvidia-ml-py"], **packages_distributions()}
     missing = set()
     for path in _modules("backend", "tui", "themes"):
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):

@@ -18,6 +18,7 @@ from textual.theme import Theme
 CSS_FILE = Path(__file__).with_name("app.tcss")
 LIVE_CSS_FILE = Path(__file__).with_name("live.tcss")  # LiveScreen.CSS_PATH
 EDITOR_CSS_FILE = Path(__file__).with_name("editor.tcss")  # EditorScreen.CSS_PATH
+TRY_CSS_FILE = Path(__file__).with_name("try.tcss")  # TryScreen.CSS_PATH
 CONFIG_ENV = "CLMTUNE_CONFIG_DIR"
 CONFIG_FILE = "tui.toml"
 

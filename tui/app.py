@@ -183,6 +183,11 @@ class ClmtuneApp(DashboardApp):
 
         self.push_screen(MetricsScreen(Path(run_dir)))
 
+    def open_try(self, run_dir: Path, checkpoint: str | None = None) -> None:
+        from clmtune.tui.screens.try_model import TryScreen  # loaded when first used
+
+        self.push_screen(TryScreen(Path(run_dir), checkpoint=checkpoint))
+
     def action_new_run(self) -> None:
         from clmtune.tui.screens.editor import EditorScreen  # the editor helper's module
 
@@ -496,6 +501,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="folder holding the runs (default: ./runs)")
     parser.add_argument("--config", type=Path, default=None,
                         help="a run settings TOML to open with 'o'")
+    parser.add_argument("--serve", action="store_true",
+                        help="serve the dashboard to a browser (needs textual-serve)")
+    parser.add_argument("--host", default="127.0.0.1", help="--serve address (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=8000, help="--serve port (default 8000)")
     return parser.parse_args(argv)
 
 
@@ -509,6 +518,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"clmtune-tui: --config {args.config} does not exist; pass a TOML file.",
               file=sys.stderr)
         return 2
+    if args.serve:  # the same app, one process per browser session (tui/serve.py)
+        from clmtune.tui.serve import serve
+
+        return serve(args.runs_dir, args.config, args.host, args.port)
     app = ClmtuneApp(args.runs_dir, args.config, prefetch=True)
     app.run()
     return app.return_code or 0

@@ -126,6 +126,10 @@ class RunState:
     last_event_time: float | None = None
     nan_loss_steps: list[int] = field(default_factory=list)
     nan_message: str | None = None  # the worker's nan_loss warning (what to change)
+    # The latest ``sample`` event: [samples] completions after an evaluation.
+    samples: list[dict[str, Any]] = field(default_factory=list)
+    samples_step: int | None = None
+    samples_seconds: float | None = None
     events_folded: int = 0
     _attempt_trained: bool = False  # the current attempt got as far as training
 
@@ -327,6 +331,15 @@ class RunState:
             attempt = self.attempts[-1]
             attempt.end = to_float(e.get("time"))
             attempt.status = self.status
+
+    def _on_sample(self, e: Event) -> None:
+        rows = e.get("samples")
+        if not isinstance(rows, list):
+            return
+        self.samples = [dict(r) for r in rows if isinstance(r, dict)]
+        step = e.get("step")
+        self.samples_step = step if isinstance(step, int) else None
+        self.samples_seconds = to_float(e.get("seconds"))
 
     # ------------------------------------------------------------ figures
 

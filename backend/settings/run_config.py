@@ -24,7 +24,9 @@ from clmtune.backend.settings.schema import (
     FieldSpec,
     LaunchSettings,
     ModelSettings,
+    NotifySettings,
     PeftSettings,
+    SamplesSettings,
     unknown_attribute_message,
 )
 
@@ -97,6 +99,8 @@ class Settings:
     data: DataSettings
     training: TrainingSettings
     launch: LaunchSettings
+    samples: SamplesSettings = field(default_factory=lambda: SamplesSettings.from_values({}))
+    notify: NotifySettings = NotifySettings.from_values({})
     peft: PeftSettings = PeftSettings()
 
     @classmethod
@@ -108,6 +112,8 @@ class Settings:
             data=DataSettings.from_values(dict(sections.get("data") or {})),
             training=TrainingSettings(sections.get("training") or {}, training_specs),
             launch=LaunchSettings.from_values(dict(sections.get("launch") or {})),
+            samples=SamplesSettings.from_values(dict(sections.get("samples") or {})),
+            notify=NotifySettings.from_values(dict(sections.get("notify") or {})),
             peft=PeftSettings.from_values(dict(sections.get("peft") or {})),
         )
 
@@ -125,6 +131,8 @@ class RunConfig:
     data: dict[str, Any] = field(default_factory=dict)
     training: dict[str, Any] = field(default_factory=dict)
     launch: dict[str, Any] = field(default_factory=dict)
+    samples: dict[str, Any] = field(default_factory=dict)
+    notify: dict[str, Any] = field(default_factory=dict)
     peft: dict[str, Any] = field(default_factory=dict)
     source: Path | None = None
     warnings: list[str] = field(default_factory=list, compare=False)

@@ -24,7 +24,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-SECTIONS = ("model", "data", "training", "launch", "peft")
+SECTIONS = ("model", "data", "training", "launch", "samples", "notify", "peft")
 
 KINDS = ("bool", "int", "float", "str", "choice", "path", "list", "dict")
 
@@ -240,11 +240,56 @@ class LaunchSettings(Section):
         None, "Dense peak TFLOP/s of one GPU in the run's precision, for MFU. Unset: taken "
         "from a table of common GPUs (A100, H100, H200, L4, L40S, A10G, RTX 3090/4090, V100, "
         "T4); set it for another GPU.", minimum=0)
+    rdzv_endpoint: str | None = setting(
+        None, "`host:port` of a torchrun rendezvous (c10d) for multi-machine runs; used "
+        "instead of `master_addr`/`master_port` when set (e.g. on a cluster).")
 
     @property
     def distributed(self) -> bool:
         """True when the run needs torchrun."""
         return self.nproc_per_node > 1 or self.nnodes > 1
+
+
+@dataclass(frozen=True)
+class SamplesSettings(Section):
+    """``[samples]``: completions the worker generates after evaluations (off when empty)."""
+
+    section: ClassVar[str] = "samples"
+
+    prompts: list[str] | None = setting(
+        None, "Prompts to complete with the current weights after evaluations (greedy), "
+        "written to samples.jsonl and shown in the live view; unset or empty: off.",
+        kind="list")
+    every_n_evals: int = setting(
+        1, "Generate after every N-th evaluation (1: after each one).", minimum=1)
+    max_new_tokens: int = setting(
+        32, "New tokens generated per prompt.", minimum=1, maximum=4096)
+
+
+#: The events ``[notify] command`` can run on (all of them by default).
+NOTIFY_EVENTS = ("finished", "failed", "stopped", "eval", "stalled", "nan")
+
+
+@dataclass(frozen=True)
+class NotifySettings(Section):
+    """``[notify]``: a command run on run events (like a git hook), for alerts."""
+
+    section: ClassVar[str] = "notify"
+
+    command: str | None = setting(
+        None, "Shell command run (in the background, `sh -c`) on the events below, with "
+        "CLMTUNE_EVENT, CLMTUNE_RUN_DIR, CLMTUNE_STEP and CLMTUNE_MESSAGE set; e.g. "
+        "`notify-send \"$CLMTUNE_EVENT\" \"$CLMTUNE_MESSAGE\"`. A failing command is logged "
+        "and never affects training.")
+    events: list[str] | None = setting(
+        None, "Events that run the command (unset: all of them): finished, failed, stopped, "
+        "eval (a new best eval loss), stalled (no step for `stalled_minutes`), nan (NaN/inf "
+        "loss).", kind="list")
+    stalled_minutes: float = setting(
+        30.0, "Minutes without a training step before `stalled` is sent.", minimum=0.01)
+    on_nan: str = setting(
+        "continue", "On a NaN/inf training loss: `continue`, or `stop` (save a checkpoint, "
+        "then stop the run).", choices=("continue", "stop"))
 
 
 @dataclass(frozen=True)
@@ -280,6 +325,8 @@ class PeftSettings(Section):
 #: The typed class of each hand-written section.
 TYPED_SECTIONS: dict[str, type[Section]] = {
     "model": ModelSettings, "data": DataSettings, "launch": LaunchSettings,
+    "samples": SamplesSettings,
+    "notify": NotifySettings,
     "peft": PeftSettings,
 }
 

@@ -56,7 +56,11 @@ def torchrun_argv(cfg: RunConfig, run_dir: str | Path,
     """
     settings = cfg.settings
     argv = list(launcher or ["torchrun"]) + [f"--nproc_per_node={settings.launch.nproc_per_node}"]
-    if settings.launch.nnodes > 1 or settings.launch.master_addr or settings.launch.master_port:
+    if settings.launch.rdzv_endpoint:  # a c10d rendezvous (clusters): no fixed master
+        argv += [f"--nnodes={settings.launch.nnodes}",
+                 f"--node_rank={settings.launch.node_rank}", "--rdzv_backend=c10d",
+                 f"--rdzv_endpoint={settings.launch.rdzv_endpoint}"]
+    elif settings.launch.nnodes > 1 or settings.launch.master_addr or settings.launch.master_port:
         argv += [f"--nnodes={settings.launch.nnodes}",
                  f"--node_rank={settings.launch.node_rank}",
                  f"--master_addr={settings.launch.master_addr or '127.0.0.1'}",

@@ -466,9 +466,25 @@ def _check_launch(ctx: _Ctx, settings: Settings) -> None:
     nnodes, rank = settings.launch.nnodes, settings.launch.node_rank
     if isinstance(nnodes, int) and isinstance(rank, int) and rank >= nnodes:
         ctx.error("launch", "node_rank", f"must be below nnodes ({nnodes}), got {rank}")
-    if isinstance(nnodes, int) and nnodes > 1 and not settings.launch.was_set("master_addr"):
+    if isinstance(nnodes, int) and nnodes > 1 and not settings.launch.was_set("master_addr") \
+            and not settings.launch.was_set("rdzv_endpoint"):
         ctx.soft("launch", "master_addr",
-                 "a multi-machine run needs the address of the node_rank 0 machine")
+                 "a multi-machine run needs the address of the node_rank 0 machine"
+                 " (or set rdzv_endpoint)")
+    _check_notify(ctx, settings)
+
+
+def _check_notify(ctx: _Ctx, settings: Settings) -> None:
+    from clmtune.backend.settings.schema import NOTIFY_EVENTS
+
+    events = settings.notify.events
+    if isinstance(events, (list, tuple)):
+        for name in events:
+            if name not in NOTIFY_EVENTS:
+                close = difflib.get_close_matches(str(name), NOTIFY_EVENTS, n=1)
+                mean = f"did you mean '{close[0]}'? " if close else ""
+                ctx.error("notify", "events", f"'{name}' is not an event; {mean}choose from: "
+                          + ", ".join(NOTIFY_EVENTS))
 
 
 def _check_data_files(ctx: _Ctx, settings: Settings) -> None:

@@ -133,6 +133,8 @@ def build_config(doc: Document, path: Path | None) -> Any:
         data=dict(doc.get("data", {})),
         training=dict(doc.get("training", {})),
         launch=dict(doc.get("launch", {})),
+        samples=dict(doc.get("samples", {})),
+        notify=dict(doc.get("notify", {})),
         peft=dict(doc.get("peft", {})),
         source=Path(path).absolute() if path is not None else None,
     )

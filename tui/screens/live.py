@@ -118,6 +118,8 @@ class LiveScreen(Screen):
         Binding("1", "tab('tab-checkpoints')", "Checkpoints", show=False),
         Binding("2", "tab('tab-log')", "Log", show=False),
         Binding("3", "tab('tab-final')", "Final metrics", show=False),
+        Binding("g", "try_model", "Try", show=False,
+                tooltip="Try the model of the checkpoint selected in the Checkpoints tab"),
     ]
 
     app: DashboardApp
@@ -152,6 +154,7 @@ class LiveScreen(Screen):
                 yield SignalsPanel(id="signals")
                 yield GpuPanel(id="gpu")  # hidden until the run has a gpu event
                 yield MemoryPanel(id="memory")
+        yield Static(id="live-samples", markup=False)  # [samples] completions (issue 12)
         with TabbedContent(id="live-tabs"):
             with TabPane("Checkpoints (1)", id="tab-checkpoints"):
                 yield CheckpointTable(id="checkpoints")
@@ -314,7 +317,18 @@ class LiveScreen(Screen):
             self._show_event_checkpoints()
         if any(e.get("type") in ("final_metrics", "run_started") for e in events):
             self.query_one(FinalTable).update_metrics(view.final_metrics)
+        if any(e.get("type") == "sample" for e in events):
+            self._render_samples()
         self._render_status()
+
+    def _render_samples(self) -> None:
+        """The latest ``[samples]`` completions under the chart, one line per prompt."""
+        panel = self.query_one("#live-samples", Static)
+        lines = [f"samples at step {self.view.samples_step}:"] + [
+            f"{' '.join(str(s.get('prompt', '')).split())} → "
+            f"{' '.join(str(s.get('completion', '')).split())}" for s in self.view.samples]
+        panel.update("\n".join(lines) if self.view.samples else "")
+        panel.set_class(bool(self.view.samples), "-shown")
 
     def _show_event_checkpoints(self) -> None:
         # Shown at once from the events; replaced by the on-disk health when listed.
@@ -382,6 +396,10 @@ class LiveScreen(Screen):
         self.refresh_bindings()  # a complete run offers "train further", not "resume"
         if status != "unknown":
             self.app.live_status[self.run_dir] = status
+        if previous == "running" and status in ("completed", "stopped", "failed", "crashed"):
+            self.app.bell()  # a watched run ended: the terminal bell, and a toast
+            self.notify(f"{self.run_dir.name}: {status}", title="run ended", timeout=10,
+                        severity="information" if status == "completed" else "warning")
         tabs = self.query_one(TabbedContent)
         if status in ("completed", "stopped") and self.view.final_metrics:
             tabs.active = "tab-final"
@@ -447,6 +465,10 @@ class LiveScreen(Screen):
                         severity="warning")
             return
         self.app.train_further(self.run_dir)
+
+    def action_try_model(self) -> None:
+        row = self.query_one(CheckpointTable).selected
+        self.app.open_try(self.run_dir, Path(row.path).name if row is not None else None)
 
     def action_resume(self) -> None:
         if not self.view.controllable:

@@ -33,7 +33,8 @@ EMPTY_HINT = (
 )
 
 
-RUN_ACTIONS = ("open_run", "resume", "train_further", "delete", "metrics", "export")
+RUN_ACTIONS = ("open_run", "resume", "train_further", "delete", "metrics", "try_model",
+               "export")
 
 
 def shown_path(path: Path) -> str:
@@ -81,6 +82,8 @@ class RunsScreen(Screen):
                 tooltip="Mark or unmark the selected run for Compare"),
         Binding("c", "compare", "Compare", show=False,
                 tooltip="Compare the marked runs (mark them with space)"),
+        Binding("g", "try_model", "Try", show=False,
+                tooltip="Try the selected run's model: a prompt, checkpoints side by side"),
         Binding("x", "export", "Export", show=False,
                 tooltip="Export a finished run: merged LoRA, adapter or model, with a card"),
     ]
@@ -205,6 +208,11 @@ class RunsScreen(Screen):
         if run is not None:
             self.app.open_metrics(Path(run.path))
 
+    def action_try_model(self) -> None:
+        run = self._need_selection()
+        if run is not None:
+            self.app.open_try(Path(run.path))
+
     def action_mark(self) -> None:
         run = self._need_selection()
         if run is None:
@@ -295,6 +303,10 @@ class RunsScreen(Screen):
         )
         yield SystemCommand(
             "Saved metrics", "Inspect the selected run's saved metrics (m)", self.action_metrics
+        )
+        yield SystemCommand(
+            "Try the model", "Complete a prompt with the selected run's model (g)",
+            self.action_try_model,
         )
         yield SystemCommand(
             "Export run", "Export the selected finished run (x)", self.action_export

@@ -21,7 +21,7 @@ try:  # Python 3.11+
 except ModuleNotFoundError:  # pragma: no cover - 3.10
     import tomli as tomllib  # type: ignore[no-redef]
 
-SECTION_ORDER = ("model", "data", "training", "launch", "peft")
+SECTION_ORDER = ("model", "data", "training", "launch", "samples", "peft")
 # Path settings the run writes (created when missing), as opposed to inputs it reads.
 OUTPUT_PATHS = frozenset({("training", "output_dir"), ("training", "logging_dir")})
 

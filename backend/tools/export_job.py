@@ -1,0 +1,214 @@
+"""``clmtune export-job FILE --slurm``: an sbatch script that runs the same training on a cluster.
+
+The script (to stdout) asks Slurm for N nodes with G GPUs each, ``--requeue`` and
+``--signal=B:USR1@SECONDS``. On the batch host it first prepares the run folder once
+(``python -m clmtune.backend.tools.export_job prepare``: the frozen settings, the attempt
+record, and which complete checkpoint to continue from, exactly like ``clmtune train
+--resume auto``), then starts one torchrun per node with ``srun`` and a c10d rendezvous on
+the first node (``SLURM_NODEID`` is the node rank, ``SLURM_JOB_ID`` the rendezvous id).
+
+Graceful stop before the time limit: Slurm sends USR1 to the batch shell; its trap writes
+the run's ``stop.request`` (the folder is shared), rank 0 sees it within a fraction of a
+second and broadcasts the stop, every rank saves the checkpoint at the next step, the run
+ends ``stopped``, and the script requeues the job, which continues from that checkpoint.
+A node failure or preemption requeues too (``--requeue``); the next attempt continues from
+the newest complete checkpoint.
+
+The folder must be on a filesystem every node sees, and this Python environment too (the
+script calls this interpreter by its path).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shlex
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from clmtune.backend.errors import UsageError
+
+TIME_RE = re.compile(r"^(\d+-)?\d{1,3}(:\d{2}){0,2}$")
+DEFAULT_PORT = 29500
+SLURM_JOB_ENV = "SLURM_JOB_ID"
+
+
+def check_time(value: str | None) -> str | None:
+    """A Slurm ``--time`` (``HH:MM:SS``, ``D-HH:MM:SS``, ``MM``…), or UsageError."""
+    if value is None or TIME_RE.match(value):
+        return value
+    raise UsageError(f"--time {value!r}: not a Slurm time limit; write HH:MM:SS (e.g. 04:00:00)")
+
+
+def default_run_dir(cfg: Any, config_path: Path) -> Path:
+    """``[training] output_dir`` (relative to the file), else ``./runs/STEM`` (no date: every
+    requeue must find the same folder)."""
+    output_dir = cfg.settings.training.output_dir
+    if output_dir:
+        path = Path(str(output_dir)).expanduser()
+        return path if path.is_absolute() else Path(config_path).parent / path
+    return Path("runs") / Path(config_path).stem
+
+
+def slurm_script(
+    config_path: Path,
+    run_dir: Path,
+    *,
+    nodes: int = 1,
+    gpus_per_node: int = 1,
+    time_limit: str | None = None,
+    partition: str | None = None,
+    signal_seconds: int = 120,
+    job_name: str | None = None,
+    python: str | None = None,
+) -> str:
+    """The sbatch script (a string); paths absolute, every value shell-quoted."""
+    if nodes < 1:
+        raise UsageError(f"--nodes {nodes}: must be at least 1")
+    if gpus_per_node < 0:
+        raise UsageError(f"--gpus-per-node {gpus_per_node}: must be 0 (CPU) or more")
+    check_time(time_limit)
+    py = python or sys.executable
+    procs = max(1, gpus_per_node)
+    name = job_name or f"clmtune-{Path(config_path).stem}"
+    q = shlex.quote
+    run_dir, config_path = Path(run_dir).absolute(), Path(config_path).absolute()
+    head = [
+        "#!/bin/bash",
+        f"# Written by `clmtune export-job --slurm` on {time.strftime('%Y-%m-%d %H:%M')}:"
+        f" {config_path.name} on {nodes} node(s) x {procs} process(es).",
+        "# Submit with: sbatch THIS_FILE. Watch: clmtune-tui (or clmtune show) on the run folder.",
+        f"#SBATCH --job-name={name}",
+        f"#SBATCH --nodes={nodes}",
+        "#SBATCH --ntasks-per-node=1",
+    ]
+    if gpus_per_node > 0:
+        head.append(f"#SBATCH --gpus-per-node={gpus_per_node}")
+    if time_limit:
+        head.append(f"#SBATCH --time={time_limit}")
+    if partition:
+        head.append(f"#SBATCH --partition={partition}")
+    head += [
+        "#SBATCH --requeue",
+        f"#SBATCH --signal=B:USR1@{signal_seconds}",
+        "#SBATCH --open-mode=append",
+        "#SBATCH --output=clmtune-%x-%j.out",  # in the folder sbatch was called from
+    ]
+    prepare = shlex.join([py, "-m", "clmtune.backend.tools.export_job", "prepare",
+                          str(config_path), str(run_dir), "--nodes", str(nodes),
+                          "--procs-per-node", str(procs)])  # fmt: skip
+    worker = (
+        f'{q(py)} -m torch.distributed.run --nnodes="$SLURM_NNODES" --nproc_per_node={procs}'
+        ' --node_rank="$SLURM_NODEID" --rdzv_id="$SLURM_JOB_ID" --rdzv_backend=c10d'
+        ' --rdzv_endpoint="$MASTER_ADDR:$MASTER_PORT"'
+        f' -m clmtune.backend.worker "$RUN_DIR" ${{RESUME:+--resume "$RESUME"}}'
+    )
+    body = f"""
+set -uo pipefail
+RUN_DIR={q(str(run_dir))}
+export RUN_DIR
+export MASTER_ADDR="$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1)"
+export MASTER_PORT=$(( {DEFAULT_PORT} + SLURM_JOB_ID % 1000 ))
+export PYTHONUNBUFFERED=1
+
+# Once, on this node: the frozen settings and the attempt record; RESUME is the newest
+# complete checkpoint (empty on the first attempt), as with `clmtune train --resume auto`.
+RESUME="$({prepare})" || exit 2
+export RESUME
+
+# Before the time limit Slurm sends USR1 (--signal above): ask for the safe stop. Rank 0
+# sees stop.request, every rank saves a checkpoint at the next step, the run ends "stopped".
+STOPPING=0
+stop_training() {{ STOPPING=1; echo "clmtune: time limit near: saving a checkpoint"; \\
+    touch "$RUN_DIR/stop.request"; }}
+trap stop_training USR1 TERM
+
+srun --kill-on-bad-exit=1 --ntasks-per-node=1 bash -c {q(worker)} &
+SRUN_PID=$!
+while :; do  # a trapped signal interrupts `wait`: wait again until srun has ended
+    wait "$SRUN_PID"; CODE=$?
+    kill -0 "$SRUN_PID" 2>/dev/null || break
+done
+
+# Stopped for the time limit (not completed, not failed): continue in a new allocation.
+if [ "$STOPPING" = 1 ] && grep -Eq '"status": "stopped"' "$RUN_DIR/run.json"; then
+    scontrol requeue "$SLURM_JOB_ID" && exit 0
+fi
+exit "$CODE"
+"""
+    return "\n".join(head) + "\n" + body
+
+
+# ------------------------------------------------------------------ prepare (on the cluster)
+
+
+def _previous_was_this_job(run_dir: Path) -> bool:
+    """run.json says "running" for an attempt of this very Slurm job: it died (requeued)."""
+    from clmtune.backend.rundir.layout import read_run_json
+
+    job = os.environ.get(SLURM_JOB_ENV)
+    info = read_run_json(run_dir)
+    return bool(job) and info.get("status") == "running" and str(info.get("slurm_job_id")) == job
+
+
+def prepare(config_path: Path, run_dir: Path, *, nodes: int, procs_per_node: int) -> Path | None:
+    """Prepare ``run_dir`` for the attempt the script starts; returns the checkpoint to
+    resume from (None: from the beginning). Writes what ``clmtune train`` writes first."""
+    from clmtune.backend import launch
+    from clmtune.backend.resume_plan import plan_run
+    from clmtune.backend.rundir.layout import RUN_JSON, read_run_json, write_json_atomic
+    from clmtune.backend.settings.toml_io import load_config
+
+    run_dir = Path(run_dir).resolve()
+    if _previous_was_this_job(run_dir):  # killed without a final record (node loss, preempt)
+        info = read_run_json(run_dir)
+        info.update(status="failed", end_time=time.time(),
+                    error="the Slurm job was requeued before this attempt wrote its end",
+                    hint="continued from the newest complete checkpoint")  # fmt: skip
+        write_json_atomic(run_dir / RUN_JSON, info)
+    cfg = load_config(Path(config_path), for_launch=True, hardware=False)
+    cfg.launch.update(nproc_per_node=procs_per_node, nnodes=nodes)
+    cfg.launch.pop("master_addr", None)
+    cfg.launch.pop("master_port", None)
+    plan = plan_run(run_dir, cfg, "auto")
+    run_dir = launch.prepare_run_dir(cfg, run_dir)
+    if plan.changes:
+        launch._record_changes(run_dir, plan)
+    write_json_atomic(run_dir / RUN_JSON, {
+        **launch._previous_attempts(run_dir), "status": "running", "pid": None,
+        "host": os.uname().nodename, "command": ["sbatch", os.environ.get(SLURM_JOB_ENV, "")],
+        "start_time": time.time(), "world_size": nodes * procs_per_node,
+        "resumed_from": str(plan.checkpoint) if plan.checkpoint else None,
+        "settings_changes": list(plan.changes), "slurm_job_id": os.environ.get(SLURM_JOB_ENV),
+    })  # fmt: skip
+    return plan.checkpoint
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m clmtune.backend.tools.export_job prepare FILE RUN_DIR --nodes N
+    --procs-per-node P``: prints the checkpoint to resume from (empty for a fresh start)."""
+    parser = argparse.ArgumentParser(prog="python -m clmtune.backend.tools.export_job")
+    parser.add_argument("action", choices=["prepare"])
+    parser.add_argument("file", type=Path)
+    parser.add_argument("run_dir", type=Path)
+    parser.add_argument("--nodes", type=int, default=1)
+    parser.add_argument("--procs-per-node", type=int, default=1)
+    args = parser.parse_args(argv)
+    from clmtune.backend.errors import ClmtuneError
+
+    try:
+        checkpoint = prepare(args.file, args.run_dir, nodes=args.nodes,
+                             procs_per_node=args.procs_per_node)  # fmt: skip
+    except ClmtuneError as exc:  # ConfigError / RunError: one line each
+        for line in str(exc).splitlines() or [type(exc).__name__]:
+            print(f"clmtune: error: {line}", file=sys.stderr)
+        return 2
+    print(checkpoint or "")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
