@@ -419,7 +419,8 @@ def _old_config(checkpoint: Path, run_dir: Path) -> Any | None:
             sections = {
                 k: v
                 for k, v in data.items()
-                if k in ("model", "data", "training", "launch", "samples", "peft") and isinstance(v, dict)
+                if k in ("model", "data", "training", "launch", "samples", "peft")
+                and isinstance(v, dict)
             }
             return RunConfig(**sections, source=candidate)  # fmt: skip
     return None
