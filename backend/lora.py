@@ -15,6 +15,7 @@ command). The settings checks (``settings/validate_peft.py``) catch the same bef
 from __future__ import annotations
 
 import json
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -266,7 +267,10 @@ def load_peft_for_inference(folder: Path, *, dtype, device):
         raise SetupError(f"{folder} holds no LoRA adapter (adapter_config.json + "
                          "adapter_model.safetensors)", "point at a LoRA run or checkpoint")
     base = load_base_for_adapter(folder, dtype=dtype, device=device)
-    model = peft.PeftModel.from_pretrained(base, str(folder), is_trainable=False)
+    with warnings.catch_warnings():  # peft asks transformers 5 a deprecated question
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing",
+                                category=FutureWarning)
+        model = peft.PeftModel.from_pretrained(base, str(folder), is_trainable=False)
     model.to(device)
     model.eval()
     return model
