@@ -83,6 +83,7 @@ async def test_start_watch_stop_resume_finish(tmp_path, tiny_assets, monkeypatch
         assert run_dir.parent == (tmp_path / "runs").resolve()
 
         # Loss points arrive while the worker is held at step PAUSE_AT.
+        await _wait(pilot, lambda: live.query("LossChart"), "the live view's chart")  # composed
         chart = live.query_one("LossChart")
         await _wait(pilot, lambda: len(chart.train_y) >= 3, "loss points")
         assert live.status == "running"
