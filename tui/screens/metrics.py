@@ -379,11 +379,15 @@ class MetricsScreen(Screen[None]):
     def _history_source(self, saved: SavedRun) -> None:
         """Where the log history comes from; and, when its columns do not fit, how to see
         the rest (the table is wider than a narrow terminal)."""
-        table = self.query_one("#history-table", LogHistoryTable)
+        try:
+            table = self.query_one("#history-table", LogHistoryTable)
+            source = self.query_one("#history-source", Static)
+        except NoMatches:  # called after a refresh: the screen may be closed by then
+            return
         text = f"{len(saved.history)} entries from {saved.history_source or 'no log history'}"
         if table.virtual_size.width > table.scrollable_content_region.width > 0:
             text += " · ← → for more columns"
-        self.query_one("#history-source", Static).update(text)
+        source.update(text)
 
     @on(TabbedContent.TabActivated)
     def _tab_shown(self, event: TabbedContent.TabActivated) -> None:
