@@ -165,18 +165,72 @@ def _choose_run_dir(
 #: How often and how long _worker_env looks at the run queue before choosing the wait policy.
 CONTENTION_SAMPLES = 5
 CONTENTION_GAP_S = 0.01
+#: Programs whose threads don't count as load: a dashboard burns a core while it starts (a
+#: second or so) and is kept cheap after that, so its start-up must not decide a run's wait
+#: policy for hours.
+QUIET_PROGRAMS = (b"clmtune-tui", b"clmtune.tui")
+
+
+def _is_quiet_program(cmdline: bytes) -> bool:
+    """Whether a ``/proc/PID/cmdline`` is a clmtune dashboard (the console script or ``-m``)."""
+    args = cmdline.split(b"\0")[:3]
+    return any(a == name or a.endswith(b"/" + name) for a in args for name in QUIET_PROGRAMS)
+
+
+def _quiet_pids() -> list[int]:
+    """This process and every clmtune dashboard on the machine (Linux ``/proc``)."""
+    pids = [os.getpid()]
+    try:
+        entries = [e.name for e in os.scandir("/proc") if e.name.isdigit()]
+    except OSError:
+        return pids
+    for name in entries:
+        try:
+            with open(f"/proc/{name}/cmdline", "rb") as fh:
+                cmdline = fh.read(4096)
+        except OSError:
+            continue
+        if int(name) != pids[0] and _is_quiet_program(cmdline):
+            pids.append(int(name))
+    return pids
+
+
+def _runnable_threads(pid: int) -> int:
+    """How many threads of ``pid`` are runnable right now (0 when it is gone)."""
+    count = 0
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return 0
+    for tid in tasks:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/stat", "rb") as fh:
+                stat = fh.read()
+        except OSError:
+            continue
+        # The state follows the command name in parentheses, which may itself hold ") ".
+        if stat[stat.rfind(b")") + 2 : stat.rfind(b")") + 3] == b"R":
+            count += 1
+    return count
 
 
 def _others_runnable() -> float | None:
-    """Mean number of other runnable threads on this machine right now (Linux), else None."""
+    """Mean number of runnable threads on this machine right now that are not ours (Linux).
+
+    ``procs_running`` of ``/proc/stat`` counts every runnable thread, this reading one too;
+    the runnable threads of this process and of clmtune dashboards are taken off.
+    """
+    quiet = _quiet_pids()
     counts = []
     for index in range(CONTENTION_SAMPLES):
         try:
             with open("/proc/stat", encoding="ascii") as fh:
                 line = next((ln for ln in fh if ln.startswith("procs_running")), "")
-            counts.append(max(0, int(line.split()[1]) - 1))  # minus this reading thread
+            running = int(line.split()[1])
         except (OSError, ValueError, IndexError):
             return None
+        ours = sum(_runnable_threads(pid) for pid in quiet)
+        counts.append(max(0, running - max(1, ours)))  # at least this reading thread
         if index + 1 < CONTENTION_SAMPLES:
             time.sleep(CONTENTION_GAP_S)
     return sum(counts) / len(counts)
@@ -191,8 +245,9 @@ def _worker_env() -> dict[str, str]:
     spinning threads lose their time slices to each other and PASSIVE is several times
     faster. So PASSIVE only when, at launch, other runnable threads would not leave the
     worker's threads a core each (torch uses about one thread per physical core, so
-    "half the cores busy", at least one); a value the user exported always wins. An idle
-    dashboard is rarely runnable and does not count (it is kept cheap for that).
+    "half the cores busy", at least one); a value the user exported always wins. Our own
+    dashboards don't count: one that is starting up is busy for a second, then kept cheap,
+    and measured with ``--dashboard`` a start-up counted as load cost the run half its speed.
     """
     env = dict(os.environ)
     env.setdefault("PYTHONUNBUFFERED", "1")
