@@ -21,6 +21,7 @@ from __future__ import annotations
 import math
 from array import array
 from dataclasses import dataclass, field
+from collections.abc import Sequence
 from typing import Any
 
 from clmtune.backend import mfu as _mfu
@@ -161,9 +162,41 @@ class RunState:
             handler(event)
 
     def apply_all(self, events: list[Event]) -> None:
-        """Fold events in order."""
-        for event in events:
-            self.apply(event)
+        """Fold events in order.
+
+        A stretch of ``train_log`` events inside a running attempt (most of any events
+        file) is folded by :meth:`_fold_train_logs`, which does what :meth:`apply` does
+        for each of them without the per-event dispatch.
+        """
+        i, n = 0, len(events)
+        while i < n:
+            event = events[i]
+            if (event.get("type") == "train_log" and self.attempts
+                    and self.attempts[-1].status == "running"):  # fmt: skip
+                i = self._fold_train_logs(events, i)
+            else:
+                self.apply(event)
+                i += 1
+
+    def _fold_train_logs(self, events: list[Event], i: int) -> int:
+        """Fold ``events[i:]`` up to the first event that is not a ``train_log``; return
+        its index. The same as :meth:`apply` on each: ``_attempt_for`` would only mark the
+        running attempt as trained, and ``_on_train_logs`` takes them all at once."""
+        n, start = len(events), i
+        while i < n and events[i].get("type") == "train_log":
+            i += 1
+        self._on_train_logs(events[start:i])
+        last_time: float | None = None
+        for event in reversed(events[start:i]):  # the newest stamped one (all are, as written)
+            last_time = to_float(event.get("time"))
+            if last_time is not None:
+                break
+        self.events_folded += i - start
+        self._attempt_trained = True
+        if last_time is not None:
+            self.last_event_time = last_time
+            self.attempts[-1].last_seen = last_time
+        return i
 
     def _attempt_for(self, kind: Any, event: Event, t: float | None) -> None:
         """Open a new attempt when ``event`` is the first one of a worker process.
@@ -233,34 +266,83 @@ class RunState:
             self.status = "running"  # a new attempt is loading
 
     def _on_train_log(self, e: Event) -> None:
-        step = int(e.get("step") or 0)
-        self.step = max(self.step, step)
-        self.epoch = to_float(e.get("epoch"))
-        loss = to_float(e.get("loss"))
-        if loss is not None:
-            self.train_steps.append(step)
-            self.train_loss.append(loss)
-            self.train_epochs.append(self.epoch if self.epoch is not None else math.nan)
-            self.train_times.append(_time_of(e))
-            if not math.isfinite(loss):
-                self.nan_loss_steps.append(step)
-        if not self.compact:
-            lr = to_float(e.get("learning_rate"))
-            if lr is not None:
-                self.lr_steps.append(step)
-                self.learning_rate.append(lr)
-                gn = to_float(e.get("grad_norm"))
-                self.grad_norm.append(gn if gn is not None else math.nan)
-            tokens = to_float(e.get("tokens_per_second"))
-            samples = to_float(e.get("samples_per_second"))
-            if tokens is not None or samples is not None:
-                self.speed_steps.append(step)
-                self.speed_tokens.append(tokens if tokens is not None else math.nan)
-                self.speed_samples.append(samples if samples is not None else math.nan)
-        for name in ("tokens_per_second", "samples_per_second", "eta_seconds"):
-            value = to_float(e.get(name))
-            if value is not None:
-                setattr(self, name, value)
+        self._on_train_logs((e,))
+
+    def _on_train_logs(self, events: Sequence[Event]) -> None:
+        """Fold train logs in order: the hottest code of every reader (a call per logged
+        step, or one per stretch of them). Values written as floats skip ``to_float``;
+        anything else (ints, "nan" strings, None) goes through it."""
+        if not events:
+            return
+        nan, isfinite = math.nan, math.isfinite
+        full = not self.compact
+        add_step, add_loss = self.train_steps.append, self.train_loss.append
+        add_epoch, add_time = self.train_epochs.append, self.train_times.append
+        add_lr_step, add_lr = self.lr_steps.append, self.learning_rate.append
+        add_grad_norm, add_speed_step = self.grad_norm.append, self.speed_steps.append
+        add_tokens, add_samples = self.speed_tokens.append, self.speed_samples.append
+        top = self.step
+        epoch: float | None = None
+        last_tokens = last_samples = last_eta = None
+        for e in events:
+            get = e.get
+            step = get("step")
+            if step.__class__ is not int:
+                step = int(step or 0)
+            if step > top:
+                top = step
+            epoch = get("epoch")
+            if epoch.__class__ is not float:
+                epoch = to_float(epoch)
+            loss = get("loss")
+            if loss.__class__ is not float:
+                loss = to_float(loss)
+            tokens = get("tokens_per_second")
+            if tokens.__class__ is not float:
+                tokens = to_float(tokens)
+            samples = get("samples_per_second")
+            if samples.__class__ is not float:
+                samples = to_float(samples)
+            if loss is not None:
+                add_step(step)
+                add_loss(loss)
+                add_epoch(epoch if epoch is not None else nan)
+                t = get("time")
+                add_time(t if t.__class__ is float else _time_of(e))
+                if not isfinite(loss):
+                    self.nan_loss_steps.append(step)
+            if full:
+                lr = get("learning_rate")
+                if lr.__class__ is not float:
+                    lr = to_float(lr)
+                if lr is not None:
+                    add_lr_step(step)
+                    add_lr(lr)
+                    gn = get("grad_norm")
+                    if gn.__class__ is not float:
+                        gn = to_float(gn)
+                    add_grad_norm(gn if gn is not None else nan)
+                if tokens is not None or samples is not None:
+                    add_speed_step(step)
+                    add_tokens(tokens if tokens is not None else nan)
+                    add_samples(samples if samples is not None else nan)
+            if tokens is not None:
+                last_tokens = tokens
+            if samples is not None:
+                last_samples = samples
+            eta = get("eta_seconds")
+            if eta is not None:
+                eta = eta if eta.__class__ is float else to_float(eta)
+                if eta is not None:
+                    last_eta = eta
+        self.step = top
+        self.epoch = epoch  # the last train log's, as logged (None when it had none)
+        if last_tokens is not None:
+            self.tokens_per_second = last_tokens
+        if last_samples is not None:
+            self.samples_per_second = last_samples
+        if last_eta is not None:
+            self.eta_seconds = last_eta
 
     def _on_eval(self, e: Event) -> None:
         metrics = {k: v for k, v in dict(e.get("metrics") or {}).items()}
@@ -563,7 +645,10 @@ class RunState:
 
 
 def _time_of(event: Event) -> float:
-    value = to_float(event.get("time"))
+    value = event.get("time")
+    if value.__class__ is float:
+        return value
+    value = to_float(value)
     return value if value is not None else math.nan
 
 
