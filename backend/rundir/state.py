@@ -20,8 +20,8 @@ from __future__ import annotations
 
 import math
 from array import array
-from dataclasses import dataclass, field
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from clmtune.backend import mfu as _mfu
