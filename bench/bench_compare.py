@@ -16,8 +16,10 @@ learning rate, grad norm, throughput; an eval every 1,000 steps), then times, as
 
 - tui (``--tui``): the Compare screen in a headless Textual app (120x40) with the runs
   already read: each key (next metric, x axis, more smoothing, back to train loss)
-  from the press to the chart painted (``pilot.press`` returns, then one
-  ``pilot.pause()`` lets the screen refresh).
+  from the press to the chart painted ("painted": the last row of the chart's canvas
+  rendered for the screen; an unbound key paints nothing) and the pilot's round trip
+  (``pilot.press`` returns, then one ``pilot.pause()``; includes the pilot's own waits
+  for the app to go idle: compare with the unbound key's).
 
     python bench/bench_compare.py [--runs 10] [--points 100000] [--reps 5] [--tui]
 """
@@ -102,6 +104,8 @@ def bench_tui(runs: list[compare.ComparedRun], reps: int) -> None:
     import asyncio
 
     from textual.app import App
+    from textual.strip import Strip
+    from textual_hires_canvas import Canvas
 
     from clmtune.tui.screens.compare import CompareChart, CompareScreen, RunsLoaded, warm_curves
 
@@ -118,16 +122,28 @@ def bench_tui(runs: list[compare.ComparedRun], reps: int) -> None:
                 await pilot.pause(0.05)
             warm_curves(runs)  # what the screen's loader does after the first paint
             chart = app.screen.query_one(CompareChart)
+            canvas = chart.query_one("#plot", Canvas)
+            painted: list[float] = []
+            render_line = canvas.render_line
+
+            def timed_render_line(y: int) -> Strip:  # when the chart's rows reach the screen
+                strip = render_line(y)
+                painted.append(time.perf_counter())
+                return strip
+
+            canvas.render_line = timed_render_line  # type: ignore[method-assign]
             for key, what in (("z", "unbound (pilot baseline)"), ("m", "next metric (eval loss)"),
                               ("M", "back to train loss"), ("x", "x axis: epoch"),
                               ("right_square_bracket", "smoothing +0.1"),
                               ("x", "x axis: time"), ("x", "x axis: step")):  # fmt: skip
-                times = []
+                times, paints = [], []
                 for _ in range(reps):
+                    painted.clear()
                     t = time.perf_counter()
                     await pilot.press(key)
                     await pilot.pause()
                     times.append((time.perf_counter() - t) * 1000)
+                    paints.append((painted[-1] - t) * 1000 if painted else math.nan)
                     if key in ("m", "M"):  # come back so each rep does the same work
                         await pilot.press("M" if key == "m" else "m")
                         await pilot.pause()
@@ -137,7 +153,8 @@ def bench_tui(runs: list[compare.ComparedRun], reps: int) -> None:
                     elif key == "x":
                         await pilot.press("x", "x")
                         await pilot.pause()
-                print(f"tui key {what:24s}: {statistics.median(times):7.1f} ms"
+                print(f"tui key {what:24s}: painted {statistics.median(paints):6.1f} ms,"
+                      f" pilot round trip {statistics.median(times):6.1f} ms"
                       f" ({chart.plotted_points} points plotted)")
 
     asyncio.run(go())

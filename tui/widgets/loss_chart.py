@@ -16,12 +16,13 @@ from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
+from textual.css.query import NoMatches
 from textual.reactive import reactive
 from textual.widgets import Label, Sparkline
 from textual_hires_canvas import Canvas
 from textual_plot import HiResMode, LegendLocation, NumericAxisFormatter, PlotWidget
 
-from clmtune.tui import fmt
+from clmtune.tui import braille, fmt
 from clmtune.tui.thin import log10_positive, thin_minmax
 from clmtune.tui.widgets.label_text import set_label
 
@@ -126,6 +127,55 @@ class QuietLegend(PlotWidget):
     def show_legend(self, location: LegendLocation | None = None, is_visible: bool = True) -> None:
         self._legend_key = None  # shown again: write it
         super().show_legend(location, is_visible)
+
+    # Drawing: the canvas refreshes once per redraw (not once per cell it sets), and braille
+    # lines are drawn with numpy (tui/braille.py: the same dots, ~20x faster).
+
+    def _render_plot(self) -> None:
+        try:
+            canvas = self.query_one("#plot", Canvas)
+        except NoMatches:
+            return super()._render_plot()
+        with canvas.batch_refresh():
+            super()._render_plot()
+
+    def _render_line_plot(self, dataset: Any) -> None:
+        canvas = self.query_one("#plot", Canvas)
+        if dataset.hires_mode is not HiResMode.BRAILLE or canvas._canvas_size is None:
+            return super()._render_line_plot(dataset)
+        n = min(len(dataset.x), len(dataset.y))
+        if n < 2:
+            return None
+        area = self._scale_rectangle
+        cx, cy = braille.to_hires(dataset.x[:n], dataset.y[:n],
+                                  (self._x_min, self._x_max, self._y_min, self._y_max),
+                                  (area.x, area.y, area.right, area.bottom))
+        width, height = canvas._canvas_region.width, canvas._canvas_region.height
+        x0, y0, x1, y1 = cx[:-1], cy[:-1], cx[1:], cy[1:]
+        ok = braille.inside(x0, y0, width, height) & braille.inside(x1, y1, width, height)
+        clipped = []
+        for i in np.flatnonzero(~ok).tolist():  # leaves the canvas (zoomed): its own clip
+            if not all(map(math.isfinite, (x0[i], y0[i], x1[i], y1[i]))):
+                continue  # no point to draw (the canvas would fail on it)
+            line = canvas._clip_line_cohen_sutherland(float(x0[i]), float(y0[i]),
+                                                      float(x1[i]), float(y1[i]))
+            if line is not None:
+                clipped.append(line)
+        ends = np.stack([x0[ok], y0[ok], x1[ok], y1[ok]], axis=1)
+        if clipped:
+            ends = np.concatenate([ends, np.array(clipped, dtype=np.float64)])
+        if not ends.size:
+            return None
+        scale = np.array([braille.DOTS_X, braille.DOTS_Y] * 2, dtype=np.float64)
+        dots = np.floor(ends * scale).astype(np.int64)
+        px, py = braille.segment_pixels(dots[:, 0], dots[:, 1], dots[:, 2], dots[:, 3])
+        buffer, styles, style = canvas._buffer, canvas._styles, dataset.line_style
+        for x, y, glyph in braille.cells(px, py, width, height):
+            if glyph:
+                buffer[y][x] = glyph
+                styles[y][x] = style
+        canvas.refresh()
+        return None
 
 
 class LossChart(QuietLegend, inherit_bindings=False):
