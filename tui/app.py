@@ -117,7 +117,21 @@ class ClmtuneApp(DashboardApp):
         for theme in themes.THEMES:
             self.register_theme(theme)
         name = themes.load_theme_name() if remember_theme else themes.DEFAULT_THEME
-        self.theme = name if name in self.available_themes else themes.DEFAULT_THEME
+        self._start_theme(name if name in self.available_themes else themes.DEFAULT_THEME)
+
+    def _start_theme(self, name: str) -> None:
+        """Start in theme ``name``. The stylesheet is first parsed when the app starts, with
+        the theme set here; setting ``self.theme`` would also queue a second parse and a
+        restyle of every widget right after the first paint (~15 ms of every start, issue
+        16). So the value is set without its watcher, and what the watcher does besides
+        the CSS parse (its variables, the theme's classes, the ANSI colour filter) is done
+        here."""
+        self.set_reactive(ClmtuneApp.theme, name)
+        self.stylesheet.set_variables(self.get_css_variables())  # parsed later, at start
+        theme = self.current_theme
+        self.update_classes({f"-theme-{theme.name}": True, "-dark-mode": theme.dark,
+                             "-light-mode": not theme.dark}, update=False)  # fmt: skip
+        self._refresh_truecolor_filter(self.ansi_theme)
 
     @property
     def running_runs(self) -> set[Path]:

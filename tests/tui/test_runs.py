@@ -272,6 +272,37 @@ def test_lister_reads_only_what_changed(runs_root):
     assert [r.name for r in got[-1]] == names[1:] and lister.reads == 13
 
 
+def test_newest_started_reads_start_times_when_every_mtime_is_the_same(tmp_path):
+    """A sweep of hard-linked or copied runs: every run.json has one mtime, so the start
+    times decide; a damaged run.json and a folder without one rank by their mtimes."""
+    import random
+
+    from clmtune.tui.listing import newest_started
+
+    starts = list(range(40))
+    random.Random(3).shuffle(starts)
+    stamp = 1_700_000_100
+    children = []
+    for i, start in enumerate(starts):
+        run_dir = tmp_path / f"run-{i:02d}"
+        run_dir.mkdir()
+        (run_dir / "run.json").write_text(json.dumps({"start_time": 1_700_000_000 + start}))
+        os.utime(run_dir / "run.json", (stamp, stamp))
+        children.append(str(run_dir))
+    damaged = tmp_path / "damaged"
+    damaged.mkdir()
+    (damaged / "run.json").write_text("{not json")
+    os.utime(damaged / "run.json", (stamp, stamp))  # its mtime: newer than every start
+    plain = tmp_path / "plain-hf"
+    plain.mkdir()
+    os.utime(plain, (1_600_000_000, 1_600_000_000))  # an old folder without run.json
+    children += [str(damaged), str(plain)]
+    by_start = sorted(range(40), key=lambda i: -starts[i])
+    expected = [str(damaged)] + [children[i] for i in by_start[:4]]
+    assert newest_started(children, 5) == expected
+    assert newest_started(children, 100)[-1] == str(plain)
+
+
 async def test_a_refused_delete_says_why(runs_root, monkeypatch):
     from clmtune.backend.errors import RunDirError
     from clmtune.backend.rundir import summary
