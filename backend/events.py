@@ -53,6 +53,7 @@ Numbers that are not finite are written as the strings ``"nan"``, ``"inf"``,
 from __future__ import annotations
 
 import json
+import json.scanner
 import math
 import os
 import threading
@@ -225,16 +226,8 @@ class EventTailer:
         data = self._partial + chunk
         end = data.rfind(b"\n") + 1
         self._partial = data[end:]  # b"" when the chunk ended on a newline
-        parsed = _parse_block(data[:end])
-        if parsed is None:  # some line is not JSON: parse them one by one
-            parsed = []
-            for raw in data[:end].split(b"\n"):
-                if not raw.strip():
-                    continue
-                try:
-                    parsed.append(json.loads(raw))
-                except ValueError:
-                    self.bad_lines += 1
+        parsed, bad = _parse_lines(data[:end])
+        self.bad_lines += bad
         events = [obj for obj in parsed if isinstance(obj, dict) and "type" in obj]
         self.bad_lines += len(parsed) - len(events)
         return events
@@ -254,23 +247,54 @@ class EventTailer:
         return events
 
 
-def _parse_block(block: bytes) -> list[Any] | None:
-    """The JSON value of every line of ``block`` (whole lines, each ending in a newline),
-    parsed as one array: a single ``json.loads`` call, about 1.5x faster than a call per
-    line on a long run. None when that reading could differ from a line-by-line one (an
-    empty line, a line that is not exactly one JSON value): the caller then parses line
-    by line and counts the bad ones."""
-    if not block:
-        return []
-    body = block[:-1]
-    if body.startswith(b"\n") or b"\n\n" in body:
-        return None
+#: The JSON decoder's own scanner (C): one value from a position in a string.
+_SCAN = json.scanner.make_scanner(json.JSONDecoder())
+#: What ``json.loads`` accepts around a value (its ``WHITESPACE``; ``\n`` ends a line).
+_JSON_SPACE = " \t\r"
+
+
+def _parse_lines(block: bytes) -> tuple[list[Any], int]:
+    """The JSON value of every non-blank line of ``block`` (whole lines, each ending in a
+    newline) and the number of lines that are not JSON, exactly as ``json.loads`` per
+    line reads them, but without its per-call work: the block is decoded once and the
+    decoder's scanner reads each line where it starts (a long run reads ~1.5x faster).
+    A line the scanner does not read to its end (leading spaces, bad JSON, two values)
+    is given to ``json.loads`` as bytes, as before."""
+    values: list[Any] = []
+    bad = 0
     try:
-        values = json.loads(b"[" + body.replace(b"\n", b",") + b"]")
+        text = block.decode("utf-8")
+    except UnicodeDecodeError:
+        text = None  # not UTF-8 as a whole: every line on its own (json guesses encodings)
+    if text is None:
+        for raw in block.split(b"\n"):
+            bad += _parse_one(raw, values)
+        return values, bad
+    scan, find, append = _SCAN, text.find, values.append
+    pos, size = 0, len(text)
+    while pos < size:
+        stop = find("\n", pos)
+        try:
+            value, end = scan(text, pos)
+        except (StopIteration, ValueError):
+            end = -1
+        if end == stop or (end > pos and not text[end:stop].strip(_JSON_SPACE)):
+            append(value)
+        else:
+            bad += _parse_one(text[pos:stop].encode("utf-8"), values)
+        pos = stop + 1
+    return values, bad
+
+
+def _parse_one(raw: bytes, values: list[Any]) -> int:
+    """Parse one line onto ``values``; 1 when it is not JSON, 0 otherwise (blank too)."""
+    if not raw.strip():
+        return 0
+    try:
+        values.append(json.loads(raw))
     except ValueError:
-        return None
-    # A line holding "1, 2" parses here as two values: never as one event each.
-    return values if len(values) == body.count(b"\n") + 1 else None
+        return 1
+    return 0
 
 
 def read_events(path: str | os.PathLike[str]) -> list[Event]:

@@ -241,7 +241,7 @@ def test_nan_loss_is_flagged_with_the_workers_hint_and_cleared_by_a_resume_befor
 
 
 def test_a_plain_hugging_face_folder_folds_to_a_completed_state_without_controls():
-    from clmtune.backend.rundir.state import fold_trainer_state
+    from clmtune.backend.rundir.hf_events import fold_trainer_state
 
     trainer_state = {"global_step": 20, "max_steps": 20, "log_history": [
         {"step": 10, "loss": 3.0}, {"step": 20, "loss": 2.0}, {"step": 20, "eval_loss": 2.2}]}

@@ -102,22 +102,33 @@ def _line_by_line(data: bytes) -> tuple[list, int]:
     return events, bad
 
 
-GOOD = json.dumps(make_event("train_log", step=1, loss=2.0))
-OTHER = json.dumps(make_event("eval", step=1, metrics={"eval_loss": 1.0}))
+GOOD = json.dumps({**make_event("train_log", step=1, loss=2.0), "time": 1.0})
+OTHER = json.dumps({**make_event("eval", step=1, metrics={"eval_loss": 1.0}), "time": 2.0})
 
 
-@pytest.mark.parametrize("text", [
-    f"{GOOD}\n{OTHER}\n",
-    f"{GOOD}\n\n{OTHER}\n",  # an empty line
-    f"\n{GOOD}\n",  # an empty first line
-    f"{GOOD}\n   \n{OTHER}\n",  # spaces only
-    f"{GOOD}\r\n{OTHER}\r\n",  # written on Windows
-    f"{GOOD}\n1, 2\n{OTHER}\n",  # two values on one line: bad, not two events
-    f"{GOOD}\n[{GOOD}\n{OTHER}]\n",  # one array spread over two lines: two bad lines
-    f"{GOOD}\n{{\"no\": \"type\"}}\n[1]\n\"text\"\n",  # JSON, but not events
-    f"{GOOD}\nnot json\n{OTHER}\n",
-    f"{GOOD[:20]}{OTHER}\n{GOOD}\n",  # a killed writer's torn line, then the next one
-])
+CASES = {
+    "whole lines": f"{GOOD}\n{OTHER}\n",
+    "an empty line": f"{GOOD}\n\n{OTHER}\n",
+    "an empty first line": f"\n{GOOD}\n",
+    "spaces only": f"{GOOD}\n   \n{OTHER}\n",
+    "crlf": f"{GOOD}\r\n{OTHER}\r\n",  # written on Windows
+    "two values on one line": f"{GOOD}\n1, 2\n{OTHER}\n",  # bad, not two events
+    "an array over two lines": f"{GOOD}\n[{GOOD}\n{OTHER}]\n",  # two bad lines
+    "json but not events": f"{GOOD}\n{{\"no\": \"type\"}}\n[1]\n\"text\"\n",
+    "not json": f"{GOOD}\nnot json\n{OTHER}\n",
+    "a torn line": f"{GOOD[:20]}{OTHER}\n{GOOD}\n",  # a killed writer, then the next one
+    # A value that would run into the next line once lines are joined, beside a line with
+    # two values (the counts of values and lines then agree: a count is no check).
+    "a string over two lines": '{"type":"log","message":"x\ny"}, 5\n',
+    "an object over two lines": '{"type":"log"\n"m":1}\n1, 2\n',
+    "braces in strings": '{"type":"a","m":"}\n{"}\n{"type":"b"},{"type":"c"}\n',
+    "spaces around a value": f"  {GOOD}\t\n{OTHER}  \n",
+    "a byte order mark": f"\ufeff{GOOD}\n{OTHER}\n",
+    "a raw control character": '{"type":"log","message":"a\tb"}\n',
+}
+
+
+@pytest.mark.parametrize("text", list(CASES.values()), ids=list(CASES))
 def test_the_block_reader_reads_what_a_line_by_line_reader_reads(tmp_path, text):
     path = tmp_path / "events.jsonl"
     path.write_bytes(text.encode())
@@ -125,3 +136,13 @@ def test_the_block_reader_reads_what_a_line_by_line_reader_reads(tmp_path, text)
     expected, bad = _line_by_line(text.encode())
     assert tailer.read_new() == expected
     assert tailer.bad_lines == bad
+
+
+def test_a_block_that_is_not_utf8_is_read_line_by_line(tmp_path):
+    data = f"{GOOD}\n".encode() + b'{"type":"log","message":"\xff"}\n' + f"{OTHER}\n".encode()
+    path = tmp_path / "events.jsonl"
+    path.write_bytes(data)
+    tailer = EventTailer(path)
+    expected, bad = _line_by_line(data)
+    assert tailer.read_new() == expected and len(expected) == 2
+    assert tailer.bad_lines == bad == 1

@@ -86,12 +86,11 @@ def _start_time(run_dir: str) -> float | None:
     bytes parsed directly, as a sweep's first listing may read a thousand of them."""
     try:
         with open(os.path.join(run_dir, "run.json"), "rb") as fh:
-            data = json.loads(fh.read())
+            data = json.loads(fh.read().decode("utf-8"))  # as read_run_json reads it
     except (OSError, ValueError):
         return None
     start = data.get("start_time") if isinstance(data, dict) else None
-    return float(start) if isinstance(start, (int, float)) and not isinstance(start, bool) \
-        else None
+    return float(start) if isinstance(start, (int, float)) else None
 
 
 def sort_newest_first(runs: list[Any]) -> list[Any]:

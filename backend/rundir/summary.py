@@ -324,7 +324,7 @@ def _drop_earlier_results(run_dir: Path, metrics: dict[str, dict], started: floa
 def _hf_state(run_dir: Path, checkpoints: list[CheckpointInfo],
               metrics: dict[str, dict], *, compact: bool = True) -> RunState | None:
     """A folder without events (plain Hugging Face): its newest trainer_state.json, folded."""
-    from clmtune.backend.rundir.state import fold_trainer_state
+    from clmtune.backend.rundir.hf_events import fold_trainer_state
 
     candidates = [run_dir / TRAINER_STATE] + [c.path / TRAINER_STATE for c in reversed(checkpoints)]
     for path in candidates:
