@@ -126,12 +126,16 @@ class ClmtuneApp(DashboardApp):
         16). So the value is set without its watcher, and what the watcher does besides
         the CSS parse (its variables, the theme's classes, the ANSI colour filter) is done
         here."""
+        refresh_filter = getattr(self, "_refresh_truecolor_filter", None)  # Textual 8
+        if refresh_filter is None:  # another Textual inside: the plain way (one parse more)
+            self.theme = name
+            return
         self.set_reactive(ClmtuneApp.theme, name)
         self.stylesheet.set_variables(self.get_css_variables())  # parsed later, at start
         theme = self.current_theme
         self.update_classes({f"-theme-{theme.name}": True, "-dark-mode": theme.dark,
                              "-light-mode": not theme.dark}, update=False)  # fmt: skip
-        self._refresh_truecolor_filter(self.ansi_theme)
+        refresh_filter(self.ansi_theme)
 
     @property
     def running_runs(self) -> set[Path]:

@@ -93,3 +93,26 @@ async def test_a_chart_is_drawn_dot_for_dot_as_the_library_draws_it(zoom):
         assert a._buffer == b._buffer
         # The frame's colour says which chart has the focus: compare inside it.
         assert [row[1:-1] for row in a._styles[1:-1]] == [row[1:-1] for row in b._styles[1:-1]]
+
+
+@pytest.mark.anyio
+async def test_a_library_without_the_attributes_we_read_still_draws(monkeypatch):
+    """Another textual-plot / hires-canvas inside: our drawing steps aside, theirs draws."""
+
+    def missing(self, canvas, dataset):
+        raise AttributeError("'Canvas' object has no attribute '_buffer'")
+
+    monkeypatch.setattr(QuietLegend, "_render_braille", missing)
+    steps = np.arange(50, dtype=np.float64)
+    curves = [(steps, np.sin(steps / 5))]
+    app = TwoCharts()
+    async with app.run_test(size=(120, 24)) as pilot:
+        library, ours = app.query_one("#library", PlotWidget), app.query_one("#ours", Fast)
+        for chart in (library, ours):
+            _draw(chart, curves, None)
+        await pilot.pause()
+        await pilot.pause()
+        a = library.query_one("#plot", Canvas)
+        b = ours.query_one("#plot", Canvas)
+        assert sum(ch != " " for row in b._buffer for ch in row) > 20
+        assert a._buffer == b._buffer

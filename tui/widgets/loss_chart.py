@@ -141,8 +141,18 @@ class QuietLegend(PlotWidget):
 
     def _render_line_plot(self, dataset: Any) -> None:
         canvas = self.query_one("#plot", Canvas)
-        if dataset.hires_mode is not HiResMode.BRAILLE or canvas._canvas_size is None:
+        if (dataset.hires_mode is not HiResMode.BRAILLE
+                or getattr(canvas, "_canvas_size", None) is None):  # fmt: skip
             return super()._render_line_plot(dataset)
+        try:
+            return self._render_braille(canvas, dataset)
+        except AttributeError:  # another textual-plot / hires-canvas inside: theirs draws
+            return super()._render_line_plot(dataset)
+
+    def _render_braille(self, canvas: Canvas, dataset: Any) -> None:
+        """What ``_render_line_plot`` draws for a braille line, with tui/braille.py (it
+        reads the plot's limits and the canvas's buffers: their attributes as of
+        textual-plot 0.10 / textual-hires-canvas 0.14)."""
         n = min(len(dataset.x), len(dataset.y))
         if n < 2:
             return None
