@@ -18,6 +18,7 @@ import pytest
 
 from clmtune.backend.notify import Notifier, StallWatchdog
 from clmtune.backend.rundir.checkpoints import list_checkpoints
+from clmtune.backend.rundir.layout import read_run_json, run_process_alive
 from clmtune.backend.rundir.summary import read_run
 from clmtune.backend.settings.toml_io import save_config
 from tests.fixtures import make_tiny_config
@@ -65,6 +66,10 @@ def runs(tmp_path_factory, tiny_assets) -> dict[str, Path]:
     (root / "ok" / "drill.continue").write_text("go")
     for name in plans:
         wait_finished(root / name, timeout=240)
+        # run.json says how the run ended before the worker sends the final alert (and
+        # waits for its command): the alert's lines are there once the worker is gone.
+        wait_for(lambda d=root / name: run_process_alive(read_run_json(d)) is not True, 60,
+                 f"the {name} worker to exit")
     return {name: root / name for name in plans}
 
 
