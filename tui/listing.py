@@ -18,7 +18,6 @@ from the backend's public ``read_run``/``is_run_dir``/``read_run_json``.
 from __future__ import annotations
 
 import heapq
-import json
 import os
 import threading
 from collections.abc import Callable
@@ -58,6 +57,8 @@ def newest_started(children: list[str], count: int) -> list[str]:
     folder left can beat the ``count``-th start found once the mtimes drop below it.
     Folders without ``run.json`` (plain Hugging Face outputs) rank by their own mtime.
     """
+    from clmtune.backend.rundir.layout import read_run_json
+
     stamped: list[tuple[float, str, bool]] = []
     for path in children:
         try:
@@ -72,25 +73,13 @@ def newest_started(children: list[str], count: int) -> list[str]:
     for mtime, path, has_record in stamped:
         if len(top) >= count and mtime < top[0][0]:
             break
-        start = _start_time(path) if has_record else None
-        item = (start if start is not None else mtime, path)
+        start = read_run_json(Path(path)).get("start_time") if has_record else None
+        item = (float(start) if isinstance(start, (int, float)) else mtime, path)
         if len(top) < count:
             heapq.heappush(top, item)
         else:
             heapq.heappushpop(top, item)
     return [path for _, path in sorted(top, reverse=True)]
-
-
-def _start_time(run_dir: str) -> float | None:
-    """``start_time`` of a run's ``run.json`` (None when missing, damaged or unset): the
-    bytes parsed directly, as a sweep's first listing may read a thousand of them."""
-    try:
-        with open(os.path.join(run_dir, "run.json"), "rb") as fh:
-            data = json.loads(fh.read().decode("utf-8"))  # as read_run_json reads it
-    except (OSError, ValueError):
-        return None
-    start = data.get("start_time") if isinstance(data, dict) else None
-    return float(start) if isinstance(start, (int, float)) else None
 
 
 def sort_newest_first(runs: list[Any]) -> list[Any]:

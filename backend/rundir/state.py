@@ -186,9 +186,10 @@ class RunState:
         n, start = len(events), i
         while i < n and events[i].get("type") == "train_log":
             i += 1
-        self._on_train_logs(events[start:i])
+        stretch = events[start:i]
+        self._on_train_logs(stretch)
         last_time: float | None = None
-        for event in reversed(events[start:i]):  # the newest stamped one (all are, as written)
+        for event in reversed(stretch):  # the newest stamped one (all are, as written)
             last_time = to_float(event.get("time"))
             if last_time is not None:
                 break
