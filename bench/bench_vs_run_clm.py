@@ -152,7 +152,7 @@ def _wait_for(path: Path, proc: Pty, timeout: float = 120.0) -> bool:
     return path.exists()
 
 
-def run_clmtune(config: Path, work: Path, name: str, dashboard: bool) -> Sample:
+def run_clmtune(config: Path, work: Path, name: str, dashboard: bool, steps: int) -> Sample:
     run_dir = work / "runs" / name
     command = [*clmtune_command(), "train", str(config), "--run-dir", str(run_dir)]
     start = time.time()
@@ -170,7 +170,7 @@ def run_clmtune(config: Path, work: Path, name: str, dashboard: bool) -> Sample:
         cpu_at_train = (cpu_seconds(tui.pid), time.monotonic())
     steady = None
     if tui is not None and cpu_at_train is not None:
-        goal = int(0.9 * STEPS_OF_RUN[0])
+        goal = int(0.9 * steps)
         while train.poll() is None and _last_step(run_dir) < goal:
             time.sleep(0.25)
         if train.poll() is None:
@@ -192,9 +192,6 @@ def run_clmtune(config: Path, work: Path, name: str, dashboard: bool) -> Sample:
     first = _first_step_time(run_dir)
     return Sample(rate, (first - start) if first else float("nan"), loss, dashboard_cpu, steady)
 
-
-#: The run's max_steps (set by main; the steady window ends at 90 % of it).
-STEPS_OF_RUN = [0]
 
 
 def _last_step(run_dir: Path) -> int:
@@ -299,7 +296,6 @@ def main() -> None:
     opts = parser.parse_args()
     if opts.logging_steps is None:
         opts.logging_steps = 1 if opts.dashboard else 10
-    STEPS_OF_RUN[0] = opts.steps
     work = Path(tempfile.mkdtemp(prefix="clmtune-vs-run-clm-"))
     # Offline, private caches; inherited by every process started below.
     os.environ.setdefault("HF_HOME", str(work / "hf"))
@@ -312,7 +308,7 @@ def main() -> None:
         config.write_text(settings_toml(assets, opts))
         # Untimed warm-up pair: datasets caches, OS file cache, __pycache__.
         run_plain(assets, config, work, "warm-plain")
-        run_clmtune(config, work, "warm-clmtune", dashboard=False)
+        run_clmtune(config, work, "warm-clmtune", dashboard=False, steps=opts.steps)
         runs: dict[str, list[Sample]] = {"plain": [], "clmtune": []}
         for pair in range(opts.pairs):
             order = ("plain", "clmtune") if pair % 2 == 0 else ("clmtune", "plain")
@@ -321,7 +317,7 @@ def main() -> None:
                 if side == "plain":
                     got = run_plain(assets, config, work, name)
                 else:
-                    got = run_clmtune(config, work, name, opts.dashboard)
+                    got = run_clmtune(config, work, name, opts.dashboard, opts.steps)
                 runs[side].append(got)
                 print(f"pair {pair} {side:8s} {got.samples_per_s:7.1f} samples/s, first step "
                       f"{got.first_step_s:5.2f} s, eval_loss {got.eval_loss}"
