@@ -193,7 +193,6 @@ def run_clmtune(config: Path, work: Path, name: str, dashboard: bool, steps: int
     return Sample(rate, (first - start) if first else float("nan"), loss, dashboard_cpu, steady)
 
 
-
 def _last_step(run_dir: Path) -> int:
     """The step of the newest train log (the tail of events.jsonl; 0 before the first)."""
     try:
