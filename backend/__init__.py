@@ -17,6 +17,7 @@ TUI_SURFACE = (
     "resume_plan",  # the one rule for writing into a run folder
     "rundir.checkpoints",  # checkpoint health
     "rundir.layout",  # run.json, run-folder names
+    "rundir.listing",  # left_summary: the summary a finished run left in its folder
     "rundir.state",  # THE reducer: events -> RunState
     "rundir.summary",  # read_run / RunSummary
     "settings.atomic_write",

@@ -33,6 +33,7 @@ from clmtune.backend.errors import ClmtuneError
 from clmtune.backend.events import EVENTS_FILE, Event, EventWriter, make_event
 from clmtune.backend.rundir.checkpoints import resolve_resume
 from clmtune.backend.rundir.layout import RUN_JSON, read_run_json, write_json_atomic
+from clmtune.backend.rundir.listing import forget_summary, store_summary
 
 TEST_CALLBACKS_ENV = "CLMTUNE_TEST_CALLBACKS"
 STOP_SYNC_ENV = "CLMTUNE_STOP_SYNC_STEPS"
@@ -204,6 +205,14 @@ def _cpu_processes_use_gloo() -> None:
         os.environ["ACCELERATE_USE_CPU"] = "true"
 
 
+def _leave_summary(run_dir: Path) -> None:
+    """The finished run's summary for the first listing of its folder (never fails the run)."""
+    try:
+        store_summary(run_dir)
+    except Exception:  # noqa: BLE001 - an optimisation: listings read the run instead
+        traceback.print_exc(file=sys.stderr)
+
+
 def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m clmtune.backend.worker")
     parser.add_argument("run_dir", type=Path)
@@ -245,6 +254,8 @@ def run(run_dir: Path, resume: str | None = None) -> int:
     signals.install()
     record = RunRecord(run_dir, enabled=is_main)
     record.update()
+    if is_main:
+        forget_summary(run_dir)  # a previous attempt's: out of date from now on
 
     sampler = MemorySampler()
     callback_ref: list[Any] = []
@@ -338,6 +349,8 @@ def run(run_dir: Path, resume: str | None = None) -> int:
             hooks.finish(status, step, error)
         if writer is not None:
             writer.close()
+        if is_main:
+            _leave_summary(run_dir)
     if status in ("completed", "stopped"):
         return 0
     return EXIT_BAD_INPUT if bad_input else 1

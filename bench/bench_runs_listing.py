@@ -22,7 +22,9 @@ along with a check that the three listings agree field for field.
 finished run with the files a real one has) listed by ``clmtune runs --json`` in a fresh
 process, against a fresh Python process that only reads every run's ``run.json``,
 ``trainer_state.json`` and ``all_results.json``. It prints both medians and the ratio
-(target: at most 3x), for the first listing (no cache yet) and the following ones.
+(target: at most 3x), for the first listing (no cache yet) and the following ones; and
+the same for copies without the summary a finished run leaves in its folder (runs of an
+older version, or killed): every one of those is read in full the first time.
 
     python bench/bench_runs_listing.py --many 1000 [--source runs/demo] [--reps 5]
 """
@@ -184,10 +186,15 @@ def finished_run(run_dir: Path) -> None:
     (run_dir / "config.json").write_text('{"model_type": "gpt2"}')
 
 
-def link_copies(source: Path, root: Path, n: int) -> None:
-    """``n`` copies of ``source`` under ``root``, every file hard-linked (no data copied)."""
+def link_copies(source: Path, root: Path, n: int, *, left_summary: bool = True) -> None:
+    """``n`` copies of ``source`` under ``root``, every file hard-linked (no data copied).
+
+    ``left_summary=False`` leaves out the summary the worker left (runs of an older
+    version, or killed before their end).
+    """
+    ignore = None if left_summary else shutil.ignore_patterns(layout_mod.SUMMARY_FILE)
     for i in range(n):
-        shutil.copytree(source, root / f"run-{i:04d}", copy_function=os.link)
+        shutil.copytree(source, root / f"run-{i:04d}", copy_function=os.link, ignore=ignore)
 
 
 def _median_process(argv: list[str], reps: int, env: dict[str, str]) -> float:
@@ -205,23 +212,32 @@ def many_runs(n: int, source: Path | None, reps: int) -> None:
         if source is None:
             source = Path(tmp) / "source"
             finished_run(source)
-        root = Path(tmp) / "runs"
+            runs_mod.store_summary(source)  # what the worker leaves at the end of a run
+        left = (source / layout_mod.SUMMARY_FILE).is_file()
+        root, older = Path(tmp) / "runs", Path(tmp) / "older"
         root.mkdir()
+        older.mkdir()
         t0 = time.perf_counter()
         link_copies(source, root, n)
-        print(f"{n} hard-linked copies of {source.name} in {time.perf_counter() - t0:.1f} s")
+        link_copies(source, older, n, left_summary=False)
+        print(f"{n} hard-linked copies of {source.name} in {time.perf_counter() - t0:.1f} s, "
+              f"and {n} without the summary the run left ({'present' if left else 'ABSENT'} "
+              f"in the source)")  # fmt: skip
         env = {**os.environ, "CLMTUNE_CACHE": str(Path(tmp) / "cache")}
         raw_argv = [sys.executable, "-c", RAW_READS, str(root)]
-        cli_argv = [sys.executable, "-m", "clmtune.backend", "runs", "--json", str(root)]
         subprocess.run(raw_argv, check=True, stdout=subprocess.DEVNULL)  # OS file cache
         raw = _median_process(raw_argv, reps, env)
-        first = _median_process(cli_argv, 1, env)
-        again = _median_process(cli_argv, reps, env)
         print(f"raw reads (run.json, trainer_state.json, all_results.json): {raw:6.2f} s")
-        print(f"clmtune runs --json, first listing:                        {first:6.2f} s"
-              f"   ratio {first / raw:5.1f}x")  # fmt: skip
-        print(f"clmtune runs --json, next listings (median of {reps}):        {again:6.2f} s"
-              f"   ratio {again / raw:5.1f}x   (target <= 3x)")  # fmt: skip
+        for label, folder in (("", root), (", runs without the summary", older)):
+            cli_argv = [sys.executable, "-m", "clmtune.backend", "runs", "--json", str(folder)]
+            subprocess.run([sys.executable, "-c", RAW_READS, str(folder)], check=True,
+                           stdout=subprocess.DEVNULL)  # fmt: skip
+            first = _median_process(cli_argv, 1, env)
+            again = _median_process(cli_argv, reps, env)
+            print(f"clmtune runs --json, first listing{label}: {first:6.2f} s"
+                  f"   ratio {first / raw:5.1f}x   (target <= 3x)")  # fmt: skip
+            print(f"clmtune runs --json, next listings{label} (median of {reps}): {again:6.2f} s"
+                  f"   ratio {again / raw:5.1f}x   (target <= 3x)")  # fmt: skip
 
 
 def main() -> None:

@@ -148,6 +148,25 @@ def test_train_further_continues_from_the_last_checkpoint_and_records_it(run_cop
     again = clmtune("train", str(more), "--run-dir", str(run_copy), "--resume", "last",
                     cwd=run_copy.parent)  # fmt: skip
     assert again.returncode == 2 and "complete (step 12, max_steps = 12)" in again.stderr
+    # The summary the second attempt left is its own (the first attempt's was removed).
+    assert_left_summary_is_a_full_read(run_copy)
+
+
+def assert_left_summary_is_a_full_read(run_dir: Path) -> None:
+    """The worker left its summary at the end; it gives exactly what a full read gives."""
+    from clmtune.backend.rundir.cache import clear_caches
+    from clmtune.backend.rundir.listing import left_summary
+    from clmtune.backend.rundir.summary import read_run
+
+    clear_caches()
+    left = left_summary(run_dir)
+    assert left is not None, "no usable .clmtune-summary.json"
+    assert left.to_json() == read_run(run_dir).to_json()
+
+
+def test_a_finished_run_leaves_its_summary_for_listings(complete_run):
+    assert_left_summary_is_a_full_read(complete_run)
+    assert read_run_json(complete_run)["global_step"] == 8
 
 
 # ------------------------------------------------------------------ --resume auto

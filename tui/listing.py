@@ -12,7 +12,8 @@ A sweep leaves hundreds of runs in one folder. Reading every run on every refres
 * hands out a new listing only when something changed.
 
 Pure Python (no Textual): the screen calls it from a thread worker. The summaries come
-from the backend's public ``read_run``/``is_run_dir``/``read_run_json``.
+from the backend's public ``left_summary`` (a finished run's own summary file),
+``read_run``, ``is_run_dir`` and ``read_run_json``.
 """
 
 from __future__ import annotations
@@ -128,10 +129,12 @@ class RunsLister:
             return None
 
     def _read(self, path: str, sig: tuple | None = None) -> Any:
+        from clmtune.backend.rundir.listing import left_summary
         from clmtune.backend.rundir.summary import read_run
 
         self.reads += 1
-        summary = read_run(Path(path))
+        # A finished run's own summary file when it still holds: one small read.
+        summary = left_summary(path) or read_run(Path(path))
         self._known[path] = _Known(sig if sig is not None else signature(path), summary)
         return summary
 

@@ -143,14 +143,17 @@ def _weights_state(ckpt: Path, names: set[str]) -> tuple[bool, str]:
     return False, "no model weights"
 
 
-def _full_state_missing(ckpt: Path, names: set[str], world_size: int | None) -> list[str]:
-    """What a resume needs beyond the weights and is missing or damaged."""
+def _full_state_missing(ckpt: Path, names: set[str], world_size: int | None,
+                        state: Any) -> list[str]:
+    """What a resume needs beyond the weights and is missing or damaged.
+
+    ``state``: the checkpoint's trainer_state.json as read (None when missing or damaged).
+    """
     missing: list[str] = []
     optimizers = [n for n in names if _OPTIMIZER_RE.match(n)]
     # DeepSpeed / FSDP keep the optimizer in sub-folders.
     has_sharded = any(
-        (ckpt / n).is_dir() and (n.startswith("global_step") or n.startswith("optimizer_"))
-        for n in names
+        n.startswith(("global_step", "optimizer_")) and (ckpt / n).is_dir() for n in names
     )
     if not optimizers and not has_sharded:
         missing.append("optimizer.pt")
@@ -160,7 +163,6 @@ def _full_state_missing(ckpt: Path, names: set[str], world_size: int | None) -> 
         missing.append("scheduler.pt")
     elif not _file_intact(ckpt / "scheduler.pt"):
         missing.append("scheduler.pt (torn)")
-    state = read_json(ckpt / TRAINER_STATE)
     if not isinstance(state, dict):
         missing.append(TRAINER_STATE)
     rngs = sorted(n for n in names if _RNG_RE.match(n))
@@ -229,7 +231,7 @@ def classify_checkpoint(path: Path, *, ours: bool | None = None) -> CheckpointIn
         step = state_json["global_step"]
 
     weights_ok, reason = _weights_state(path, names)
-    missing = _full_state_missing(path, names, world_size) if weights_ok else []
+    missing = _full_state_missing(path, names, world_size, state_json) if weights_ok else []
     if weights_ok and not missing and (has_marker or not ours):
         state, reason = "complete", ""
     elif weights_ok and "config.json" in names:

@@ -19,6 +19,8 @@ from clmtune.backend.events import EVENTS_FILE, _sanitize, read_json, to_float
 RUN_JSON = "run.json"
 CONFIG_TOML = "config.toml"
 COMPLETE_MARKER = ".clmtune-complete"
+#: A finished run's summary, left by its worker for listings (rundir.listing.store_summary).
+SUMMARY_FILE = ".clmtune-summary.json"
 STOP_FILE = "stop.request"
 STATUSES = ("running", "completed", "stopped", "failed", "crashed", "unknown")
 

@@ -9,6 +9,10 @@ running one always is (its pid and the clock matter). A signature newer than
 ``cache.RACY_NS`` is not trusted (coarse time stamps). The figures themselves come
 from :func:`clmtune.backend.rundir.summary.read_run`, i.e. from the one reducer.
 
+A run that finished also leaves its summary in its own folder (:func:`store_summary`,
+called by the worker), so even the first listing of a folder no process listed
+before reads one small file per finished run.
+
 The modules behind a summary are imported only when a run must be read: listing a
 folder whose runs are all cached stats files and copies stored text.
 """
@@ -23,45 +27,61 @@ import zlib
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from clmtune.backend.events import read_json
+from clmtune.backend.events import read_json, to_float
 from clmtune.backend.rundir import cache
+from clmtune.backend.rundir.layout import SUMMARY_FILE, write_json_atomic
 
 if TYPE_CHECKING:
     from clmtune.backend.rundir.summary import RunSummary
 
 ENDED = ("completed", "stopped", "failed", "unknown")
-LISTING_CACHE_VERSION = 2
+LISTING_CACHE_VERSION = 3
+SUMMARY_VERSION = 1
 #: Files whose stat is part of a run's signature (others count by name only).
 WATCHED = frozenset({"run.json", "events.jsonl", "config.toml", "config.json",
                      "trainer_state.json", "all_results.json", "train_results.json",
                      "eval_results.json"})
+#: Entries no summary reads: the worker's logs, and the completions generated for the run
+#: (tools.generate_io's samples.jsonl, appended to after the run by the Try screen).
+UNREAD = frozenset({"logs", "samples.jsonl"})
 
 
-def _signature(run_dir: str) -> list | None:
-    """What a finished run's summary depends on: its entries' stat, checkpoints included.
+def _scan(run_dir: str) -> tuple[list, int | None] | None:
+    """(signature, the mtime of the run's own summary file or None); None when unreadable.
 
-    Plain lists and ints, as the listing cache stores them (compared without converting).
+    The signature is what a finished run's summary depends on: the name of every entry
+    and the size and mtime of the files a summary reads, checkpoint folders included.
+    Plain lists and ints, as the caches store them (compared without converting). It
+    holds no path and no inode, so a copy that keeps the files' times (``cp -a``, hard
+    links) has the same one as its original: see :func:`store_summary`.
     """
+    entries = []
+    own = None
     try:
-        entries = []
         for entry in os.scandir(run_dir):
             name = entry.name
-            if name.startswith(".") or name == "logs":
+            if name.startswith(".") or name in UNREAD:
+                if name == SUMMARY_FILE:
+                    own = entry.stat().st_mtime_ns
                 continue
             if name in WATCHED or name.startswith("checkpoint-"):
                 st = entry.stat()
-                entries.append([name, st.st_ino, st.st_size, st.st_mtime_ns])
+                entries.append([name, st.st_size, st.st_mtime_ns])
             else:
-                entries.append([name, 0, 0, 0])
-        st = os.stat(run_dir)
+                entries.append([name, 0, 0])
     except OSError:
         return None
     entries.sort()
-    return [st.st_ino, st.st_mtime_ns, entries]
+    return entries, own
+
+
+def _signature(run_dir: str) -> list | None:
+    scanned = _scan(run_dir)
+    return None if scanned is None else scanned[0]
 
 
 def _newest_ns(signature: list) -> int:
-    return max([signature[1]] + [e[3] for e in signature[2]])
+    return max([0] + [e[2] for e in signature])
 
 
 def _cache_file(root: Path) -> Path:
@@ -138,7 +158,8 @@ def _listing(root: Path, *, as_json: bool) -> list[Any]:
     now_ns = time.time_ns()
     rows: list[tuple[float, Any]] = []
     for child in children:
-        signature = _signature(child)
+        scanned = _scan(child)
+        signature = None if scanned is None else scanned[0]
         key = os.path.abspath(child)
         entry = stored.get(key)
         if isinstance(entry, dict) and signature is not None and entry.get("sig") == signature:
@@ -151,17 +172,23 @@ def _listing(root: Path, *, as_json: bool) -> list[Any]:
                 fresh[key] = entry
                 rows.append((order, item))
                 continue
-        path = Path(child)
-        if not is_run_dir(path):
-            continue
-        from clmtune.backend.rundir.summary import read_run
+        left = None if scanned is None or scanned[1] is None else _left_summary(child, *scanned)
+        if left is not None:
+            text, order = left
+            rows.append((order, text if as_json else _summary_from_json(text)))
+        else:
+            path = Path(child)
+            if not is_run_dir(path):
+                continue
+            from clmtune.backend.rundir.summary import read_run
 
-        summary = read_run(path)
-        text = json.dumps(summary.to_json())
-        rows.append((_order(summary), text if as_json else summary))
-        if (signature is not None and summary.status in ENDED
-                and not cache.racy(_newest_ns(signature), now_ns)):
-            fresh[key] = {"sig": signature, "json": text, "order": _order(summary)}
+            summary = read_run(path)
+            text, order = json.dumps(summary.to_json()), _order(summary)
+            rows.append((order, text if as_json else summary))
+            if summary.status not in ENDED:
+                continue
+        if signature is not None and not cache.racy(_newest_ns(signature), now_ns):
+            fresh[key] = {"sig": signature, "json": text, "order": order}
             changed = True
     if changed or len(fresh) != len(stored):
         with _disk_lock:
@@ -171,6 +198,94 @@ def _listing(root: Path, *, as_json: bool) -> list[Any]:
     return [item for _, item in rows]
 
 
+# ---------------------------------------------------------------- the summary a run leaves
+
+
+def store_summary(run_dir: Path) -> bool:
+    """Leave a finished run's summary in its folder (``.clmtune-summary.json``).
+
+    The worker calls this last, so that the first listing of a folder of finished runs
+    (a sweep, in a process or on a machine that never listed them) reads one small file
+    per run instead of its events, checkpoints and results. The file holds the summary
+    without its paths (a copy of the run with the same file times reads it too), the
+    signature it was made from, and is used only while that signature still holds and
+    every file in it is older than the summary file itself: a later change in the same
+    coarse time-stamp tick would not show in the stat (git's racy rule). Returns whether
+    a usable file was left; a folder that keeps changing gets none.
+    """
+    from clmtune.backend.rundir.summary import read_run
+
+    run_dir = Path(run_dir)
+    target = run_dir / SUMMARY_FILE
+    for attempt in range(4):
+        signature = _signature(str(run_dir))
+        if signature is None:
+            break
+        summary = read_run(run_dir)
+        if summary.status not in ENDED:
+            break
+        data = dict(summary.to_json())
+        del data["path"], data["name"]
+        data["checkpoints"] = [{**c, "path": Path(c["path"]).name} for c in data["checkpoints"]]
+        try:
+            write_json_atomic(target, {"version": SUMMARY_VERSION, "sig": signature,
+                                       "summary": data})
+            scanned = _scan(str(run_dir))
+        except OSError:
+            return False
+        if (scanned is not None and scanned[0] == signature and scanned[1] is not None
+                and _newest_ns(signature) < scanned[1]):
+            return True
+        time.sleep(0.02 * (attempt + 1))  # same tick as the newest file: write it again
+    try:
+        target.unlink()
+    except OSError:
+        pass
+    return False
+
+
+def forget_summary(run_dir: Path) -> None:
+    """Remove the summary a run left (a new attempt starts: it will be out of date)."""
+    try:
+        (Path(run_dir) / SUMMARY_FILE).unlink()
+    except OSError:
+        pass
+
+
+def left_summary(run_dir: Path | str) -> RunSummary | None:
+    """The summary a finished run left in its folder, while it still holds; else None.
+
+    What :func:`read_run` would return (without ``state``), for one small file's read.
+    """
+    child = os.fspath(run_dir)
+    if not os.path.exists(os.path.join(child, SUMMARY_FILE)):
+        return None
+    scanned = _scan(child)
+    if scanned is None or scanned[1] is None:
+        return None
+    left = _left_summary(child, *scanned)
+    return None if left is None else _summary_from_json(left[0])
+
+
+def _left_summary(child: str, signature: list, own_ns: int) -> tuple[str, float] | None:
+    """(JSON text, order) from the summary the run left, when it still holds; else None."""
+    if _newest_ns(signature) >= own_ns:
+        return None
+    data = read_json(os.path.join(child, SUMMARY_FILE))
+    if (not isinstance(data, dict) or data.get("version") != SUMMARY_VERSION
+            or data.get("sig") != signature):
+        return None
+    try:
+        body = data["summary"]
+        path = str(Path(child))
+        for ckpt in body["checkpoints"]:
+            ckpt["path"] = os.path.join(path, ckpt["path"])
+        text = json.dumps({"path": path, "name": os.path.basename(path), **body})
+        started = to_float(body["started"])
+        order = started if started is not None else os.stat(child).st_mtime
+    except (KeyError, TypeError, ValueError, OSError):
+        return None
+    return text, order
 
 
 def _summary_from_json(text: str) -> RunSummary:
