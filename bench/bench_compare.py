@@ -7,7 +7,9 @@ learning rate, grad norm, throughput; an eval every 1,000 steps), then times, as
 - raw: reading every file and parsing every line with ``json.loads`` (the floor: what
   reading the files costs);
 - load: :func:`clmtune.backend.tools.compare.load_runs` (the same files, folded by the one
-  reducer with full histories); the ratio load / raw is printed;
+  reducer with full histories); the ratio load / raw is printed; with orjson installed
+  (the reader parses with it, see ``backend/events.py``) also the raw read with
+  ``orjson.loads`` per line, so the reducer's own share shows;
 - build: after the read, what a key press costs: the curves of every run for a metric
   and x axis, EMA-smoothed, thinned to a 200-column chart, plus the table and the
   settings diff (train loss by step at smoothing 0.9, and by wall time at 0.99). "first":
@@ -38,6 +40,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from clmtune.backend import events as events_mod  # noqa: E402
 from clmtune.backend.events import EventWriter, make_event  # noqa: E402
 from clmtune.backend.tools import compare  # noqa: E402
 
@@ -76,6 +79,19 @@ def raw_read(paths: list[Path]) -> int:
         with open(path / "events.jsonl", encoding="utf-8") as fh:
             for line in fh:
                 json.loads(line)
+                count += 1
+    return count
+
+
+def raw_read_orjson(paths: list[Path]) -> int:
+    """The same floor with the parser the reader uses (orjson), for the record."""
+    import orjson
+
+    count = 0
+    for path in paths:
+        with open(path / "events.jsonl", "rb") as fh:
+            for line in fh:
+                orjson.loads(line)
                 count += 1
     return count
 
@@ -177,6 +193,10 @@ def main() -> None:
         load = median_ms(lambda: compare.load_runs(paths), args.reps)
         print(f"raw read (json.loads per line): {raw:8.1f} ms")
         print(f"load_runs (one reducer, full):  {load:8.1f} ms   ratio {load / raw:.2f}x")
+        if events_mod.orjson is not None:
+            fast = median_ms(lambda: raw_read_orjson(paths), args.reps)
+            print(f"raw read (orjson.loads per line): {fast:6.1f} ms   load_runs ÷ this "
+                  f"{load / fast:.2f}x (the reducer's share)")  # fmt: skip
         runs = compare.load_runs(paths)
         for metric, x_axis, smoothing in (("train_loss", "step", 0.9),
                                           ("train_loss", "time", 0.99),

@@ -1,7 +1,8 @@
 """The fast paths of the reader and the reducer give what the slow ones give.
 
-``EventTailer`` parses a block of whole lines with one ``json.loads`` and falls back to a
-line-by-line parse when that could read differently; ``RunState.apply_all`` folds a
+``EventTailer`` parses a block of whole lines with orjson when it is installed, else with
+the stdlib's scanner, and gives a line either refuses to ``json.loads``; both must read
+exactly what ``json.loads`` per line reads. ``RunState.apply_all`` folds a
 stretch of train logs in one call. Both must agree with the one-at-a-time reading,
 event for event and field for field.
 """
@@ -10,10 +11,13 @@ from __future__ import annotations
 
 import json
 import math
+import random
+import re
 
 import pytest
 
-from clmtune.backend.events import EventTailer, make_event
+from clmtune.backend import events as events_mod
+from clmtune.backend.events import EventTailer, make_event, read_json
 from clmtune.backend.rundir.state import RunState
 
 
@@ -125,20 +129,97 @@ CASES = {
     "spaces around a value": f"  {GOOD}\t\n{OTHER}  \n",
     "a byte order mark": f"\ufeff{GOOD}\n{OTHER}\n",
     "a raw control character": '{"type":"log","message":"a\tb"}\n',
+    # What the stdlib reads and orjson refuses or reads otherwise: NaN and infinities,
+    # out-of-range floats, lone surrogates, integers beyond 64 bits.
+    "nan and infinities": '{"type":"t","a":NaN,"b":Infinity,"c":-Infinity}\n' + f"{GOOD}\n",
+    "an out-of-range float": '{"type":"t","a":1e400,"b":-2e999}\n',
+    "a lone surrogate": '{"type":"t","m":"\\ud800x"}\n',
+    "a long integer": '{"type":"t","seed":123456789012345678901234567890}\n' + f"{GOOD}\n",
+    "the largest 64-bit integers": '{"type":"t","a":18446744073709551615,'
+                                   '"b":-9223372036854775808,"c":999999999999999999}\n',
+    "long integers in other places": '{"type":"t","a":[12345678901234567890123],'
+                                     '"b":-12345678901234567890123, "c":\t98765432109876543210}\n'
+                                     "12345678901234567890123\n",
+    "duplicate keys": '{"type":"t","a":1,"a":2}\n',
+    "long decimals": '{"type":"t","a":0.1000000000000000055511151231257827,"b":5e-324}\n',
 }
 
 
+@pytest.fixture(params=["orjson", "stdlib"])
+def parser(request, monkeypatch):
+    """The reader with orjson (when installed) and with the stdlib alone."""
+    if request.param == "orjson":
+        if events_mod.orjson is None:
+            pytest.skip("orjson is not installed")
+    else:
+        monkeypatch.setattr(events_mod, "orjson", None)
+    return request.param
+
+
 @pytest.mark.parametrize("text", list(CASES.values()), ids=list(CASES))
-def test_the_block_reader_reads_what_a_line_by_line_reader_reads(tmp_path, text):
+def test_the_block_reader_reads_what_a_line_by_line_reader_reads(tmp_path, text, parser):
     path = tmp_path / "events.jsonl"
     path.write_bytes(text.encode())
     tailer = EventTailer(path)
     expected, bad = _line_by_line(text.encode())
-    assert tailer.read_new() == expected
+    got = tailer.read_new()
+    # repr: NaN never equals itself; and it tells 1e29 from 10**29
+    assert repr(got) == repr(expected)
     assert tailer.bad_lines == bad
 
 
-def test_a_block_that_is_not_utf8_is_read_line_by_line(tmp_path):
+def _random_value(rng: random.Random, depth: int = 0) -> object:
+    kind = rng.randrange(9 if depth < 3 else 6)
+    if kind == 0:
+        return rng.uniform(-1e6, 1e6) * 10 ** rng.randint(-300, 300)
+    if kind == 1:
+        return rng.randint(-(2**70), 2**70) if rng.random() < 0.2 else rng.randint(-999, 999)
+    if kind == 2:
+        return "".join(rng.choice("ab\\\"\u00e9\u4e2d\U0001f600 \t\n") for _ in range(5))
+    if kind == 3:
+        return rng.choice([True, False, None])
+    if kind == 4:
+        return rng.choice([float("nan"), float("inf"), -0.0, 5e-324, 1.7976931348623157e308])
+    if kind == 5:
+        return rng.random()
+    if kind == 6:
+        return [_random_value(rng, depth + 1) for _ in range(rng.randrange(4))]
+    return {f"k{i}": _random_value(rng, depth + 1) for i in range(rng.randrange(4))}
+
+
+def test_random_lines_read_as_json_loads_reads_them(tmp_path, parser):
+    rng = random.Random(20261203)
+    for round_ in range(40):
+        lines = []
+        for _ in range(50):
+            event = {"type": "t", **{f"f{i}": _random_value(rng) for i in range(4)}}
+            line = json.dumps(event, ensure_ascii=rng.random() < 0.5)
+            if rng.random() < 0.05:
+                line = line[: rng.randrange(len(line))]  # torn
+            lines.append(line)
+        data = ("\n".join(lines) + "\n").encode()
+        path = tmp_path / f"events-{round_}.jsonl"
+        path.write_bytes(data)
+        tailer = EventTailer(path)
+        expected, bad = _line_by_line(data)
+        assert repr(tailer.read_new()) == repr(expected)
+        assert tailer.bad_lines == bad
+
+
+@pytest.mark.parametrize("text", ['{"a": NaN}', '{"a": 123456789012345678901234567890}',
+                                  '{"a": "\\ud800"}', '{"a": [1, 2.5, "x"]}', "\ufeff{}", "{",
+                                  ""])  # fmt: skip
+def test_read_json_reads_what_json_loads_reads(tmp_path, text, parser):
+    path = tmp_path / "f.json"
+    path.write_bytes(text.encode())
+    try:
+        expected = json.loads(text)
+    except ValueError:
+        expected = None
+    assert repr(read_json(path)) == repr(expected)
+
+
+def test_a_block_that_is_not_utf8_is_read_line_by_line(tmp_path, parser):
     data = f"{GOOD}\n".encode() + b'{"type":"log","message":"\xff"}\n' + f"{OTHER}\n".encode()
     path = tmp_path / "events.jsonl"
     path.write_bytes(data)
@@ -146,3 +227,18 @@ def test_a_block_that_is_not_utf8_is_read_line_by_line(tmp_path):
     expected, bad = _line_by_line(data)
     assert tailer.read_new() == expected and len(expected) == 2
     assert tailer.bad_lines == bad == 1
+
+
+def test_long_fractions_keep_the_fast_parser(tmp_path, monkeypatch):
+    """Learning rates between 1e-4 and 1 print up to 21 digits after the point: no integer."""
+    if events_mod.orjson is None:
+        pytest.skip("orjson is not installed")
+    calls = []
+    monkeypatch.setattr(events_mod, "_parse_lines_stdlib", lambda block: calls.append(block))
+    lines = [json.dumps(make_event("train_log", step=s, learning_rate=3e-4 * (1 - s / 7),
+                                   loss=0.1 + 0.2)) for s in range(1, 7)]  # fmt: skip
+    assert any(re.search(r"\.[0-9]{19}", line) for line in lines)
+    path = tmp_path / "events.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    assert len(EventTailer(path).read_new()) == 6
+    assert calls == []
