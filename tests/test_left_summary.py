@@ -241,3 +241,62 @@ def test_the_dashboard_lister_reads_the_left_summary(tmp_path, reads):
     clear_caches()
     got = sorted((r.to_json() for r in listed[-1]), key=lambda data: data["name"])
     assert got == [summary_mod.read_run(root / name).to_json() for name in "ab"]
+
+
+def test_a_run_without_a_start_time_is_ordered_by_its_folder_now(tmp_path, monkeypatch):
+    """Plain HF folders with results only: their folder's time orders them, read each time
+    (a new samples.jsonl changes it but not what the listing cache keys on)."""
+    monkeypatch.setenv("CLMTUNE_CACHE", str(tmp_path / "cache"))
+    root = tmp_path / "runs"
+    old = time.time() - 3600
+    for i, name in enumerate(("hf-a", "hf-b")):
+        (root / name).mkdir(parents=True)
+        (root / name / "all_results.json").write_text(json.dumps({"train_loss": 1.0 + i}))
+        os.utime(root / name / "all_results.json", (old, old))
+        os.utime(root / name, (old + i, old + i))
+    assert [json.loads(t)["name"] for t in list_runs_json(root)] == ["hf-b", "hf-a"]
+    (root / "hf-a" / "samples.jsonl").write_text('{"prompt": "a"}\n')  # hf-a is newer now
+    clear_caches()
+    assert [json.loads(t)["name"] for t in list_runs_json(root)] == ["hf-a", "hf-b"]
+
+
+def test_the_listing_cache_keeps_the_form_of_the_root_given(tmp_path, monkeypatch):
+    monkeypatch.setenv("CLMTUNE_CACHE", str(tmp_path / "cache"))
+    monkeypatch.chdir(tmp_path)
+    finished_run(tmp_path / "runs" / "a", age=30)
+    for root in ("runs", str(tmp_path / "runs"), "runs", "./runs/"):
+        clear_caches()
+        listed = json.loads(list_runs_json(Path(root))[0])
+        assert listed["path"] == str(Path(root) / "a")
+        assert listed["checkpoints"][0]["path"] == str(Path(root) / "a" / "checkpoint-4")
+
+
+def test_a_summary_left_by_another_version_is_not_used(tmp_path, cold, reads):
+    root = tmp_path / "runs"
+    run = finished_run(root / "run", age=30)
+    assert store_summary(run)
+    data = json.loads((run / SUMMARY_FILE).read_text())
+    stamp = (run / SUMMARY_FILE).stat().st_mtime_ns
+    (run / SUMMARY_FILE).write_text(json.dumps({**data, "clmtune": "0.0.1"}))
+    os.utime(run / SUMMARY_FILE, ns=(stamp, stamp))
+    reads.clear()
+    cold(root)
+    assert reads == ["run"]
+
+
+def test_the_summary_is_made_once_the_newest_file_is_a_tick_old(tmp_path, monkeypatch):
+    """A write in the same time-stamp tick as a file's last one would not show in its stat:
+    the run is read only once that tick has passed (then any change shows)."""
+    run = finished_run(tmp_path / "run")
+    read_at: list[int] = []
+    real = summary_mod.read_run
+
+    def spy(path, **kw):
+        read_at.append(time.time_ns())
+        return real(path, **kw)
+
+    monkeypatch.setattr(summary_mod, "read_run", spy)
+    assert store_summary(run)
+    newest = max(p.stat().st_mtime_ns for p in run.iterdir() if p.name != SUMMARY_FILE)
+    assert read_at and read_at[0] >= newest + listing_mod._tick_ns([["x", 1, newest]])
+    assert (run / SUMMARY_FILE).stat().st_mtime_ns > newest

@@ -27,6 +27,7 @@ import zlib
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from clmtune.backend import __version__
 from clmtune.backend.events import read_json, to_float
 from clmtune.backend.rundir import cache
 from clmtune.backend.rundir.layout import SUMMARY_FILE, write_json_atomic
@@ -134,12 +135,13 @@ def list_runs_json(root: Path) -> list[str]:
     return [item for item in _listing(Path(root), as_json=True)]
 
 
-def _order(summary: RunSummary) -> float:
-    """Newest first: by start time, else by the folder's time."""
-    if summary.started is not None:
-        return summary.started
+def _order(started: float | None, run_dir: str) -> float:
+    """Newest first: by start time, else by the folder's time (read now, never cached: it
+    is not in the signature, a new ``samples.jsonl`` or dotfile changes it)."""
+    if started is not None:
+        return started
     try:
-        return summary.path.stat().st_mtime
+        return os.stat(run_dir).st_mtime
     except OSError:
         return 0.0
 
@@ -160,22 +162,22 @@ def _listing(root: Path, *, as_json: bool) -> list[Any]:
     for child in children:
         scanned = _scan(child)
         signature = None if scanned is None else scanned[0]
-        key = os.path.abspath(child)
+        key = child  # as listed: the stored text holds the paths in the form given
         entry = stored.get(key)
         if isinstance(entry, dict) and signature is not None and entry.get("sig") == signature:
             try:
-                text, order = str(entry["json"]), float(entry["order"])
+                text, started = str(entry["json"]), to_float(entry["started"])
                 item = text if as_json else _summary_from_json(text)
             except (KeyError, TypeError, ValueError):
                 pass
             else:
                 fresh[key] = entry
-                rows.append((order, item))
+                rows.append((_order(started, child), item))
                 continue
         left = None if scanned is None or scanned[1] is None else _left_summary(child, *scanned)
         if left is not None:
-            text, order = left
-            rows.append((order, text if as_json else _summary_from_json(text)))
+            text, started = left
+            rows.append((_order(started, child), text if as_json else _summary_from_json(text)))
         else:
             path = Path(child)
             if not is_run_dir(path):
@@ -183,12 +185,12 @@ def _listing(root: Path, *, as_json: bool) -> list[Any]:
             from clmtune.backend.rundir.summary import read_run
 
             summary = read_run(path)
-            text, order = json.dumps(summary.to_json()), _order(summary)
-            rows.append((order, text if as_json else summary))
+            text, started = json.dumps(summary.to_json()), summary.started
+            rows.append((_order(started, child), text if as_json else summary))
             if summary.status not in ENDED:
                 continue
         if signature is not None and not cache.racy(_newest_ns(signature), now_ns):
-            fresh[key] = {"sig": signature, "json": text, "order": order}
+            fresh[key] = {"sig": signature, "json": text, "started": started}
             changed = True
     if changed or len(fresh) != len(stored):
         with _disk_lock:
@@ -208,19 +210,29 @@ def store_summary(run_dir: Path) -> bool:
     (a sweep, in a process or on a machine that never listed them) reads one small file
     per run instead of its events, checkpoints and results. The file holds the summary
     without its paths (a copy of the run with the same file times reads it too), the
-    signature it was made from, and is used only while that signature still holds and
-    every file in it is older than the summary file itself: a later change in the same
-    coarse time-stamp tick would not show in the stat (git's racy rule). Returns whether
-    a usable file was left; a folder that keeps changing gets none.
+    signature it was made from and the version that wrote it, and is used only while
+    that signature still holds and every file in it is older than the summary file
+    itself. A change within the time-stamp tick of a file's last change would not show
+    in its stat (git's racy rule), so the run is read only once its newest file is a
+    tick old (20 ms; 2 s on file systems with whole-second stamps). Returns whether a
+    usable file was left; a folder that keeps changing gets none.
+
+    Files inside a checkpoint count through the checkpoint folder's own stat, as for the
+    on-disk listing cache: a file damaged in place later still lists as it was (a resume
+    classifies the checkpoint afresh and refuses it).
     """
     from clmtune.backend.rundir.summary import read_run
 
     run_dir = Path(run_dir)
     target = run_dir / SUMMARY_FILE
-    for attempt in range(4):
+    for _ in range(4):
         signature = _signature(str(run_dir))
         if signature is None:
             break
+        wait_ns = _newest_ns(signature) + _tick_ns(signature) - time.time_ns()
+        if wait_ns > 0:  # a write in the newest file's tick would not show: let it pass
+            time.sleep(wait_ns / 1e9)
+            continue
         summary = read_run(run_dir)
         if summary.status not in ENDED:
             break
@@ -228,20 +240,28 @@ def store_summary(run_dir: Path) -> bool:
         del data["path"], data["name"]
         data["checkpoints"] = [{**c, "path": Path(c["path"]).name} for c in data["checkpoints"]]
         try:
-            write_json_atomic(target, {"version": SUMMARY_VERSION, "sig": signature,
-                                       "summary": data})
+            write_json_atomic(target, {"version": SUMMARY_VERSION, "clmtune": __version__,
+                                       "sig": signature, "summary": data})
             scanned = _scan(str(run_dir))
         except OSError:
             return False
         if (scanned is not None and scanned[0] == signature and scanned[1] is not None
                 and _newest_ns(signature) < scanned[1]):
             return True
-        time.sleep(0.02 * (attempt + 1))  # same tick as the newest file: write it again
     try:
         target.unlink()
     except OSError:
         pass
     return False
+
+
+def _tick_ns(signature: list) -> int:
+    """A safe upper bound of the file system's time-stamp step: 2 s where every stamp is
+    whole seconds (FAT, HFS+, ext3-style inodes, some NFS servers), else 20 ms."""
+    stamps = [e[2] for e in signature if e[2]]
+    if stamps and all(ns % 1_000_000_000 == 0 for ns in stamps):
+        return 2_000_000_000
+    return 20_000_000
 
 
 def forget_summary(run_dir: Path) -> None:
@@ -267,13 +287,13 @@ def left_summary(run_dir: Path | str) -> RunSummary | None:
     return None if left is None else _summary_from_json(left[0])
 
 
-def _left_summary(child: str, signature: list, own_ns: int) -> tuple[str, float] | None:
-    """(JSON text, order) from the summary the run left, when it still holds; else None."""
+def _left_summary(child: str, signature: list, own_ns: int) -> tuple[str, float | None] | None:
+    """(JSON text, start time) from the summary the run left, when it still holds; else None."""
     if _newest_ns(signature) >= own_ns:
         return None
     data = read_json(os.path.join(child, SUMMARY_FILE))
     if (not isinstance(data, dict) or data.get("version") != SUMMARY_VERSION
-            or data.get("sig") != signature):
+            or data.get("clmtune") != __version__ or data.get("sig") != signature):
         return None
     try:
         body = data["summary"]
@@ -282,10 +302,9 @@ def _left_summary(child: str, signature: list, own_ns: int) -> tuple[str, float]
             ckpt["path"] = os.path.join(path, ckpt["path"])
         text = json.dumps({"path": path, "name": os.path.basename(path), **body})
         started = to_float(body["started"])
-        order = started if started is not None else os.stat(child).st_mtime
-    except (KeyError, TypeError, ValueError, OSError):
+    except (KeyError, TypeError, ValueError):
         return None
-    return text, order
+    return text, started
 
 
 def _summary_from_json(text: str) -> RunSummary:
