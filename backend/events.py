@@ -264,22 +264,25 @@ _SCAN = json.scanner.make_scanner(json.JSONDecoder())
 _JSON_SPACE = " \t\r"
 
 
-#: An integer orjson reads differently: beyond 64 bits it gives a float, where the stdlib
-#: keeps the integer exact. Such a number is 19 digits or more after one of the bytes that
-#: may come before a JSON number; a fraction's digits (after ".", up to 21 in Python's
-#: repr of 0.0001 to 1) are not. Mapping the digits to "0" and those bytes to "!" finds
-#: one with a single search (a regular expression over a long block costs more than
-#: parsing it). A hit inside a string only sends the block to the stdlib: slower, same.
-_NUMBER_START = b":,[- \t\r\n"
+#: An integer orjson reads differently: beyond 64 bits (above 2**64 - 1, below -2**63) it
+#: gives a float, where the stdlib keeps the integer exact. Such a number has 20 digits or
+#: more after one of the bytes that may come before a JSON number, or 19 after a minus
+#: sign; a fraction's digits (after ".", up to 21 in Python's repr of 0.0001 to 1) do not
+#: count. Mapping the digits to "0" and those bytes to "!" finds one with plain searches
+#: (a regular expression over a long block costs more than parsing it). A hit inside a
+#: string or an exponent only sends the block to the stdlib: slower, same values.
+_NUMBER_START = b":,[ \t\r\n"
 _DIGITS_AND_STARTS = bytes.maketrans(b"0123456789" + _NUMBER_START,
                                      b"0" * 10 + b"!" * len(_NUMBER_START))
-_LONG_INTEGER = b"!" + b"0" * 19
+_LONG_POSITIVE = b"0" * 20
+_LONG_NEGATIVE = b"-" + b"0" * 19
 
 
 def _long_integer(data: bytes) -> bool:
-    """Whether ``data`` may hold an integer beyond 64 bits (see _LONG_INTEGER)."""
+    """Whether ``data`` may hold an integer beyond 64 bits (see _DIGITS_AND_STARTS)."""
     marked = data.translate(_DIGITS_AND_STARTS)
-    return _LONG_INTEGER in marked or marked.startswith(_LONG_INTEGER[1:])
+    return (b"!" + _LONG_POSITIVE in marked or _LONG_NEGATIVE in marked
+            or marked.startswith(_LONG_POSITIVE))
 
 
 def _parse_lines(block: bytes) -> tuple[list[Any], int]:

@@ -140,6 +140,9 @@ CASES = {
     "long integers in other places": '{"type":"t","a":[12345678901234567890123],'
                                      '"b":-12345678901234567890123, "c":\t98765432109876543210}\n'
                                      "12345678901234567890123\n",
+    "an integer just above 64 bits": '{"type":"t","a":18446744073709551616}\n',
+    "an integer just below 64 bits": '{"type":"t","b":-9223372036854775809}\n',
+    "a long negative integer in an array": '{"type":"t","c":[-10000000000000000000]}\n',
     "duplicate keys": '{"type":"t","a":1,"a":2}\n',
     "long decimals": '{"type":"t","a":0.1000000000000000055511151231257827,"b":5e-324}\n',
 }
@@ -229,14 +232,17 @@ def test_a_block_that_is_not_utf8_is_read_line_by_line(tmp_path, parser):
     assert tailer.bad_lines == bad == 1
 
 
-def test_long_fractions_keep_the_fast_parser(tmp_path, monkeypatch):
-    """Learning rates between 1e-4 and 1 print up to 21 digits after the point: no integer."""
+def test_long_fractions_and_64_bit_integers_keep_the_fast_parser(tmp_path, monkeypatch):
+    """Learning rates between 1e-4 and 1 print up to 21 digits after the point, and stat
+    times in nanoseconds have 19 digits: orjson reads both as the stdlib does."""
     if events_mod.orjson is None:
         pytest.skip("orjson is not installed")
     calls = []
     monkeypatch.setattr(events_mod, "_parse_lines_stdlib", lambda block: calls.append(block))
     lines = [json.dumps(make_event("train_log", step=s, learning_rate=3e-4 * (1 - s / 7),
-                                   loss=0.1 + 0.2)) for s in range(1, 7)]  # fmt: skip
+                                   loss=0.1 + 0.2, mtime_ns=1764772000123456789 + s,
+                                   large=10**19 - 1, negative=-(10**17)))
+             for s in range(1, 7)]  # fmt: skip
     assert any(re.search(r"\.[0-9]{19}", line) for line in lines)
     path = tmp_path / "events.jsonl"
     path.write_text("\n".join(lines) + "\n")
