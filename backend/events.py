@@ -62,10 +62,26 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
-try:  # a C JSON parser, several times faster than the stdlib's: see _parse_lines
-    import orjson
-except ImportError:  # pragma: no cover - a platform without its wheel: the stdlib reads alone
-    orjson = None
+#: orjson, a C JSON parser several times faster than the stdlib's (see _parse_lines):
+#: imported on the first read of at least ORJSON_MIN_BYTES (the import costs about 20 ms,
+#: more than it saves on small files, and the dashboard's first paint waits for none of it).
+#: None where it is not installed: the stdlib reads alone.
+orjson: Any = ...
+ORJSON_MIN_BYTES = 64 * 1024
+
+
+def _fast_parser(size: int) -> Any:
+    """orjson for ``size`` bytes of JSON, or None (small, or not installed)."""
+    global orjson
+    if size < ORJSON_MIN_BYTES:
+        return None
+    if orjson is ...:
+        try:
+            import orjson as module
+        except ImportError:  # pragma: no cover - a platform without its wheel
+            module = None
+        orjson = module
+    return orjson
 
 SCHEMA_VERSION = 1
 EVENTS_FILE = "events.jsonl"
@@ -157,9 +173,10 @@ def read_json(path: str | os.PathLike[str]) -> Any:
     try:
         with open(path, "rb") as fh:  # bytes, decoded at once: a third faster than text mode
             data = fh.read()
-        if orjson is not None and not _long_integer(data):
+        fast = _fast_parser(len(data))
+        if fast is not None and not _long_integer(data):
             try:
-                return orjson.loads(data)
+                return fast.loads(data)
             except ValueError:
                 pass  # what the stdlib reads and orjson refuses (NaN, ...): see _parse_lines
         return json.loads(data.decode("utf-8"))
@@ -296,14 +313,15 @@ def _parse_lines(block: bytes) -> tuple[list[Any], int]:
     values, except integers beyond 64 bits, so a block holding a long run of digits is
     read by the stdlib alone (tests/test_fast_read.py compares both with ``json.loads``).
     """
-    if orjson is not None and not _long_integer(block):
-        return _parse_lines_orjson(block)
+    fast = _fast_parser(len(block))
+    if fast is not None and not _long_integer(block):
+        return _parse_lines_orjson(block, fast.loads)
     return _parse_lines_stdlib(block)
 
 
-def _parse_lines_orjson(block: bytes) -> tuple[list[Any], int]:
+def _parse_lines_orjson(block: bytes, loads: Callable[[bytes], Any]) -> tuple[list[Any], int]:
     values: list[Any] = []
-    append, loads, bad = values.append, orjson.loads, 0
+    append, bad = values.append, 0
     for raw in block.split(b"\n"):
         try:
             append(loads(raw))

@@ -193,7 +193,7 @@ def main() -> None:
         load = median_ms(lambda: compare.load_runs(paths), args.reps)
         print(f"raw read (json.loads per line): {raw:8.1f} ms")
         print(f"load_runs (one reducer, full):  {load:8.1f} ms   ratio {load / raw:.2f}x")
-        if events_mod.orjson is not None:
+        if events_mod._fast_parser(events_mod.ORJSON_MIN_BYTES) is not None:
             fast = median_ms(lambda: raw_read_orjson(paths), args.reps)
             print(f"raw read (orjson.loads per line): {fast:6.1f} ms   load_runs ÷ this "
                   f"{load / fast:.2f}x (the reducer's share)")  # fmt: skip

@@ -150,9 +150,10 @@ CASES = {
 
 @pytest.fixture(params=["orjson", "stdlib"])
 def parser(request, monkeypatch):
-    """The reader with orjson (when installed) and with the stdlib alone."""
+    """The reader with orjson (when installed; for any size) and with the stdlib alone."""
     if request.param == "orjson":
-        if events_mod.orjson is None:
+        monkeypatch.setattr(events_mod, "ORJSON_MIN_BYTES", 0)
+        if events_mod._fast_parser(0) is None:
             pytest.skip("orjson is not installed")
     else:
         monkeypatch.setattr(events_mod, "orjson", None)
@@ -235,7 +236,8 @@ def test_a_block_that_is_not_utf8_is_read_line_by_line(tmp_path, parser):
 def test_long_fractions_and_64_bit_integers_keep_the_fast_parser(tmp_path, monkeypatch):
     """Learning rates between 1e-4 and 1 print up to 21 digits after the point, and stat
     times in nanoseconds have 19 digits: orjson reads both as the stdlib does."""
-    if events_mod.orjson is None:
+    monkeypatch.setattr(events_mod, "ORJSON_MIN_BYTES", 0)
+    if events_mod._fast_parser(0) is None:
         pytest.skip("orjson is not installed")
     calls = []
     monkeypatch.setattr(events_mod, "_parse_lines_stdlib", lambda block: calls.append(block))
@@ -248,3 +250,18 @@ def test_long_fractions_and_64_bit_integers_keep_the_fast_parser(tmp_path, monke
     path.write_text("\n".join(lines) + "\n")
     assert len(EventTailer(path).read_new()) == 6
     assert calls == []
+
+
+def test_small_reads_do_not_import_orjson(tmp_path):
+    """The import costs more than it saves on small files (the dashboard's start reads some)."""
+    import subprocess
+    import sys
+
+    (tmp_path / "run.json").write_text('{"status": "completed"}')
+    (tmp_path / "events.jsonl").write_text(GOOD + "\n" + OTHER + "\n")
+    code = ("import sys\nfrom clmtune.backend.events import read_json, read_events\n"
+            f"read_json({str(tmp_path / 'run.json')!r})\n"
+            f"read_events({str(tmp_path / 'events.jsonl')!r})\n"
+            "print('orjson' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
