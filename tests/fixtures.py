@@ -1,4 +1,5 @@
-"""Shared pytest fixtures: tiny offline model assets and a matching run config.
+"""Shared pytest fixtures: tiny offline model assets, a matching run config, and a spy on
+the full reads of run folders.
 
 Registered for every test module by ``pytest_plugins = ["tests.fixtures"]`` in
 ``tests/conftest.py``. The assets are built once per test session (a few
@@ -65,3 +66,19 @@ def tiny_assets(tmp_path_factory: pytest.TempPathFactory) -> DemoAssets:
 def tiny_config(tiny_assets: DemoAssets) -> RunConfig:
     """A fresh :class:`RunConfig` for the tiny assets (tests may edit it freely)."""
     return make_tiny_config(tiny_assets)
+
+
+@pytest.fixture
+def reads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The run folders read in full (``read_run``) from now on, by name, in order."""
+    from clmtune.backend.rundir import summary as summary_mod
+
+    calls: list[str] = []
+    real = summary_mod.read_run
+
+    def spy(path: Path, **kw: Any) -> Any:
+        calls.append(Path(path).name)
+        return real(path, **kw)
+
+    monkeypatch.setattr(summary_mod, "read_run", spy)
+    return calls

@@ -63,20 +63,6 @@ def cold(monkeypatch, tmp_path):
     return listing
 
 
-@pytest.fixture
-def reads(monkeypatch) -> list[str]:
-    """The runs read in full (``read_run``), by name."""
-    calls: list[str] = []
-    real = summary_mod.read_run
-
-    def spy(path, **kw):
-        calls.append(Path(path).name)
-        return real(path, **kw)
-
-    monkeypatch.setattr(summary_mod, "read_run", spy)
-    return calls
-
-
 def without_left_summary(cold, root: Path) -> list[str]:
     """The listing from full reads: every run's summary file moved away meanwhile."""
     moved = []

@@ -595,7 +595,7 @@ def test_readers_in_threads_agree_with_a_fresh_read(tmp_path):
 # ---------------------------------------------------- the listing cache across processes
 
 
-def test_listing_never_reads_an_unchanged_finished_run_again(tmp_path, monkeypatch):
+def test_listing_never_reads_an_unchanged_finished_run_again(tmp_path, monkeypatch, reads):
     monkeypatch.setattr(cache_mod, "RACY_NS", -(10**18))  # files just written count as old
     root = tmp_path / "runs"
     for name in ("a", "b"):
@@ -606,23 +606,16 @@ def test_listing_never_reads_an_unchanged_finished_run_again(tmp_path, monkeypat
     live = make_run(root / "live", status="running", pid=os.getpid())
     first = [r.to_json() for r in list_runs(root)]
     clear_caches()  # a new process: only the cache on disk is left
-    calls: list[str] = []
-    real = summary_mod.read_run
-
-    def spy(path, **kw):
-        calls.append(Path(path).name)
-        return real(path, **kw)
-
-    monkeypatch.setattr(summary_mod, "read_run", spy)
+    reads.clear()
     again = [r.to_json() for r in list_runs(root)]
-    assert calls == ["live"]  # a running run is always read; finished ones come from the cache
+    assert reads == ["live"]  # a running run is always read; finished ones come from the cache
     assert [r["path"] for r in again] == [r["path"] for r in first]
     assert [r["loss"] for r in again] == [r["loss"] for r in first]
     info = json.loads((root / "a" / RUN_JSON).read_text())
     (root / "a" / RUN_JSON).write_text(json.dumps({**info, "status": "stopped"}))
-    calls.clear()
+    reads.clear()
     listed = {Path(r.path).name: r for r in list_runs(root)}
-    assert sorted(calls) == ["a", "live"] and listed["a"].status == "stopped"
+    assert sorted(reads) == ["a", "live"] and listed["a"].status == "stopped"
     assert live.exists()
 
 

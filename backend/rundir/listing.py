@@ -248,10 +248,7 @@ def store_summary(run_dir: Path) -> bool:
         if (scanned is not None and scanned[0] == signature and scanned[1] is not None
                 and _newest_ns(signature) < scanned[1]):
             return True
-    try:
-        target.unlink()
-    except OSError:
-        pass
+    forget_summary(run_dir)
     return False
 
 
