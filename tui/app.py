@@ -541,6 +541,7 @@ def main(argv: list[str] | None = None) -> int:
 
         return serve(args.runs_dir, args.config, args.host, args.port)
     app = ClmtuneApp(args.runs_dir, args.config, prefetch=True)
+    terminal.exit_on_hangup(app)
     app.run()
     return app.return_code or 0
 

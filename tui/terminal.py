@@ -1,4 +1,5 @@
-"""What the terminal can draw: ASCII fallback and a NO_COLOR filter that never crashes.
+"""What the terminal can draw: ASCII fallback, a NO_COLOR filter that never crashes, and
+an exit when the terminal is gone.
 
 The Linux console (``TERM=linux``), serial consoles and terminals on a non-UTF-8 locale
 have no braille and few or no box-drawing glyphs. Rather than teaching every widget
@@ -11,12 +12,19 @@ forces it; ``CLMTUNE_ASCII=0`` turns it off.
 from __future__ import annotations
 
 import os
+import select
+import sys
+import threading
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 from rich.segment import Segment
 from rich.style import Style
 from textual.color import Color
 from textual.filter import LineFilter, Monochrome, monochrome_style
+
+if TYPE_CHECKING:
+    from textual.app import App
 
 ASCII_ENV = "CLMTUNE_ASCII"
 # Terminals known to lack braille and (most) box drawing.
@@ -126,3 +134,45 @@ class SafeMonochrome(Monochrome):
             Segment(text, monochrome_style(style or null), None)
             for text, style, _ in segments
         ]
+
+
+HANGUP_EXIT_CODE = 129  # 128 + SIGHUP, as if the hangup signal had ended the process
+HANGUP_GRACE_S = 3.0
+_GONE = select.POLLHUP | select.POLLERR | select.POLLNVAL
+
+
+def exit_on_hangup(app: App[object], fd: int | None = None) -> threading.Thread | None:
+    """Exit ``app`` when its terminal hangs up, even if no SIGHUP arrives.
+
+    A terminal closed under a process that is not its session's controlling one (a
+    ``nohup``-ed or re-parented dashboard, a pty whose owner was killed) sends no
+    SIGHUP; Textual's input thread then reads end-of-file in a loop and spins a core
+    for ever. A thread asleep in ``poll`` for hangup alone costs nothing until then,
+    asks the app to exit, and ends the process if the exit cannot finish (it may
+    block on the dead terminal). Training is never touched: it runs in its own process.
+    """
+    if fd is None:
+        stdin = sys.__stdin__
+        if stdin is None:
+            return None
+        try:
+            fd = stdin.fileno()
+        except (OSError, ValueError):
+            return None
+    if not os.isatty(fd):
+        return None
+    watched = fd
+
+    def watch() -> None:
+        poller = select.poll()
+        poller.register(watched, 0)  # no events asked for: only hangup and errors wake it
+        while not any(mask & _GONE for _, mask in poller.poll()):
+            pass
+        threading.Thread(target=app.call_from_thread, args=(app.exit, None, HANGUP_EXIT_CODE),
+                         name="clmtune-hangup-exit", daemon=True).start()
+        threading.Event().wait(HANGUP_GRACE_S)
+        os._exit(HANGUP_EXIT_CODE)
+
+    thread = threading.Thread(target=watch, name="clmtune-hangup", daemon=True)
+    thread.start()
+    return thread
