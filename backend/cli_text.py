@@ -41,7 +41,13 @@ def fmt_duration(seconds: float | None) -> str:
 
 
 def fmt_time(stamp: float | None, fmt: str = "%Y-%m-%d %H:%M") -> str:
-    return time.strftime(fmt, time.localtime(stamp)) if stamp else "-"
+    """A local date and time; ``-`` for none or one no clock can show (a damaged file's)."""
+    if not stamp:
+        return "-"
+    try:
+        return time.strftime(fmt, time.localtime(stamp))
+    except (OverflowError, OSError, ValueError):
+        return "-"
 
 
 def fmt_size(size: int) -> str:

@@ -158,6 +158,33 @@ def to_float(value: Any) -> float | None:
     return None
 
 
+INT_LIMIT = 2**63  # steps and counts beyond a 64-bit integer are damage, not data
+
+
+def to_int(value: Any) -> int | None:
+    """A whole number (a step, a count) as written, or None when it is not a finite number.
+
+    Events and run.json may be edited by hand or written by another tool: a step of
+    ``"abc"`` or ``[]`` reads as missing instead of stopping every view of the run.
+    """
+    if value.__class__ is int and -INT_LIMIT < value < INT_LIMIT:
+        return value
+    number = to_float(value)
+    return int(number) if number is not None and abs(number) < INT_LIMIT else None
+
+
+def as_text(value: Any) -> str | None:
+    """A message or a path as written; None for none, text for any other JSON value."""
+    if value is None or isinstance(value, str):
+        return value
+    return json.dumps(value)
+
+
+def as_dict(value: Any) -> dict[str, Any]:
+    """``value`` when it is a JSON object, else an empty one (a damaged field reads as empty)."""
+    return value if isinstance(value, dict) else {}
+
+
 def perplexity(loss: float | None) -> float | None:
     """exp(loss), ``inf`` on overflow, None without a loss (the one definition for all)."""
     if loss is None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import time
+from typing import Any
 
 BAR_FULL = "━"
 BAR_EMPTY = "╌"
@@ -75,27 +76,35 @@ def duration(seconds: float | None) -> str:
     return f"{d}d{h:02d}h" if d < 10 else f"{d}d"
 
 
+def local_time(ts: Any, fmt: str) -> str:
+    """``ts`` as local time in ``fmt``; ``-`` for none or a stamp no clock can show."""
+    if not ts or isinstance(ts, bool) or not isinstance(ts, (int, float)):
+        return "-"
+    try:
+        return time.strftime(fmt, time.localtime(ts))
+    except (OverflowError, OSError, ValueError):  # a damaged file's time
+        return "-"
+
+
 def started(ts: float | None, now: float) -> str:
     """A start time relative to ``now`` ('5m ago') or as a local date when older than a day."""
     if ts is None:
         return "-"
     age = now - ts
     if age < 0:
-        return time.strftime("%H:%M", time.localtime(ts))
+        return local_time(ts, "%H:%M")
     if age < 60:
         return f"{int(age)}s ago"
     if age < 3600:
         return f"{int(age // 60)}m ago"  # seconds are noise here, and the column is narrow
     if age < 86400:
         return f"{duration(age)} ago"
-    return time.strftime("%Y-%m-%d", time.localtime(ts))
+    return local_time(ts, "%Y-%m-%d")
 
 
 def clock_time(ts: float | None) -> str:
     """Local wall-clock time of a timestamp (checkpoint table)."""
-    if ts is None:
-        return "-"
-    return time.strftime("%H:%M:%S", time.localtime(ts))
+    return local_time(ts, "%H:%M:%S")
 
 
 def bar(fraction: float | None, width: int = 10) -> str:

@@ -26,13 +26,25 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from clmtune.backend import mfu as _mfu
-from clmtune.backend.events import Event, perplexity, to_float
+from clmtune.backend.events import (
+    INT_LIMIT,
+    Event,
+    as_dict,
+    as_text,
+    perplexity,
+    to_float,
+    to_int,
+)
 
 #: What the headline loss of a run is; shown next to the number everywhere.
 LOSS_LAST_TRAIN = "last train log"
 LOSS_MEAN_TRAIN = "mean train loss"
 LOSS_LAST_EVAL = "last eval"
 ENDED = ("completed", "stopped", "failed", "crashed")
+
+
+# Fields of ``run_started`` that views index into: a damaged one is dropped when folded.
+_STARTED_SHAPES: dict[str, type] = {"settings": dict, "peft": dict, "devices": list}
 
 
 @dataclass
@@ -227,16 +239,19 @@ class RunState:
             self._attempt_trained = True
 
     def _on_run_started(self, e: Event) -> None:
-        self.started = e
+        damaged = [k for k, kind in _STARTED_SHAPES.items()
+                   if e.get(k) is not None and not isinstance(e[k], kind)]
+        self.started = {k: v for k, v in e.items() if k not in damaged} if damaged else e
         self.status = "running"
         self.error = self.hint = None
         attempt = self.attempts[-1]
-        attempt.resumed_from = e.get("resumed_from")
-        if e.get("max_steps") is not None:
-            self.max_steps = int(e["max_steps"])
-        resume_step = e.get("resume_step")
+        attempt.resumed_from = as_text(e.get("resumed_from"))
+        max_steps = to_int(e.get("max_steps"))
+        if max_steps is not None:
+            self.max_steps = max_steps
+        resume_step = to_int(e.get("resume_step"))
         # A resumed run re-logs the steps after its checkpoint: drop the stale tail.
-        cut = int(resume_step) if resume_step is not None else -1
+        cut = resume_step if resume_step is not None else -1
         attempt.resume_step = cut if cut >= 0 else None
         attempt.first_step = max(cut, 0)
         self._truncate_after(cut)
@@ -289,8 +304,10 @@ class RunState:
         for e in events:
             get = e.get
             step = get("step")
-            if step.__class__ is not int:
-                step = int(step or 0)
+            if step.__class__ is not int or not -INT_LIMIT < step < INT_LIMIT:
+                step = to_int(step)
+                if step is None:
+                    continue  # a damaged line: no step to put it at
             if step > top:
                 top = step
             epoch = get("epoch")
@@ -347,8 +364,9 @@ class RunState:
             self.eta_seconds = last_eta
 
     def _on_eval(self, e: Event) -> None:
-        metrics = {k: v for k, v in dict(e.get("metrics") or {}).items()}
-        step = int(e.get("step") or self.step)
+        metrics = dict(as_dict(e.get("metrics")))
+        step = to_int(e.get("step"))
+        step = self.step if step is None else step
         self.step = max(self.step, step)
         self.last_eval = {"step": step, **metrics}
         loss = to_float(metrics.get("eval_loss"))
@@ -365,20 +383,20 @@ class RunState:
     def _on_memory(self, e: Event) -> None:
         if self.compact:
             return
-        self.memory.append(e)
+        self.memory.append(_with_devices(e))
         if len(self.memory) > self.max_memory_samples:
             del self.memory[: len(self.memory) - self.max_memory_samples]
 
     def _on_gpu(self, e: Event) -> None:
         if self.compact:
             return
-        self.gpu.append(e)
+        self.gpu.append(_with_devices(e))
         if len(self.gpu) > self.max_gpu_samples:
             del self.gpu[: len(self.gpu) - self.max_gpu_samples]
 
     def _on_checkpoint(self, e: Event) -> None:
         mark = CheckpointMark(
-            step=int(e.get("step") or 0),
+            step=to_int(e.get("step")) or 0,
             path=str(e.get("path") or ""),
             complete=bool(e.get("complete")),
             time=to_float(e.get("time")) or 0.0,
@@ -402,12 +420,12 @@ class RunState:
 
     def _on_final_metrics(self, e: Event) -> None:
         split = str(e.get("split") or "train")
-        self.final_metrics[split] = dict(e.get("metrics") or {})
+        self.final_metrics[split] = dict(as_dict(e.get("metrics")))
 
     def _on_run_finished(self, e: Event) -> None:
         self.status = str(e.get("status") or "completed")
-        self.error = e.get("error")
-        self.hint = e.get("hint")
+        self.error = as_text(e.get("error"))
+        self.hint = as_text(e.get("hint"))
         self.phase = "finished"
         self.phase_progress = None
         self.eta_seconds = None
@@ -522,12 +540,12 @@ class RunState:
     @property
     def trainable(self) -> str | None:
         """``1,234 of 56,789 params (2.17%) · LoRA r=8`` from ``run_started`` (None before it)."""
-        started = self.started or {}
-        trainable, total = to_float(started.get("trainable_params")), to_float(
-            started.get("num_params"))
-        if trainable is None or not total:
+        started = as_dict(self.started)
+        counts = _param_counts(started)
+        if counts is None:
             return None
-        text = f"{int(trainable):,} of {int(total):,} params ({100.0 * trainable / total:.2f}%)"
+        trainable, total = counts
+        text = f"{trainable:,} of {total:,} params ({100.0 * trainable / total:.2f}%)"
         peft = started.get("peft")
         if isinstance(peft, dict) and peft.get("method"):
             quant = f" {peft['quantization']}" if peft.get("quantization") else ""
@@ -538,46 +556,47 @@ class RunState:
     @property
     def trainable_badge(self) -> str | None:
         """``LoRA r=8 · 0.52% trainable`` for an adapter run; None for full fine-tuning."""
-        started = self.started or {}
+        started = as_dict(self.started)
         peft = started.get("peft")
-        trainable, total = to_float(started.get("trainable_params")), to_float(
-            started.get("num_params"))
-        if not isinstance(peft, dict) or trainable is None or not total:
+        counts = _param_counts(started)
+        if not isinstance(peft, dict) or counts is None:
             return None
+        trainable, total = counts
         quant = f" {peft['quantization']}" if peft.get("quantization") else ""
         return (f"{str(peft.get('method', 'lora')).replace('lora', 'LoRA')}{quant} "
                 f"r={peft.get('r')} · {100.0 * trainable / total:.2f}% trainable")
 
     @property
     def samples_per_step(self) -> int | None:
-        settings = (self.started or {}).get("settings") or {}
-        batch = to_float(settings.get("per_device_train_batch_size"))
-        accum = to_float(settings.get("gradient_accumulation_steps")) or 1.0
-        world = to_float((self.started or {}).get("world_size")) or 1.0
-        if batch is None:
+        started = as_dict(self.started)
+        settings = as_dict(started.get("settings"))
+        batch = to_int(settings.get("per_device_train_batch_size"))
+        accum = to_int(settings.get("gradient_accumulation_steps")) or 1
+        world = to_int(started.get("world_size")) or 1
+        if batch is None or batch <= 0:
             return None
-        return int(batch * accum * world)
+        return batch * max(accum, 1) * max(world, 1)
 
     @property
     def mfu(self) -> float | None:
         """Model FLOPs utilisation (0..1) at the last train log; None on CPU / unknown."""
-        started = self.started or {}
+        started = as_dict(self.started)
         return _mfu.mfu(self.tokens_per_second, to_float(started.get("flops_per_token")),
                         to_float(started.get("peak_flops")),
-                        int(to_float(started.get("world_size")) or 1))
+                        to_int(started.get("world_size")) or 1)
 
     def run_tokens_per_second(self) -> float | None:
         """Tokens per second over every attempt (samples/s × block size)."""
-        block = to_float((self.started or {}).get("block_size"))
+        block = to_float(as_dict(self.started).get("block_size"))
         speed = self.run_samples_per_second()
         return speed * block if speed is not None and block else None
 
     def run_mfu(self) -> float | None:
         """MFU over every attempt (from :meth:`run_tokens_per_second`)."""
-        started = self.started or {}
+        started = as_dict(self.started)
         return _mfu.mfu(self.run_tokens_per_second(), to_float(started.get("flops_per_token")),
                         to_float(started.get("peak_flops")),
-                        int(to_float(started.get("world_size")) or 1))
+                        to_int(started.get("world_size")) or 1)
 
     def status_with(self, disk: str | None) -> str:
         """The status to show: the events' one, unless ``run.json`` knows better.
@@ -644,6 +663,27 @@ class RunState:
         rows.extend(dict(r) for r in self.eval_rows)
         rows.sort(key=lambda r: (r.get("step") or 0, "eval_loss" in r))
         return rows
+
+
+def _with_devices(e: Event) -> Event:
+    """A ``memory`` / ``gpu`` event whose ``devices`` is a list of objects, as views index it.
+
+    A damaged one keeps its readable devices (none when the field is not a list).
+    """
+    devices = e.get("devices")
+    if devices is None or (isinstance(devices, list)
+                           and all(isinstance(d, dict) for d in devices)):  # fmt: skip
+        return e
+    kept = [d for d in devices if isinstance(d, dict)] if isinstance(devices, list) else []
+    return {**e, "devices": kept}
+
+
+def _param_counts(started: Event) -> tuple[int, int] | None:
+    """(trainable, total) parameters from ``run_started``; None unless both are sane."""
+    trainable, total = to_int(started.get("trainable_params")), to_int(started.get("num_params"))
+    if trainable is None or total is None or total <= 0 or trainable < 0:
+        return None
+    return trainable, total
 
 
 def _time_of(event: Event) -> float:

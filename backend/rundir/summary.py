@@ -26,7 +26,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from clmtune.backend.events import EVENTS_FILE, Event, EventTailer, _sanitize, read_json, to_float
+from clmtune.backend.events import (
+    EVENTS_FILE,
+    Event,
+    EventTailer,
+    _sanitize,
+    as_text,
+    read_json,
+    to_float,
+    to_int,
+)
 from clmtune.backend.rundir import cache
 from clmtune.backend.rundir.checkpoints import CheckpointInfo, list_checkpoints
 from clmtune.backend.rundir.layout import (
@@ -395,10 +404,12 @@ def read_run(run_dir: Path, *, now: float | None = None, compact: bool = True) -
     summary.status = status
     summary.pid = proc["pid"] if isinstance(proc["pid"], int) else None
     summary.host = proc["host"] if isinstance(proc["host"], str) else None
-    summary.world_size = int(info.get("world_size") or started_event.get("world_size") or 1)
-    summary.error = info.get("error") or (state.error if state else None)
-    summary.hint = info.get("hint") or (state.hint if state else None)
-    summary.resumed_from = info.get("resumed_from") or (state.resumed_from if state else None)
+    world = to_int(info.get("world_size")) or to_int(started_event.get("world_size")) or 1
+    summary.world_size = max(world, 1)
+    summary.error = as_text(info.get("error")) or (state.error if state else None)
+    summary.hint = as_text(info.get("hint")) or (state.hint if state else None)
+    summary.resumed_from = (as_text(info.get("resumed_from"))
+                            or (state.resumed_from if state else None))
     recorded = info.get("global_step") if isinstance(info.get("global_step"), int) else 0
     if state is not None:
         _figures(summary, state, now)

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -165,9 +164,7 @@ def _accuracy(metrics: dict[str, dict], history: list[dict[str, Any]]) -> float 
 
 
 def _when(ts: float | None) -> str:
-    if ts is None:
-        return "-"
-    return time.strftime("%Y-%m-%d %H:%M", time.localtime(ts))
+    return fmt.local_time(ts, "%Y-%m-%d %H:%M")
 
 
 def summary_lines(saved: SavedRun) -> list[tuple[str, str]]:

@@ -30,6 +30,7 @@ from textual.widgets import DataTable, Input, Label, Select, Static
 
 from clmtune import themes
 from clmtune.backend.tools.generate_io import ModelChoice, choices, read_samples
+from clmtune.tui import fmt
 from clmtune.tui.widgets.footer import AppFooter
 
 SERVER = "clmtune.backend.tools.generate_server"
@@ -337,9 +338,7 @@ class TryScreen(Screen):
 
 
 def _when(stamp: Any) -> str:
-    import time
-
-    return time.strftime("%m-%d %H:%M", time.localtime(stamp)) if stamp else "-"
+    return fmt.local_time(stamp, "%m-%d %H:%M")
 
 
 def _reap(proc: subprocess.Popen[str]) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from textual.widgets import DataTable
@@ -40,7 +41,7 @@ def _cell(metrics: dict[str, Any], key: str | None, label: str) -> str:
         return fmt.percent(value)
     if label == "tokens/s":
         return fmt.si(value)
-    if label == "samples":
+    if label == "samples" and math.isfinite(value):
         return str(int(value))
     return fmt.num(value)
 

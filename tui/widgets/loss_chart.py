@@ -27,6 +27,7 @@ from clmtune.tui.thin import log10_positive, thin_minmax
 from clmtune.tui.widgets.label_text import set_label
 
 SPARK_POINTS = 400  # tail of lr / grad norm shown in the strips
+PLOT_LIMIT = 1e100  # |x| or |y| beyond this is damage, not data: the axis mapping overflows
 # textual-plot writes the y label over the old one without clearing it: both labels
 # get the same width so the new one covers the old ("loss" after "loss (log)").
 Y_LABELS = {False: "loss", True: "loss (log)"}
@@ -267,11 +268,12 @@ class LossChart(QuietLegend, inherit_bindings=False):
                 y: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
         lo, hi = self._window()
         xa, ya = self._cache[2 * which].get(x), self._cache[2 * which + 1].get(y)
-        finite = np.isfinite(xa) & np.isfinite(ya) if len(xa) == len(ya) else None
-        if finite is not None and not finite.all():
-            # NaN/inf would make the axis limits NaN/inf: leave those points out (the run
-            # is flagged elsewhere) so the finite part keeps a readable axis.
-            xa, ya = xa[finite], ya[finite]
+        shown = ((np.abs(xa) < PLOT_LIMIT) & (np.abs(ya) < PLOT_LIMIT)
+                 if len(xa) == len(ya) else None)  # fmt: skip
+        if shown is not None and not shown.all():
+            # NaN/inf (or a damaged 1e308) would make the axis limits NaN/inf: leave those
+            # points out (the run is flagged elsewhere) so the rest keeps a readable axis.
+            xa, ya = xa[shown], ya[shown]
         xs, ys = thin_minmax(xa, ya, self._columns(), lo, hi)
         if self.log_scale:
             xs, ys = log10_positive(xs, ys)
