@@ -367,3 +367,47 @@ async def test_confirm_screen_keys(keys: tuple[str, ...], answer: bool) -> None:
         await pilot.press(*keys)  # enter presses the focused "Cancel": never a stray yes
         await wait_until(pilot, lambda: bool(answers))
     assert answers == [answer]
+
+
+async def test_leaving_twice_or_from_under_another_screen_is_harmless(project: Path) -> None:
+    # Back, a cancelled open/preset and a start can each end the editor; once is enough,
+    # and an editor a start already covered with the live view must not pop that view.
+    from textual.screen import Screen
+
+    editor = EditorScreen(Path("run.toml"))
+    app = EditorApp(editor)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await ready(pilot, editor)
+        above = Screen()
+        await app.push_screen(above)
+        editor._leave()
+        await pilot.pause()
+        assert app.screen is above and editor in app.screen_stack
+        app.pop_screen()
+        await wait_until(pilot, lambda: app.screen is editor)
+        editor._leave()
+        editor._leave()
+        await wait_until(pilot, lambda: editor not in app.screen_stack)
+        await pilot.pause()
+        assert app.is_running and len(app.screen_stack) == 1
+
+
+async def test_keys_that_arrive_together_act_in_the_order_typed(project: Path) -> None:
+    # A terminal delivers ctrl+u and "70" in one read: the clear must not land after the
+    # digits (Textual runs a widget's bindings only once the key has bubbled to the app).
+    from textual import events
+
+    editor = EditorScreen(Path("run.toml"))
+    app = EditorApp(editor)
+    async with app.run_test(size=(120, 40)) as pilot:
+        form = await ready(pilot, editor)
+        assert await form.focus_field("training", "max_steps")
+        field = form.row("training", "max_steps").query_one(Input)
+        for n in range(5):
+            for key, char in (("ctrl+u", None), ("7", "7"), (str(n), str(n)),
+                              ("backspace", None), ("0", "0")):
+                app.post_message(events.Key(key, char))  # as the driver posts them
+            await wait_until(pilot, lambda: field.value != "" and len(field.value) >= 2)
+            await pilot.pause()
+            assert field.value == "70"
+        await settled(pilot, form, lambda: form.value("training", "max_steps") == 70)

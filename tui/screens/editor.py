@@ -118,6 +118,7 @@ class EditorScreen(EditorSaving, Screen[None]):
         self.preset: str | None = None  # the preset the current document came from
         self._saved_doc: Document | None = None  # None: never saved (a new file)
         self.ready = asyncio.Event()  # set when a document is shown (tests await it)
+        self._left = False  # dismissed already (see _leave)
         self.busy = False
 
     # -- layout
@@ -441,7 +442,7 @@ class EditorScreen(EditorSaving, Screen[None]):
         if path is not None:
             await self.open_file(path)
         elif leave_if_cancelled and not self.is_dirty and len(self.app.screen_stack) > 1:
-            self.dismiss(None)  # asked from the runs list: back there, not to an empty form
+            self._leave()  # asked from the runs list: back there, not to an empty form
 
     def action_preset(self) -> None:
         """Start from a preset."""
@@ -459,7 +460,7 @@ class EditorScreen(EditorSaving, Screen[None]):
         name = await self.app.push_screen_wait(PresetPicker(presets))
         if name is None:
             if leave_if_cancelled and not self.is_dirty and len(self.app.screen_stack) > 1:
-                self.dismiss(None)  # asked from the runs list: back there
+                self._leave()  # asked from the runs list: back there
             return
         dest = await self.app.push_screen_wait(
             PathPrompt(
@@ -573,6 +574,18 @@ class EditorScreen(EditorSaving, Screen[None]):
     async def _back_flow(self) -> None:
         if not await self._discard_ok():
             return
+        self._leave()
+
+    def _leave(self) -> None:
+        """Close the editor, once, and only while it is the screen shown.
+
+        Flows that end in leaving (back, a cancelled open or preset) can overlap, and a
+        start closes the editor on its own: a second dismiss would fail on the screen's
+        used result, and ``dismiss`` pops whatever screen is on top.
+        """
+        if self._left or not self.is_active:
+            return
+        self._left = True
         if len(self.app.screen_stack) > 1:
             self.dismiss(None)
         else:

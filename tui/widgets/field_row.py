@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from textual import on
+from textual import events, on
 from textual.app import ComposeResult
 from textual.content import Content
 from textual.message import Message
@@ -34,6 +34,21 @@ class FieldInput(Input):
 
     def check_consume_key(self, key: str, character: str | None) -> bool:
         return character != "?" and super().check_consume_key(key, character)
+
+    async def _on_key(self, event: events.Key) -> None:
+        """Editing keys (backspace, ctrl+u, arrows…) act here, in order with the text.
+
+        Textual runs a focused widget's bindings once the key has bubbled up to the
+        app, a hop per container, while typed characters are inserted at once: in a
+        form, ctrl+u then "70" sent together could insert "70" first and then clear it.
+        """
+        if not event.is_printable:
+            for binding in self._bindings.key_to_bindings.get(event.key, ()):
+                event.stop()
+                event.prevent_default()
+                await self.run_action(binding.action)
+                return
+        await super()._on_key(event)
 
 
 class FieldRow(Widget):
