@@ -540,6 +540,10 @@ def main(argv: list[str] | None = None) -> int:
         from clmtune.tui.serve import serve
 
         return serve(args.runs_dir, args.config, args.host, args.port)
+    if not terminal.interactive():
+        print("clmtune-tui: needs a terminal (stdin and stdout are not one); use `clmtune` "
+              "for scripts, or `clmtune-tui --serve` for a browser.", file=sys.stderr)
+        return 2
     app = ClmtuneApp(args.runs_dir, args.config, prefetch=True)
     terminal.exit_on_hangup(app)
     app.run()

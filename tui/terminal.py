@@ -136,6 +136,24 @@ class SafeMonochrome(Monochrome):
         ]
 
 
+def interactive() -> bool:
+    """Whether stdin and stdout are a terminal (Textual reads keys from one and draws on it).
+
+    Without one (cron, ``nohup``, ``< /dev/null``) the input thread reads end-of-file
+    in a loop and the screen goes to a file: the dashboard would spin and draw nowhere.
+    Another driver (``TEXTUAL_DRIVER``: textual-serve's web driver) needs no terminal.
+    """
+    if os.environ.get("TEXTUAL_DRIVER"):
+        return True
+    for stream in (sys.__stdin__, sys.__stdout__):
+        try:
+            if stream is None or not os.isatty(stream.fileno()):
+                return False
+        except (OSError, ValueError):
+            return False
+    return True
+
+
 HANGUP_EXIT_CODE = 129  # 128 + SIGHUP, as if the hangup signal had ended the process
 HANGUP_GRACE_S = 3.0
 _GONE = select.POLLHUP | select.POLLERR | select.POLLNVAL

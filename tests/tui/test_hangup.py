@@ -56,3 +56,15 @@ def test_a_dashboard_whose_terminal_is_gone_exits_instead_of_spinning(tmp_path: 
 def test_no_watch_without_a_terminal(tmp_path: Path) -> None:
     with open(tmp_path / "not-a-tty", "w") as handle:
         assert terminal.exit_on_hangup(object(), handle.fileno()) is None  # type: ignore[arg-type]
+
+
+def test_without_a_terminal_it_refuses_in_one_line(tmp_path: Path) -> None:
+    # cron, nohup or `< /dev/null`: Textual would read end-of-file in a loop for ever.
+    exe = shutil.which("clmtune-tui")
+    command = [exe] if exe else [sys.executable, "-m", "clmtune.tui.app"]
+    env = {k: v for k, v in os.environ.items() if k != "TEXTUAL_DRIVER"}
+    done = subprocess.run([*command, str(tmp_path / "runs")], stdin=subprocess.DEVNULL,
+                          capture_output=True, text=True, timeout=60, env=env)
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [done.stderr.strip()]
+    assert "needs a terminal" in done.stderr and done.stdout == ""
