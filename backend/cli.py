@@ -250,24 +250,21 @@ def _cmd_train(args: argparse.Namespace) -> int:
         elif args.resume == "auto":
             console.print("no complete checkpoint yet: starting from the beginning")
 
-    launched = start_run(
-        config_path,
-        run_dir=Path(args.run_dir) if args.run_dir else None,
-        resume=args.resume,
-        announce=announce,
-    )
-    for warning in launched.warnings:
-        _console(stderr=True).print(f"[yellow]warning:[/] {_esc(warning)}")
-    console.print(f"run dir: {_esc(launched.run_dir)}")
-    if args.detach:
-        console.print(
-            f"training in the background (pid {launched.pid}).\n"
-            f"  watch: clmtune-tui {_esc(launched.run_dir.parent)}"
-            f"   or   clmtune show {_esc(launched.run_dir)}\n"
-            f"  stop:  clmtune stop {_esc(launched.run_dir)}"
-        )
-        return EXIT_OK
+    # Ctrl-C is counted from here on, not raised: the worker starts in its own session,
+    # so a KeyboardInterrupt while it is being started would leave it training unwatched.
+    # A press before the worker runs is handled as soon as it does (a safe stop).
     with _Interrupts() as interrupts:
+        launched = start_run(
+            config_path,
+            run_dir=Path(args.run_dir) if args.run_dir else None,
+            resume=args.resume,
+            announce=announce,
+        )
+        for warning in launched.warnings:
+            _console(stderr=True).print(f"[yellow]warning:[/] {_esc(warning)}")
+        console.print(f"run dir: {_esc(launched.run_dir)}")
+        if args.detach:
+            return _detached(console, launched, interrupted=interrupts.count > 0)
         outcome, view = _tail_until_exit(launched, console, interrupts)
     if outcome == "aborted":
         console.print(
@@ -280,6 +277,24 @@ def _cmd_train(args: argparse.Namespace) -> int:
     if summary.status == "failed" and read_run_json(launched.run_dir).get("bad_input"):
         return EXIT_BAD_INPUT  # e.g. a block size the data cannot fill: found only by the run
     return code
+
+
+def _detached(console: Any, launched: Any, *, interrupted: bool) -> int:
+    """``train --detach``: say where the run is; a Ctrl-C while starting asks it to stop."""
+    from clmtune.backend.launch import request_stop
+
+    if interrupted and request_stop(launched.run_dir):
+        console.print(f"interrupted: the run was asked to stop (pid {launched.pid}); "
+                      f"resume later with: clmtune train --run-dir {_esc(launched.run_dir)} "
+                      "--resume auto")
+        return EXIT_ABORTED
+    console.print(
+        f"training in the background (pid {launched.pid}).\n"
+        f"  watch: clmtune-tui {_esc(launched.run_dir.parent)}"
+        f"   or   clmtune show {_esc(launched.run_dir)}\n"
+        f"  stop:  clmtune stop {_esc(launched.run_dir)}"
+    )
+    return EXIT_OK
 
 
 def _print_status(summary: Any) -> int:

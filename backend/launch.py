@@ -262,16 +262,26 @@ def _worker_env() -> dict[str, str]:
     return env
 
 
-def _last_line(path: Path) -> str:
+def _new_last_line(path: Path, offset: int) -> str:
+    """The last non-blank line written to ``path`` after ``offset`` (this attempt's)."""
     try:
-        lines = [ln.strip() for ln in path.read_text(errors="replace").splitlines() if ln.strip()]
+        with open(path, "rb") as fh:
+            fh.seek(offset)
+            text = fh.read().decode("utf-8", errors="replace")
     except OSError:
         return ""
+    lines = [ln.strip() for ln in text.replace("\r", "\n").splitlines() if ln.strip()]
     return lines[-1] if lines else ""
 
 
-def _wait_for_worker(run_dir: Path, proc: subprocess.Popen, since: float, timeout: float) -> None:
-    """Wait until the worker wrote its own run.json record, or exited without doing so."""
+def _wait_for_worker(run_dir: Path, proc: subprocess.Popen, since: float, timeout: float,
+                     err_offset: int = 0) -> None:
+    """Wait until the worker wrote its own run.json record, or exited without doing so.
+
+    A worker stopped (``clmtune stop``) before it could catch the signal is ``stopped``,
+    not failed; a failure names this attempt's last line of worker.err, never an
+    earlier attempt's.
+    """
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         info = read_run_json(run_dir)
@@ -281,11 +291,18 @@ def _wait_for_worker(run_dir: Path, proc: subprocess.Popen, since: float, timeou
             info = read_run_json(run_dir)
             if info.get("worker_pid") and (info.get("start_time") or 0) >= since - 1:
                 return
-            reason = _last_line(run_dir / LOGS_DIR / WORKER_ERR) or f"exit code {proc.returncode}"
+            if proc.returncode == -signal.SIGTERM and (run_dir / STOP_FILE).exists():
+                info.update(status="stopped", error=None, end_time=time.time(),
+                            hint="stopped before training began; start it again with "
+                                 f"clmtune train --run-dir {run_dir} --resume auto")
+                write_json_atomic(run_dir / RUN_JSON, info)
+                return
+            err_file = run_dir / LOGS_DIR / WORKER_ERR
+            reason = _new_last_line(err_file, err_offset) or f"exit code {proc.returncode}"
             info.update(
                 status="failed",
                 error=f"the worker exited before starting: {reason}",
-                hint=f"see {run_dir / LOGS_DIR / WORKER_ERR}",
+                hint=f"see {err_file}",
                 end_time=time.time(),
             )
             write_json_atomic(run_dir / RUN_JSON, info)
@@ -365,6 +382,7 @@ def start_run(
     )
     logs = target / LOGS_DIR
     with open(logs / WORKER_OUT, "ab") as out, open(logs / WORKER_ERR, "ab") as err:
+        err_offset = err.seek(0, os.SEEK_END)
         try:
             proc = subprocess.Popen(  # noqa: S603 - an argument list, never a shell
                 command,
@@ -389,7 +407,7 @@ def start_run(
         # restores its full record: it always rewrites the whole file.)
         write_json_atomic(target / RUN_JSON, {**info, "pid": proc.pid})
     if wait_for_worker:
-        _wait_for_worker(target, proc, since, START_WAIT_S)
+        _wait_for_worker(target, proc, since, START_WAIT_S, err_offset)
     return LaunchedRun(
         run_dir=target,
         pid=proc.pid,

@@ -89,6 +89,20 @@ def classify_error(exc: BaseException, cfg: Any = None) -> tuple[str, str | None
     return f"{name}: {text}", "the traceback is in logs/worker.err"
 
 
+# Stop signals that arrived before run() installed SignalState (a `clmtune stop` in the
+# first second of a start): caught from the top of main(), handed to the StopControl.
+_EARLY_STOPS: list[str] = []
+
+
+def _catch_early_stops() -> None:
+    def early(signum: int, frame: Any) -> None:  # noqa: ARG001
+        _EARLY_STOPS.append(signal.Signals(signum).name)
+
+    for name in ("SIGTERM", "SIGUSR1"):
+        if hasattr(signal, name):
+            signal.signal(getattr(signal, name), early)
+
+
 class SignalState:
     """First SIGTERM/SIGINT/SIGUSR1 → graceful stop; second SIGINT → KeyboardInterrupt."""
 
@@ -252,6 +266,9 @@ def run(run_dir: Path, resume: str | None = None) -> int:
     stop = StopControl(run_dir)
     signals = SignalState(stop)
     signals.install()
+    for reason in _EARLY_STOPS:
+        stop.request(reason)
+    _EARLY_STOPS.clear()
     record = RunRecord(run_dir, enabled=is_main)
     record.update()
     if is_main:
@@ -357,6 +374,7 @@ def run(run_dir: Path, resume: str | None = None) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    _catch_early_stops()
     args = _parse(argv)
     if not (args.run_dir / "config.toml").is_file():
         # Not a prepared run dir: say so without creating anything there.

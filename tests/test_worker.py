@@ -7,11 +7,12 @@ import os
 import signal
 import subprocess
 import sys
+import time
 
 import pytest
 
 from clmtune.backend.rundir.checkpoints import list_checkpoints
-from clmtune.backend.rundir.layout import read_run_json
+from clmtune.backend.rundir.layout import pid_alive, read_run_json, write_json_atomic
 from clmtune.backend.rundir.summary import read_run
 from clmtune.backend.settings.problems import ConfigError, FieldError
 from clmtune.backend.worker import classify_error
@@ -209,6 +210,58 @@ def test_ctrl_c_in_foreground_stops_with_a_checkpoint(tmp_path, tiny_assets):
 
 
 @pytest.mark.slow
+def test_ctrl_c_while_the_worker_is_being_started_stops_the_run(tmp_path, tiny_assets):
+    # The worker leads its own session: a Ctrl-C raised as KeyboardInterrupt while it was
+    # being started left it training with nobody watching.
+    config = write_config(tmp_path / "tiny.toml", tiny_assets, max_steps=400, save_steps=1000)
+    cli = _foreground(config, tmp_path, cli_env())
+    run_dir = tmp_path / "run"
+    try:
+        wait_for(lambda: (run_dir / "run.json").exists(), what="the run to be prepared")
+        cli.send_signal(signal.SIGINT)
+        out, err = cli.communicate(timeout=180)
+    finally:
+        if cli.poll() is None:
+            cli.kill()
+    summary = read_run(run_dir)
+    assert summary.status == "stopped", out + err
+    assert summary.global_step < 400
+    assert not pid_alive(int(read_run_json(run_dir)["worker_pid"]))
+
+
+def test_a_worker_stopped_before_it_could_catch_the_signal_is_stopped(tmp_path):
+    # `clmtune stop` in the first instants of a start: SIGTERM ends the worker before it
+    # installs its handler. That is a stop, not a failure with an older attempt's line.
+    from clmtune.backend.launch import _wait_for_worker
+
+    run_dir = tmp_path / "run"
+    (run_dir / "logs").mkdir(parents=True)
+    (run_dir / "logs" / "worker.err").write_text("an earlier attempt's progress 10/3000\n")
+    (run_dir / "stop.request").write_text("1 1\n")
+    write_json_atomic(run_dir / "run.json", {"status": "running"})
+    proc = subprocess.Popen([sys.executable, "-c",
+                             "import os, signal; os.kill(os.getpid(), signal.SIGTERM)"])
+    _wait_for_worker(run_dir, proc, time.time(), 30, err_offset=38)
+    info = read_run_json(run_dir)
+    assert info["status"] == "stopped" and not info.get("error")
+    # Without a stop request, the failure quotes this attempt's output only.
+    (run_dir / "stop.request").unlink()
+    write_json_atomic(run_dir / "run.json", {"status": "running"})
+    with open(run_dir / "logs" / "worker.err", "a") as fh:
+        fh.write("ImportError: no module named foo\n")
+    proc = subprocess.Popen([sys.executable, "-c", "raise SystemExit(1)"])
+    _wait_for_worker(run_dir, proc, time.time(), 30, err_offset=38)
+    info = read_run_json(run_dir)
+    assert info["status"] == "failed"
+    assert info["error"] == "the worker exited before starting: ImportError: no module named foo"
+    proc = subprocess.Popen([sys.executable, "-c", "raise SystemExit(1)"])
+    write_json_atomic(run_dir / "run.json", {"status": "running"})
+    _wait_for_worker(run_dir, proc, time.time(), 30, err_offset=(run_dir / "logs" /
+                                                                  "worker.err").stat().st_size)
+    assert read_run_json(run_dir)["error"] == "the worker exited before starting: exit code 1"
+
+
+@pytest.mark.slow
 def test_second_ctrl_c_aborts_without_waiting_for_the_save(tmp_path, tiny_assets):
     config = write_config(tmp_path / "tiny.toml", tiny_assets, max_steps=8, save_steps=100)
     env = cli_env(CLMTUNE_TEST_CALLBACKS=DRILL_HOOKS, DRILL_PAUSE_AT="2", DRILL_HANG_IN_SAVE="3")
@@ -233,6 +286,7 @@ def test_second_ctrl_c_aborts_without_waiting_for_the_save(tmp_path, tiny_assets
 
 _FULL_DISK_WORKER = """
 import sys
+import time
 from clmtune.backend import worker
 from clmtune.backend.events import EventWriter
 
