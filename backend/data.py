@@ -90,6 +90,13 @@ def load_raw_datasets(cfg: RunConfig, *, cache_dir: str | None = None) -> tuple[
     of the training split becomes the validation split (not possible when
     streaming: the run then has no evaluation, with a warning).
     """
+    raw, warnings, _ = _load_raw(cfg, cache_dir)
+    return raw, warnings
+
+
+def _load_raw(cfg: RunConfig, cache_dir: str | None) -> tuple[Any, list[str], int | None]:
+    """``load_raw_datasets`` plus the percentage held out of the training data for
+    validation (None when the validation split is a file or the dataset's own)."""
     from datasets import load_dataset
 
     warnings: list[str] = []
@@ -134,6 +141,7 @@ def load_raw_datasets(cfg: RunConfig, *, cache_dir: str | None = None) -> tuple[
     raw = load()
     if "train" not in raw:
         raise TrainingSetupError(f"{source} has no 'train' split", "use a dataset with one")
+    carved = None
     if "validation" not in raw:
         if streaming:
             warnings.append(
@@ -141,7 +149,7 @@ def load_raw_datasets(cfg: RunConfig, *, cache_dir: str | None = None) -> tuple[
                 "stream: the run will not evaluate (set [data] validation_file to evaluate)"
             )
         else:
-            pct = _split_percentage(cfg)
+            pct = carved = _split_percentage(cfg)
             # The file loaded; a split fails when it holds too few examples for pct %.
             too_small = (
                 f"the training data has too few examples to hold out {pct}% for validation:"
@@ -149,8 +157,12 @@ def load_raw_datasets(cfg: RunConfig, *, cache_dir: str | None = None) -> tuple[
                 " [data] validation_split_percentage"
             )
             raw["validation"] = load(too_small, split=f"train[:{pct}%]")
-            raw["train"] = load(too_small, split=f"train[{pct}%:]")
-    return raw, warnings
+            nothing_left = (
+                f"[data] validation_split_percentage = {pct} leaves no training examples:"
+                " lower it, set [data] validation_file, or add data"
+            )
+            raw["train"] = load(nothing_left, split=f"train[{pct}%:]")
+    return raw, warnings, carved
 
 
 # ------------------------------------------------------------------------- block size
@@ -249,19 +261,21 @@ def _column_names(dataset: Any) -> list[str]:
     return list(first)
 
 
-def _text_column(cfg: RunConfig, dataset: Any, columns: list[str]) -> str:
+def _text_column(cfg: RunConfig, columns: list[str]) -> str:
     settings = cfg.settings
     wanted = settings.data.text_column
     user_set = settings.data.was_set("text_column")
     if wanted in columns:
-        column = wanted
-    elif user_set:
+        return wanted
+    if user_set:
         raise TrainingSetupError(
             f"[data] text_column = {wanted!r} is not a column of the training data",
             f"use one of {', '.join(repr(c) for c in columns)}",
         )
-    else:
-        column = columns[0]
+    return columns[0]
+
+
+def _check_text_type(dataset: Any, column: str) -> None:
     features = getattr(dataset, "features", None)
     if features is not None:
         dtype = getattr(features[column], "dtype", None)
@@ -271,7 +285,113 @@ def _text_column(cfg: RunConfig, dataset: Any, columns: list[str]) -> str:
                 f"values, not text",
                 "set [data] text_column to a column of strings",
             )
-    return column
+
+
+# --------------------------------------------------------------------- empty rows
+
+
+def has_text(examples: dict[str, list[Any]], *, column: str) -> list[bool]:
+    """Which rows of a batch hold text: a CSV's empty cell and JSON's null read as None."""
+    return [value is not None and value != "" for value in examples[column]]
+
+
+def _text_gaps(dataset: Any, column: str) -> tuple[bool, bool]:
+    """(some rows lack text, every row is null), read from the Arrow column without
+    building a Python object per row."""
+    values = dataset.with_format("arrow")[column]
+    if values.null_count:
+        return True, values.null_count == len(values)
+    strings = str(values.type) in ("string", "large_string")
+    return strings and values.index("").as_py() != -1, False
+
+
+def _sources(cfg: RunConfig, carved: int | None) -> list[tuple[str, str, tuple[str, ...]]]:
+    """(setting, value, the splits read from it) for each place the data comes from."""
+    data = cfg.settings.data
+    if data.dataset_name:
+        return [("dataset_name", str(data.dataset_name), ("train", "validation"))]
+    train_splits = ("train", "validation") if carved is not None else ("train",)
+    sources = [("train_file", str(data.train_file), train_splits)]
+    if data.validation_file:
+        sources.append(("validation_file", str(data.validation_file), ("validation",)))
+    return sources
+
+
+def _reads_lines(cfg: RunConfig) -> bool:
+    data = cfg.settings.data
+    return not data.dataset_name and _builder_for(str(data.train_file), "train_file") == "text"
+
+
+def _no_text_error(key: str, value: str, column: str) -> TrainingSetupError:
+    return TrainingSetupError(
+        f"[data] {key} = {value!r}: every row has an empty or null {column!r}",
+        "fill that column, or set [data] text_column to the column with the text",
+    )
+
+
+#: (setting, value, its splits, those of them with rows without text) per source of the data.
+Gaps = list[tuple[str, str, list[str], list[str]]]
+
+
+def _splits_with_gaps(cfg: RunConfig, raw: Any, column: str, carved: int | None) -> Gaps:
+    """Where the rows without text are (see ``Gaps``).
+
+    A source whose every row is null (an all-empty CSV column reads as numbers, a JSON one
+    as nulls) is an error naming it, before the column's type is judged. Nothing is read
+    when streaming (no length) or for ``.txt`` files (see ``_skip_empty_rows``).
+    """
+    if cfg.settings.data.streaming or _reads_lines(cfg):
+        return []
+    found: Gaps = []
+    for key, value, splits in _sources(cfg, carved):
+        present = [s for s in splits if s in raw]
+        for split in present:
+            if column not in raw[split].column_names:
+                raise TrainingSetupError(
+                    f"[data] {key} = {value!r} has no column {column!r} (its columns: "
+                    f"{', '.join(map(repr, raw[split].column_names))})",
+                    "give the training and validation data the same columns",
+                )
+        gaps = {s: _text_gaps(raw[s], column) for s in present}
+        if present and all(all_null for _, all_null in gaps.values()):
+            raise _no_text_error(key, value, column)
+        found.append((key, value, present, [s for s in present if gaps[s][0]]))
+    return found
+
+
+def _skip_empty_rows(
+    cfg: RunConfig, raw: Any, column: str, gaps: Gaps, first: MainProcessFirst,
+    map_opts: dict[str, Any],
+) -> tuple[Any, list[str]]:
+    """Drop the rows without text (a CSV's empty cell, JSON's null or ""), with one warning
+    per source that had some; a source left with no row is an error naming it.
+
+    A ``.txt`` file's empty lines stay, as in run_clm: they tokenise to nothing (group
+    packing) or are dropped by line packing, and blank lines between paragraphs are normal,
+    so they are not worth a warning.
+    """
+    if _reads_lines(cfg):
+        return raw, []
+    keep = functools.partial(has_text, column=column)
+    if cfg.settings.data.streaming:  # no length to count: skipped silently as they stream
+        return raw.filter(keep, batched=True), []
+    warnings: list[str] = []
+    for key, value, present, with_gaps in gaps:
+        if not with_gaps:
+            continue
+        before = sum(len(raw[s]) for s in present)
+        with first("skipping rows without text"):
+            for split in with_gaps:
+                raw[split] = raw[split].filter(
+                    keep, batched=True, desc="Skipping rows without text", **map_opts
+                )
+        after = sum(len(raw[s]) for s in present)
+        if not after:
+            raise _no_text_error(key, value, column)
+        name = value if key == "dataset_name" else Path(value).name
+        warnings.append(f"skipped {before - after:,} of {before:,} rows of {name} with an "
+                        f"empty or null {column!r}")
+    return raw, warnings
 
 
 def _count(dataset: Any) -> int | None:
@@ -298,20 +418,41 @@ def _total_tokens(dataset: Any) -> int:
     return sum(len(ids) for ids in dataset["input_ids"])
 
 
-def _check_not_empty(split: str, grouped: Any, tokenized: Any, block_size: int, packing: str):
-    if _count(grouped) != 0:
-        return
+def _no_block_error(
+    cfg: RunConfig, split: str, tokenized: Any, block_size: int, carved: int | None
+) -> tuple[TrainingSetupError, bool]:
+    """Why a split makes no block, and whether the validation split is the cause (the
+    data as a whole would make a block, but ``validation_split_percentage`` cut it)."""
+    settings = cfg.settings
+    packing = settings.data.packing
+    tokens = _total_tokens(tokenized[split])
+    if carved is not None:
+        everything = sum(_total_tokens(tokenized[s]) for s in ("train", "validation"))
+        if everything >= block_size if packing == "group" else everything > 0:
+            if split == "train":
+                return TrainingSetupError(
+                    f"[data] validation_split_percentage = {carved} leaves {tokens:,} tokens "
+                    f"for training, too few for one block of {block_size}",
+                    "lower validation_split_percentage, or set [data] validation_file",
+                ), True
+            return TrainingSetupError(
+                f"[data] validation_split_percentage = {carved} holds out {tokens:,} tokens "
+                f"for validation, too few for one block of {block_size}",
+                "raise validation_split_percentage, set [data] validation_file, or lower "
+                "[data] block_size",
+            ), True
+    key = "validation_file" if split == "validation" else "train_file"
+    key = "dataset_name" if settings.data.dataset_name else key
     if packing == "line":
-        raise TrainingSetupError(
-            f"the {split} data has no non-empty example",
-            f"check [data] {'train_file' if split == 'train' else 'validation_file'}",
-        )
-    tokens = _total_tokens(tokenized)
-    raise TrainingSetupError(
+        return TrainingSetupError(f"the {split} data has no non-empty example",
+                                  f"check [data] {key}"), False
+    if tokens == 0:
+        return TrainingSetupError(f"the {split} data holds no text", f"check [data] {key}"), False
+    return TrainingSetupError(
         f"[data] block_size = {block_size} is larger than the {split} data can fill "
         f"({tokens:,} tokens, no complete block)",
-        f"set [data] block_size below {max(tokens, 1):,}, or add more {split} text",
-    )
+        f"set [data] block_size to {tokens:,} or less, or add more {split} text",
+    ), False
 
 
 def _packing_function(packing: str, block_size: int, tokenizer: Any) -> tuple[Any, str]:
@@ -373,7 +514,7 @@ def prepare_datasets(
 
     _phase(send, "loading_data", "reading data")
     t0 = time.perf_counter()
-    raw, warnings = load_raw_datasets(cfg, cache_dir=cache_dir)
+    raw, warnings, carved = _load_raw(cfg, cache_dir)
     timings["loading_data"] = time.perf_counter() - t0
     counts = {s: _count(raw[s]) for s in ("train", "validation") if s in raw}
     _phase(
@@ -389,7 +530,13 @@ def prepare_datasets(
         send(make_event("warning", code="block_size", message=message))
 
     columns = _column_names(raw["train"])
-    column = _text_column(cfg, raw["train"], columns)
+    column = _text_column(cfg, columns)
+    gaps = _splits_with_gaps(cfg, raw, column, carved)
+    _check_text_type(raw["train"], column)
+    raw, skipped = _skip_empty_rows(cfg, raw, column, gaps, first, map_opts)
+    for message in skipped:
+        send(make_event("warning", code="data", message=message))
+    warnings += skipped
     _quiet_length_warning(tokenizer)
     _phase(send, "tokenizing", f"column {column!r}")
     t0 = time.perf_counter()
@@ -414,10 +561,16 @@ def prepare_datasets(
 
     train = grouped["train"]
     evaluation = grouped["validation"] if "validation" in grouped else None
-    if not streaming and check_empty:
-        _check_not_empty("train", train, tokenized["train"], block_size, packing)
-        if evaluation is not None:
-            _check_not_empty("validation", evaluation, tokenized["validation"], block_size, packing)
+    if not streaming:
+        for split, blocks in (("train", train), ("validation", evaluation)):
+            if blocks is None or _count(blocks) != 0:
+                continue
+            error, split_caused = _no_block_error(cfg, split, tokenized, block_size, carved)
+            if check_empty:
+                raise error
+            if split_caused:  # a preview reports it: say which setting to change
+                send(make_event("warning", code="data", message=str(error)))
+                warnings.append(str(error))
     packed = {"train": _count(train),
               "validation": None if evaluation is None else _count(evaluation)}
     train = _limit(train, settings.data.max_train_samples)

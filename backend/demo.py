@@ -118,6 +118,28 @@ def _is_complete(dest: Path, size: str) -> bool:
     return read_json(dest / MARKER) == _signature(size)
 
 
+def reusable_problem(dest: Path, size: str = "demo") -> str | None:
+    """Why the demo cannot be built in ``dest`` without touching files it did not make: a
+    file there, or a folder that is not a complete demo of this size and Python (what
+    ``build_demo_assets`` would replace). None when ``dest`` is missing, empty or complete.
+    """
+    dest = Path(dest)
+    if not dest.exists() and not dest.is_symlink():
+        return None
+    if not dest.is_dir():
+        return f"{dest} exists and is not a folder"
+    if _is_complete(dest, size):
+        return None
+    try:
+        if not any(dest.iterdir()):
+            return None
+    except OSError as exc:
+        return f"{dest} cannot be read ({exc.strerror or exc})"
+    if (dest / MARKER).is_file():
+        return f"{dest} holds a demo built for another Python or clmtune version"
+    return f"{dest} already exists and is not a demo folder built by clmtune"
+
+
 def stdlib_sources(names: tuple[str, ...]) -> list[str]:
     """The source text of the named standard-library files that exist here, in order."""
     root = Path(sysconfig.get_paths()["stdlib"])

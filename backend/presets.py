@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from clmtune.backend.errors import UsageError
 from clmtune.backend.settings.atomic_write import atomic_write_text
 from clmtune.backend.settings.run_config import RunConfig
 from clmtune.backend.settings.schema import SECTIONS
@@ -221,14 +222,29 @@ def demo_dir(dest_toml: Path) -> Path:
     return Path(dest_toml).absolute().parent / DEMO_DIR_NAME
 
 
+def demo_folder_problem(dest_toml: Path, size: str | None = None) -> str | None:
+    """Why the demo assets beside ``dest_toml`` cannot be built or reused, else None.
+
+    The ``clmtune-demo`` folder may be the user's: only a missing or empty folder, or a
+    complete demo build, may be used; anything else would lose their files.
+    """
+    from clmtune.backend.demo import reusable_problem  # no heavy imports: stdlib + events
+
+    return reusable_problem(demo_dir(dest_toml), size or DEMO_ASSET_SIZE)
+
+
 def ensure_demo_assets(dest_toml: Path, size: str | None = None) -> Any:
     """Build (or reuse) the demo assets beside ``dest_toml``; returns ``backend.demo.DemoAssets``.
 
     Slow the first time (a tokenizer is trained, a model built): call it from a worker.
+    Raises :class:`UsageError` when the folder holds files the demo did not make.
     """
     # Imported here: backend.demo builds a model with torch/transformers.
     from clmtune.backend.demo import build_demo_assets
 
+    problem = demo_folder_problem(dest_toml, size)
+    if problem:
+        raise UsageError(problem, "move it away or use another folder (nothing was written)")
     return build_demo_assets(demo_dir(dest_toml), size=size or DEMO_ASSET_SIZE)
 
 
@@ -347,6 +363,10 @@ def init_file(path: str | Path, preset: str = "demo", *, force: bool = False,
     chosen = PRESETS[preset]
     assets = None
     if chosen.builds_demo_assets:
+        problem = demo_folder_problem(path, demo_size)
+        if problem:  # never replace files the demo did not make; write nothing at all
+            return _fail(f"{problem}; move it away or write {path.name} in another folder "
+                         "(nothing was written)")
         try:
             assets = ensure_demo_assets(path, demo_size)
         except Exception as exc:  # noqa: BLE001 - reported as one line, never a traceback

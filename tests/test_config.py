@@ -420,6 +420,22 @@ def test_empty_data_file(sch, ws):
     assert "[data] train_file" in msg and "empty" in msg
 
 
+def test_empty_validation_file_asks_for_validation_text(sch, ws):
+    (ws / "empty.txt").write_text("", encoding="utf-8")
+    msg = one_error(sch, ws, data={"validation_file": "empty.txt"})
+    assert msg.endswith("empty.txt is empty; give a file with validation text")
+
+
+@pytest.mark.parametrize("value", [".", "data", "data.txt"])
+def test_a_folder_as_data_file_says_it_is_a_folder(sch, ws, value):
+    # Before: "files without an extension are not supported ('.')".
+    for folder in ("data", "data.txt"):
+        (ws / folder).mkdir()
+    msg = one_error(sch, ws, data={"train_file": value, "validation_file": None})
+    assert msg == (f"[data] train_file: {(ws / value).resolve() if value == '.' else ws / value}"
+                   " is a folder; give the path of a .txt, .json, .jsonl or .csv file")
+
+
 def test_undecodable_data_file(sch, ws):
     (ws / "latin1.txt").write_bytes("café\n".encode("latin-1"))
     msg = one_error(sch, ws, data={"train_file": "latin1.txt"})
@@ -531,6 +547,42 @@ def test_missing_toml(tmp_path):
 def test_toml_is_a_folder(tmp_path):
     with pytest.raises(ConfigError, match="is a folder"):
         load_config(tmp_path)
+
+
+def test_toml_with_a_byte_order_mark_loads_and_saves_without_it(ws):
+    # Windows editors write "UTF-8 with BOM"; before: "invalid TOML: Invalid statement".
+    path = ws / "run.toml"
+    path.write_bytes(b"\xef\xbb\xbf# my notes\n" + GOOD_TOML.encode("utf-8"))
+    cfg = load_config(path, resolve_paths=False)
+    assert cfg.training["max_steps"] == 10
+    cfg.training["max_steps"] = 20
+    save_config(cfg, path)
+    raw = path.read_bytes()
+    assert raw.startswith(b"# my notes\n")  # the comments were kept, the BOM was not
+    assert load_config(path).training["max_steps"] == 20
+
+
+@pytest.mark.skipif(not Path("/dev/null").exists(), reason="needs /dev/null")
+def test_toml_that_is_not_a_regular_file(tmp_path):
+    fifo = tmp_path / "pipe.toml"
+    os.mkfifo(fifo)
+    for path in (Path("/dev/null"), fifo):  # a FIFO would block a read forever
+        with pytest.raises(ConfigError) as info:
+            load_config(path)
+        assert str(info.value) == f"{path}: is not a regular file (a device, pipe or socket); " \
+            "give the path of a .toml file"
+
+
+def test_unknown_key_without_a_close_match(sch, ws):
+    # Before: "(`clmtune check` lists none by this name)", printed by clmtune check itself.
+    msg = one_error(sch, ws, training={"zzqx_flux": 1})
+    assert msg == ("[training] zzqx_flux: unknown key: not a setting of [training] (nor a "
+                   "TrainingArguments field of the installed transformers); `python -m "
+                   "clmtune.backend.settings --reference` lists every setting")
+    msg = one_error(sch, ws, launch={"zzqx_flux": 1})
+    assert msg.startswith("[launch] zzqx_flux: unknown key: not a setting of [launch], whose "
+                          "settings are nproc_per_node, nnodes, ")
+    assert "clmtune check" not in msg
 
 
 def test_toml_not_utf8(tmp_path):

@@ -285,3 +285,96 @@ def test_second_run_reuses_the_preprocessing_cache(tiny_assets, loaded, tmp_path
     cfg.data["overwrite_cache"] = True
     _prepare(cfg, loaded, tmp_path)
     assert _cache_files(tmp_path / "cache") != files  # overwrite_cache really recomputes
+
+
+# ------------------------------------------------------------------ rows without text
+
+
+def _rows_with_gaps(suffix: str, n: int = 20) -> list[dict]:
+    """Every 5th row without text: an empty CSV cell, a JSON null."""
+    gap = "" if suffix == ".csv" else None
+    return [{"id": i, "text": gap if i % 5 == 0 else f"value_{i} = compute({i}, {i + 1})\n"}
+            for i in range(n)]
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".jsonl"])
+def test_rows_without_text_are_skipped_counted_and_reported(suffix, tiny_assets, loaded,
+                                                            tmp_path):
+    # Before: the tokenizer got None for these rows and the run ended in a traceback.
+    rows = _rows_with_gaps(suffix)
+    train = _write(tmp_path / f"train{suffix}", rows)
+    cfg = _data_cfg(tiny_assets, train_file=str(train), validation_file=str(train), block_size=8)
+    events: list[dict] = []
+    data = _prepare(cfg, loaded, tmp_path, emit=events.append)
+    _, tokenizer = loaded
+    texts = [r["text"] for r in rows if r["text"]]
+    assert len(data.tokenized["train"]) == len(texts) == 16
+    expected = sum(len(ids) for ids in tokenizer(texts)["input_ids"])
+    assert data.train_samples == expected // 8
+    message = f"skipped 4 of 20 rows of train{suffix} with an empty or null 'text'"
+    assert data.warnings == [message, message]  # the train file, then the validation file
+    assert [e["message"] for e in events if e["type"] == "warning"] == data.warnings
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".jsonl", ".txt"])
+def test_data_without_any_text_is_one_error_naming_the_file(suffix, tiny_assets, loaded,
+                                                            tmp_path):
+    path = tmp_path / f"train{suffix}"
+    if suffix == ".txt":
+        path.write_text("\n\n\n", encoding="utf-8")
+    else:
+        _write(path, [{"id": i, "text": "" if suffix == ".csv" else None} for i in range(6)])
+    # keep_linebreaks = false: the text loader's lines are then "" (else "\n", a token)
+    cfg = _data_cfg(tiny_assets, train_file=str(path), validation_file=str(path),
+                    keep_linebreaks=False)
+    with pytest.raises(TrainingSetupError) as info:
+        _prepare(cfg, loaded, tmp_path)
+    message = str(info.value)
+    if suffix == ".txt":  # blank lines are no rows to skip: the data just holds no text
+        assert message == "the train data holds no text; check [data] train_file"
+    else:
+        assert message == (f"[data] train_file = {str(path)!r}: every row has an empty or null"
+                           " 'text'; fill that column, or set [data] text_column to the column"
+                           " with the text")
+
+
+def test_a_txt_files_blank_lines_stay_silent(tiny_assets, loaded, tmp_path):
+    events: list[dict] = []
+    data = _prepare(_data_cfg(tiny_assets, block_size=16), loaded, tmp_path, emit=events.append)
+    assert "\n\n" in tiny_assets.train_file.read_text(encoding="utf-8")  # it has blank lines
+    assert data.warnings == [] and not [e for e in events if e["type"] == "warning"]
+
+
+# ------------------------------------------------------------------ validation split messages
+
+
+def _short_lines(tmp_path: Path, n: int = 200) -> Path:
+    path = tmp_path / "short.txt"
+    path.write_text("".join(f"x{i} = {i}\n" for i in range(n)), encoding="utf-8")
+    return path
+
+
+def test_a_split_leaving_too_little_training_text_names_the_percentage(
+    tiny_assets, loaded, tmp_path
+):
+    # Before: "set [data] block_size below 1"; the file is fine, the 99 % split is not.
+    cfg = _data_cfg(tiny_assets, train_file=str(_short_lines(tmp_path)), block_size=48,
+                    validation_split_percentage=99)
+    del cfg.data["validation_file"]
+    with pytest.raises(TrainingSetupError) as info:
+        _prepare(cfg, loaded, tmp_path)
+    message = str(info.value)
+    assert message.startswith("[data] validation_split_percentage = 99 leaves ")
+    assert "for training" in message and "lower validation_split_percentage" in message
+    assert "block_size below" not in message
+    preview = _prepare(cfg, loaded, tmp_path, check_empty=False)
+    assert message in preview.warnings
+
+
+def test_a_split_holding_out_too_little_text_names_the_percentage(tiny_assets, loaded, tmp_path):
+    cfg = _data_cfg(tiny_assets, train_file=str(_short_lines(tmp_path)), block_size=64,
+                    validation_split_percentage=1)
+    del cfg.data["validation_file"]
+    with pytest.raises(TrainingSetupError, match=r"^\[data\] validation_split_percentage = 1 "
+                                                 r"holds out .* for validation.*raise"):
+        _prepare(cfg, loaded, tmp_path)

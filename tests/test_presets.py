@@ -114,6 +114,41 @@ def test_init_refuses_to_overwrite(tmp_path, capsys):
     assert "[training]" in path.read_text(encoding="utf-8")
 
 
+@pytest.mark.parametrize("force", [False, True])
+def test_demo_init_never_touches_a_folder_it_did_not_make(tmp_path, capsys, force):
+    # Before: a clmtune-demo folder without the build marker was deleted and rebuilt.
+    folder = tmp_path / P.DEMO_DIR_NAME
+    folder.mkdir()
+    (folder / "train.txt").write_text("my own data\n", encoding="utf-8")
+    path = tmp_path / "demo.toml"
+    assert P.init_file(path, "demo", force=force, demo_size="tiny") == 2
+    err = capsys.readouterr().err.strip()
+    assert err == (f"clmtune: error: {folder} already exists and is not a demo folder built by "
+                   "clmtune; move it away or write demo.toml in another folder (nothing was "
+                   "written)")
+    assert (folder / "train.txt").read_text(encoding="utf-8") == "my own data\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [P.DEMO_DIR_NAME]  # no TOML either
+
+
+def test_demo_init_refuses_a_file_named_like_the_demo_folder(tmp_path, capsys):
+    # Before: exit 1, "Not a directory".
+    (tmp_path / P.DEMO_DIR_NAME).write_text("x", encoding="utf-8")
+    assert P.init_file(tmp_path / "demo.toml", "demo", demo_size="tiny") == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "exists and is not a folder" in err
+    assert not (tmp_path / "demo.toml").exists()
+
+
+def test_demo_init_reuses_a_complete_demo_folder(demo_toml, capsys):
+    # The dashboard's "new run from the demo" runs the same init beside existing assets.
+    folder = demo_toml.parent / P.DEMO_DIR_NAME
+    before = {p: p.stat().st_mtime_ns for p in folder.rglob("*")}
+    again = demo_toml.with_name("again.toml")
+    assert P.init_file(again, "demo", demo_size="tiny") == 0
+    assert {p: p.stat().st_mtime_ns for p in folder.rglob("*")} == before
+    assert load_config(again).data["train_file"] == load_config(demo_toml).data["train_file"]
+
+
 def test_init_unknown_preset_lists_presets(tmp_path, capsys):
     assert P.init_file(tmp_path / "x.toml", "gpt3") == 2
     err = capsys.readouterr().err.strip()

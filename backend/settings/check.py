@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from pathlib import Path
 
 from clmtune.backend.errors import SchemaUnavailable
-from clmtune.backend.settings.hardware import hardware_problems
+from clmtune.backend.settings.hardware import precision_problems
 from clmtune.backend.settings.problems import ConfigError
 from clmtune.backend.settings.run_config import RunConfig
 from clmtune.backend.settings.toml_io import load_config
+from clmtune.backend.settings.validate_peft import peft_hardware_problems
 
 
 def _num(x: float) -> str:
@@ -36,10 +38,18 @@ def summary_line(cfg: RunConfig) -> str:
 
 def check_file(path: str | Path) -> int:
     """``clmtune check FILE``: errors on stderr one per line, warnings as "warning: …";
-    0 and a one-line summary on stdout when the file is valid, else 2."""
+    0 and a one-line summary on stdout when the file is valid, else 2.
+
+    What ``clmtune train`` refuses on this machine is an error here too (a missing package,
+    QLoRA without a CUDA GPU), except the precision and process-count checks, which only
+    warn so that a file meant for a GPU server checks on a laptop.
+    """
     path = Path(path)
     try:
-        cfg = load_config(path)
+        cfg = load_config(path, for_launch=True, hardware=False)
+        refused = peft_hardware_problems(cfg)
+        if refused:
+            raise ConfigError([dataclasses.replace(p, file=str(path)) for p in refused])
     except ConfigError as exc:
         for error in exc.errors:
             print(str(error), file=sys.stderr)
@@ -47,7 +57,7 @@ def check_file(path: str | Path) -> int:
     except SchemaUnavailable as exc:
         print(f"clmtune: error: {exc}", file=sys.stderr)
         return 2
-    warnings = cfg.warnings + [str(p) for p in hardware_problems(cfg)]
+    warnings = cfg.warnings + [str(p) for p in precision_problems(cfg)]
     for warning in warnings:
         print(f"warning: {warning}", file=sys.stderr)
     print(f"{path}: ok ({summary_line(cfg)})")

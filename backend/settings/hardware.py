@@ -1,7 +1,8 @@
 """Checks that depend on this machine's hardware (bf16 on a CPU laptop, too many processes).
 
-They import torch, so they run only where a run starts (or in ``clmtune check``, as
-warnings), never in the TUI: a file edited on a laptop may be meant for a GPU server.
+They import torch, so they run only where a run starts and in ``clmtune check`` (which
+refuses QLoRA without CUDA, as a launch does, but only warns about precision and process
+counts), never in the TUI: a file edited on a laptop may be meant for a GPU server.
 """
 
 from __future__ import annotations
@@ -21,7 +22,17 @@ def hardware_checks(cfg: RunConfig) -> list[str]:
 
 
 def hardware_problems(cfg: RunConfig) -> list[FieldError]:
-    """``hardware_checks`` as FieldErrors (what a launch refuses)."""
+    """``hardware_checks`` as FieldErrors (what a launch refuses): precision and process
+    count, then ``[model] load_in_4bit`` / ``load_in_8bit`` without a CUDA GPU."""
+    return precision_problems(cfg) + peft_hardware_problems(cfg)
+
+
+def precision_problems(cfg: RunConfig) -> list[FieldError]:
+    """Precision flags (bf16, fp16, tf32) and process counts this machine cannot honour.
+
+    ``clmtune check`` only warns about these, unlike the rest of what a launch refuses: a
+    GPU preset written on a laptop checks there (the README's ``gpu-fast`` promise).
+    """
     file = str(cfg.source) if cfg.source else None
     settings = cfg.settings
     flags = {"bf16": settings.training.bf16, "fp16": settings.training.fp16,
@@ -29,9 +40,8 @@ def hardware_problems(cfg: RunConfig) -> list[FieldError]:
              "fp16_full_eval": settings.training.fp16_full_eval}
     wanted = [k for k, value in flags.items() if value is True]
     nproc = settings.launch.nproc_per_node
-    quantised = peft_hardware_problems(cfg)  # [model] load_in_4bit/8bit: CUDA + bitsandbytes
     if not wanted and nproc <= 1:
-        return quantised
+        return []
     import torch  # lazy: seconds to import, and the TUI never may
 
     problems: list[FieldError] = []
@@ -60,6 +70,6 @@ def hardware_problems(cfg: RunConfig) -> list[FieldError]:
             "launch", "nproc_per_node",
             f"asks for {nproc} processes but {torch.cuda.device_count()} CUDA device(s) are "
             "visible; use at most one process per GPU", file))
-    return problems + quantised
+    return problems
 
 

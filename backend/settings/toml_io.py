@@ -34,6 +34,12 @@ def _toml_module() -> Any:
     return tomllib
 
 
+def _without_bom(text: str) -> str:
+    # Windows editors save "UTF-8 with BOM"; TOML has no BOM, but accepting it costs nothing.
+    # A save writes the file back without it.
+    return text.removeprefix("\ufeff")
+
+
 def read_toml(path: str | Path) -> dict[str, Any]:
     """Parse a TOML file; every failure is a ConfigError with one line naming the file."""
     path = Path(path)
@@ -44,6 +50,9 @@ def read_toml(path: str | Path) -> dict[str, Any]:
 
     if path.is_dir():
         raise fail("is a folder, not a TOML file; give the path of a .toml file")
+    if path.exists() and not path.is_file():
+        raise fail("is not a regular file (a device, pipe or socket); give the path of a "
+                   ".toml file")
     try:
         raw = path.read_bytes()
     except FileNotFoundError:
@@ -51,7 +60,7 @@ def read_toml(path: str | Path) -> dict[str, Any]:
     except OSError as exc:
         raise fail(f"cannot read: {exc.strerror or exc}") from None
     try:
-        text = raw.decode("utf-8")
+        text = _without_bom(raw.decode("utf-8"))
     except UnicodeDecodeError as exc:
         raise fail(f"not UTF-8 text (bad byte at offset {exc.start}); save it as UTF-8") from None
     tomllib = _toml_module()
@@ -154,7 +163,7 @@ def _read_text(path: str | Path | None) -> str | None:
     if path is None:
         return None
     try:
-        return Path(path).read_text(encoding="utf-8")
+        return _without_bom(Path(path).read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError):
         return None
 

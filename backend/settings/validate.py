@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from clmtune.backend.settings.hardware import hardware_problems
+from clmtune.backend.settings.integrations import check_report_to
 from clmtune.backend.settings.problems import FieldError
 from clmtune.backend.settings.run_config import (
     REF_FIELDS,
@@ -101,6 +102,7 @@ _KIND_WORDS = {
     "list": "an array of strings", "dict": "a table",
 }
 DATA_EXTENSIONS = {"txt": "text", "json": "json", "jsonl": "json", "csv": "csv"}
+_LISTED_KEYS = 20  # an unknown key's message lists a section's settings up to this many
 _DECODE_BYTES = 2 * 1024 * 1024  # enough to catch a binary or mis-encoded file, fast per keystroke
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*(/[\w.\-]+)?$")
 
@@ -230,10 +232,16 @@ def _unknown_key_message(sch: Schema, section: str, key: str) -> str:
     home = _home_section(sch, key)
     if home and home != section:
         return f"belongs in [{home}], not [{section}]; move it there"
-    close = difflib.get_close_matches(key, list(sch.get(section, {})), n=1)
+    known = list(sch.get(section, {}))
+    close = difflib.get_close_matches(key, known, n=1)
     if close:
         return f"unknown key; did you mean {close[0]}?"
-    return f"unknown key: not a setting of [{section}] (`clmtune check` lists none by this name)"
+    if len(known) <= _LISTED_KEYS:
+        return f"unknown key: not a setting of [{section}], whose settings are {', '.join(known)}"
+    nor = " (nor a TrainingArguments field of the installed transformers)" \
+        if section == "training" else ""
+    return (f"unknown key: not a setting of [{section}]{nor}; "
+            "`python -m clmtune.backend.settings --reference` lists every setting")
 
 
 def _type_name(value: Any) -> str:
@@ -361,6 +369,7 @@ def _check_cross_fields(ctx: _Ctx, settings: Settings) -> None:
     _check_schedule(ctx, settings)
     _check_launch(ctx, settings)
     check_peft(ctx, settings)
+    check_report_to(ctx, settings)
 
 
 def _check_model_choice(ctx: _Ctx, settings: Settings) -> None:
@@ -506,13 +515,21 @@ def _check_data_files(ctx: _Ctx, settings: Settings) -> None:
 
 def _check_data_file(ctx: _Ctx, key: str, value: str) -> str | None:
     """Checks one data file; returns its family (text/json/csv) when it can be used."""
+    path = absolute_path(value, ctx.base_dir)
+    try:
+        is_dir = path.is_dir()
+    except (OSError, ValueError):
+        is_dir = False
+    if is_dir:  # before the extension: "." or "data" has none, and is still a folder
+        ctx.error("data", key, f"{path} is a folder; give the path of a .txt, .json, .jsonl "
+                  "or .csv file")
+        return None
     ext = Path(value).suffix.lower().lstrip(".")
     if ext not in DATA_EXTENSIONS:
         shown = f".{ext} files are" if ext else "files without an extension are"
         ctx.error("data", key, f"{shown} not supported ('{value}'); use a .txt, .json, .jsonl "
                   "or .csv file")
         return None
-    path = absolute_path(value, ctx.base_dir)
     try:
         exists = path.exists()
     except (OSError, ValueError) as exc:
@@ -522,9 +539,6 @@ def _check_data_file(ctx: _Ctx, key: str, value: str) -> str | None:
         ctx.error("data", key, f"no such file: {path} (relative paths start at the TOML "
                   "file's folder)")
         return None
-    if path.is_dir():
-        ctx.error("data", key, f"{path} is a folder; give a file")
-        return None
     try:
         with path.open("rb") as fh:
             head = fh.read(_DECODE_BYTES)
@@ -532,7 +546,8 @@ def _check_data_file(ctx: _Ctx, key: str, value: str) -> str | None:
         ctx.error("data", key, f"cannot read {path}: {exc.strerror or exc}")
         return None
     if not head:
-        ctx.error("data", key, f"{path} is empty; give a file with training text")
+        kind = "validation" if key == "validation_file" else "training"
+        ctx.error("data", key, f"{path} is empty; give a file with {kind} text")
         return None
     try:
         # final=False: the read may stop inside a multi-byte character
