@@ -325,6 +325,9 @@ def _print_status(summary: Any) -> int:
 def _need_settings_file(path: Path) -> None:
     if path.is_dir():
         raise BadInput(f"{path}: is a folder; give the path of a settings file (TOML)")
+    if path.exists() and not path.is_file():
+        raise BadInput(f"{path}: is not a regular file (a device, pipe or socket); give the"
+                       " path of a settings file (TOML)")
     if not path.is_file():
         raise BadInput(f"{path}: no such file (create one with: clmtune init {path})")
 

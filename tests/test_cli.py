@@ -438,3 +438,12 @@ def test_durations_round_as_the_dashboard_does():
     assert _fmt_duration(62.51) == "1:03"
     assert _fmt_duration(3599.5) == "1:00:00"
     assert _fmt_duration(None) == "-"
+
+
+def test_check_on_a_device_says_it_is_not_a_file(capsys):
+    from clmtune.backend.cli import main
+
+    assert main(["check", "/dev/null"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == ("clmtune: error: /dev/null: is not a regular file (a device, pipe or "
+                   "socket); give the path of a settings file (TOML)")

@@ -411,3 +411,11 @@ async def test_keys_that_arrive_together_act_in_the_order_typed(project: Path) -
             await pilot.pause()
             assert field.value == "70"
         await settled(pilot, form, lambda: form.value("training", "max_steps") == 70)
+
+
+def test_a_settings_file_with_a_byte_order_mark_opens(tmp_path: Path) -> None:
+    from clmtune.tui.screens.editor_files import read_document
+
+    path = tmp_path / "bom.toml"
+    path.write_bytes(b"\xef\xbb\xbf" + GOOD_TOML.encode())
+    assert read_document(path) == tomllib.loads(GOOD_TOML)

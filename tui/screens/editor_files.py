@@ -51,8 +51,8 @@ class FileProblem(UsageError):
 def read_document(path: Path) -> Document:
     """Parse a TOML settings file into ``{section: {key: value}}`` (no validation)."""
     try:
-        with open(path, "rb") as fh:
-            data = tomllib.load(fh)
+        # A byte-order mark (Windows editors' "UTF-8 with BOM") is dropped, as `clmtune` does.
+        data = tomllib.loads(Path(path).read_bytes().decode("utf-8").removeprefix("\ufeff"))
     except FileNotFoundError:
         raise FileProblem(
             f"{path}: no such file; check the path (ctrl+o opens another) or start from a "
