@@ -185,6 +185,19 @@ def as_dict(value: Any) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
+def with_device_list(e: Event) -> Event:
+    """A ``memory`` / ``gpu`` event whose ``devices`` is a list of objects, as views index it.
+
+    A damaged one keeps its readable devices (none when the field is not a list).
+    """
+    devices = e.get("devices")
+    if devices is None or (isinstance(devices, list)
+                           and all(isinstance(d, dict) for d in devices)):  # fmt: skip
+        return e
+    kept = [d for d in devices if isinstance(d, dict)] if isinstance(devices, list) else []
+    return {**e, "devices": kept}
+
+
 def perplexity(loss: float | None) -> float | None:
     """exp(loss), ``inf`` on overflow, None without a loss (the one definition for all)."""
     if loss is None:

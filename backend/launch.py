@@ -310,6 +310,27 @@ def _wait_for_worker(run_dir: Path, proc: subprocess.Popen, since: float, timeou
         time.sleep(0.05)
 
 
+def _set_aside(run_dir: Path, plan: RunPlan) -> Path:
+    """Move the checkpoints past the one resumed from into ``superseded/<when>-after-<ckpt>/``.
+
+    A resume from an earlier checkpoint starts another history: left in place, the old
+    later checkpoints would list as resumable and be picked by "resume newest", and
+    Trainer's rotation would keep them over the new ones. Renames only; nothing is deleted.
+    """
+    from clmtune.backend.resume_plan import SUPERSEDED_DIR
+
+    assert plan.checkpoint is not None
+    when = time.strftime("%Y%m%d-%H%M%S")
+    dest = run_dir / SUPERSEDED_DIR / f"{when}-after-{plan.checkpoint.name}"
+    dest.mkdir(parents=True, exist_ok=True)
+    for path in plan.superseded:
+        try:
+            os.replace(path, dest / path.name)
+        except OSError as exc:
+            raise RunError(f"could not move {path.name} aside into {dest}: {exc}") from exc
+    return dest
+
+
 def start_run(
     config_path: Path | None = None,
     *,
@@ -363,6 +384,8 @@ def start_run(
     target = prepare_run_dir(cfg, target)
     if plan.changes:
         _record_changes(target, plan)
+    if plan.superseded:
+        _set_aside(target, plan)
 
     command = worker_command(cfg, target, checkpoint)
     since = time.time()

@@ -43,6 +43,8 @@ from clmtune.backend.rundir.summary import read_run
 if TYPE_CHECKING:
     from clmtune.backend.settings.run_config import RunConfig
 
+#: Where a resume from an earlier checkpoint puts the later ones (see RunPlan.superseded).
+SUPERSEDED_DIR = "superseded"
 #: What ``--resume`` accepts besides a checkpoint path.
 RESUME_LAST, RESUME_AUTO = "last", "auto"
 # Left behind by a start that died before the worker wrote anything: not a run, not user files.
@@ -92,6 +94,10 @@ class RunPlan:
     changes: tuple[str, ...] = ()
     #: Among those, what keeps the resume from continuing exactly (batch, schedule, …).
     warnings: tuple[str, ...] = field(default=())
+    #: Checkpoints after the one resumed from: the history this resume leaves. The
+    #: launcher moves them into ``superseded/`` (never deleted), so that neither a later
+    #: "resume newest" nor the checkpoint rotation mixes the two histories.
+    superseded: tuple[Path, ...] = field(default=())
 
 
 # ------------------------------------------------------------------ the folder
@@ -347,7 +353,24 @@ def plan_run(
         changes = settings_changes(old, cfg)
 
     warnings = resume_warnings(run_dir, checkpoint, cfg)
-    return RunPlan("resume", run_dir, checkpoint, tuple(changes), tuple(warnings))
+    later = _later_checkpoints(run_dir, checkpoint)
+    if later:
+        names = ", ".join(p.name for p in later)
+        warnings.append(
+            f"{names} {'comes' if len(later) == 1 else 'come'} after {checkpoint.name}: the"
+            f" history this resume leaves; moved to {SUPERSEDED_DIR}/ (nothing is deleted)"
+        )
+    return RunPlan("resume", run_dir, checkpoint, tuple(changes), tuple(warnings),
+                   superseded=later)
+
+
+def _later_checkpoints(run_dir: Path, checkpoint: Path) -> tuple[Path, ...]:
+    """The ``checkpoint-N`` folders of ``run_dir`` past ``checkpoint`` (any state)."""
+    match = CHECKPOINT_RE.match(checkpoint.name)
+    if match is None or checkpoint.resolve().parent != run_dir.resolve():
+        return ()
+    step = int(match.group(1))
+    return tuple(c.path for c in list_checkpoints(run_dir) if c.step > step)
 
 
 def need_fixed_dir(resume: str | None, run_dir: Path | None, cfg: Any) -> None:

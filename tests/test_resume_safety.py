@@ -20,7 +20,7 @@ from clmtune.backend.errors import RunDirError
 from clmtune.backend.events import read_events
 from clmtune.backend.resume_plan import RunComplete, plan_run
 from clmtune.backend.rundir.checkpoints import list_checkpoints
-from clmtune.backend.rundir.layout import read_run_json
+from clmtune.backend.rundir.layout import read_run_json, write_json_atomic
 from clmtune.backend.settings.run_config import RunConfig
 from tests.fixtures import make_tiny_config
 from tests.run_helpers import (
@@ -150,6 +150,31 @@ def test_train_further_continues_from_the_last_checkpoint_and_records_it(run_cop
     assert again.returncode == 2 and "complete (step 12, max_steps = 12)" in again.stderr
     # The summary the second attempt left is its own (the first attempt's was removed).
     assert_left_summary_is_a_full_read(run_copy)
+
+
+@pytest.mark.slow
+def test_resuming_an_earlier_checkpoint_sets_the_later_ones_aside(run_copy):
+    # A stopped run resumed from checkpoint-4 starts another history: the old checkpoint-8
+    # must neither list as resumable nor survive the rotation in place of the new one.
+    info = read_run_json(run_copy)
+    write_json_atomic(run_copy / "run.json", {**info, "status": "stopped"})
+    old = (run_copy / "checkpoint-8" / "trainer_state.json").read_bytes()
+    result = clmtune("train", "--run-dir", str(run_copy), "--resume", "checkpoint-4",
+                     cwd=run_copy.parent)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "checkpoint-8 comes after checkpoint-4" in result.stderr + result.stdout
+    (aside,) = (run_copy / "superseded").iterdir()
+    assert aside.name.endswith("-after-checkpoint-4")
+    assert (aside / "checkpoint-8" / "trainer_state.json").read_bytes() == old  # moved, whole
+    assert [(c.step, c.state) for c in list_checkpoints(run_copy)] == [(4, "complete"),
+                                                                       (8, "complete")]
+    assert read_run_json(run_copy)["status"] == "completed"
+    from clmtune.backend.rundir.summary import read_run
+
+    summary = read_run(run_copy)
+    assert [c.step for c in summary.checkpoints] == [4, 8]
+    marks = summary.state.checkpoints
+    assert sorted(m.step for m in marks) == [4, 8] and len(marks) == 2  # the new 8 only
 
 
 def assert_left_summary_is_a_full_read(run_dir: Path) -> None:

@@ -34,6 +34,7 @@ from clmtune.backend.events import (
     perplexity,
     to_float,
     to_int,
+    with_device_list,
 )
 
 #: What the headline loss of a run is; shown next to the number everywhere.
@@ -269,6 +270,8 @@ class RunState:
         keep(self.eval_steps, self.eval_loss, self.eval_accuracy, self.eval_rows,
              self.eval_times)
         self.nan_loss_steps = [s for s in self.nan_loss_steps if s <= step]
+        # Checkpoints past a resume point belong to the history it left (moved aside).
+        self.checkpoints = [c for c in self.checkpoints if c.step <= step or step < 0]
         if not self.nan_loss_steps:
             self.nan_message = None
         self.step = max(step, 0)
@@ -383,14 +386,14 @@ class RunState:
     def _on_memory(self, e: Event) -> None:
         if self.compact:
             return
-        self.memory.append(_with_devices(e))
+        self.memory.append(with_device_list(e))
         if len(self.memory) > self.max_memory_samples:
             del self.memory[: len(self.memory) - self.max_memory_samples]
 
     def _on_gpu(self, e: Event) -> None:
         if self.compact:
             return
-        self.gpu.append(_with_devices(e))
+        self.gpu.append(with_device_list(e))
         if len(self.gpu) > self.max_gpu_samples:
             del self.gpu[: len(self.gpu) - self.max_gpu_samples]
 
@@ -663,19 +666,6 @@ class RunState:
         rows.extend(dict(r) for r in self.eval_rows)
         rows.sort(key=lambda r: (r.get("step") or 0, "eval_loss" in r))
         return rows
-
-
-def _with_devices(e: Event) -> Event:
-    """A ``memory`` / ``gpu`` event whose ``devices`` is a list of objects, as views index it.
-
-    A damaged one keeps its readable devices (none when the field is not a list).
-    """
-    devices = e.get("devices")
-    if devices is None or (isinstance(devices, list)
-                           and all(isinstance(d, dict) for d in devices)):  # fmt: skip
-        return e
-    kept = [d for d in devices if isinstance(d, dict)] if isinstance(devices, list) else []
-    return {**e, "devices": kept}
 
 
 def _param_counts(started: Event) -> tuple[int, int] | None:
