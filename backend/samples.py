@@ -15,6 +15,7 @@ from typing import Any
 
 from transformers import TrainerCallback
 
+from clmtune.backend.errors import UsageError
 from clmtune.backend.events import Emit, make_event
 from clmtune.backend.settings.run_config import RunConfig
 
@@ -58,7 +59,13 @@ class SampleCallback(TrainerCallback):
         rows = []
         try:
             for prompt in self.prompts:
-                gen = generate(model, tokenizer, prompt, settings)
+                try:
+                    gen = generate(model, tokenizer, prompt, settings)
+                except UsageError as exc:  # e.g. prompt + max_new_tokens past the positions
+                    # A completion is a look at the model, never a reason to stop training.
+                    self.emit(make_event("warning", code="sample_skipped",
+                                         message=f"samples: {prompt[:40]!r} skipped: {exc}"))
+                    continue
                 rows.append(append_sample(self.run_dir, {
                     "source": "train", "checkpoint": choice.label, "step": step,
                     "prompt": prompt, "completion": gen.completion, "tokens": gen.tokens,

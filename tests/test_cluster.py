@@ -118,9 +118,38 @@ def test_export_job_slurm_script(tmp_path, tiny_assets):
 
 def test_export_job_bad_time_is_one_line(tmp_path, tiny_assets):
     config = _config(tmp_path, tiny_assets)
-    done = clmtune("export-job", str(config), "--slurm", "--time", "4h", cwd=tmp_path)
+    for bad in ("4h", "99:99:99", "1:60", "2-12:60", "1-2:30:75", "12:00:00\n"):
+        done = clmtune("export-job", str(config), "--slurm", "--time", bad, cwd=tmp_path)
+        assert done.returncode == 2 and done.stderr.count("\n") == 1, (bad, done.stderr)
+        assert "--time" in done.stderr and "HH:MM:SS" in done.stderr
+
+
+def test_slurm_time_forms():
+    from clmtune.backend.errors import UsageError
+    from clmtune.backend.tools.export_job import check_time
+
+    for good in ("90", "30:00", "12:00:00", "100:00:00", "2-12", "2-12:30", "2-12:30:15",
+                 "4:05:09", "59:59"):
+        assert check_time(good) == good
+    for bad in ("99:99:99", "00:60:00", "00:00:60", "1:60", "2-1:60", "2-1:00:60", "1:2:3:4",
+                "1-", "-1", "", "1h"):
+        with pytest.raises(UsageError, match="--time"):
+            check_time(bad)
+
+
+def test_export_job_name_and_partition_are_safe_for_sbatch(tmp_path, tiny_assets):
+    from clmtune.backend.tools.export_job import slurm_script
+
+    config = _config(tmp_path, tiny_assets)
+    odd = config.with_name("my run ü$(x).toml")
+    config.rename(odd)
+    script = slurm_script(odd, tmp_path / "run", partition="gpu,h100")
+    names = re.findall(r"^#SBATCH --job-name=(.*)$", script, re.M)
+    assert names == ["clmtune-my-run----x-"]
+    assert _directives(script)["partition"] == "gpu,h100"
+    done = clmtune("export-job", str(odd), "--slurm", "--partition", "my part", cwd=tmp_path)
     assert done.returncode == 2 and done.stderr.count("\n") == 1
-    assert "--time" in done.stderr and "HH:MM:SS" in done.stderr
+    assert "--partition 'my part'" in done.stderr
 
 
 def test_prepare_fresh_then_after_a_killed_attempt(tmp_path, tiny_assets, monkeypatch):

@@ -38,6 +38,15 @@ def _trainer_best_eval(run: Path) -> tuple[float, int]:
     return min(evals, key=lambda pair: (pair[0], pair[1]))
 
 
+def _setting_keys(run: Path) -> set[str]:
+    """Every ``section.key`` of a run's frozen config.toml that compare looks at."""
+    import tomllib
+
+    from clmtune.backend.tools.compare import NOT_SETTINGS, flat_settings
+
+    return set(flat_settings(tomllib.loads((run / "config.toml").read_text()))) - NOT_SETTINGS
+
+
 def _hf_copy(run: Path, dest: Path) -> Path:
     """What a plain Hugging Face script leaves: trainer_state.json and the results files."""
     dest.mkdir()
@@ -108,12 +117,58 @@ def test_a_plain_hugging_face_folder_is_compared(capsys, runs_dir, tmp_path):
     assert plain["steps"] == 8
     assert plain["best"] == ours["best"]  # the same history, through the same reducer
     assert plain["final"]["train_loss"] == ours["final"]["train_loss"]
-    # No config.toml: its values show as missing.
-    assert data["config_diff"] == {
-        "training.learning_rate": {"lr-hi": 1e-3, "lr-lo": 5e-4, "hf-only": None}}
+    # No config.toml: its values show as missing, for every setting the other runs have.
+    diff = data["config_diff"]
+    assert diff["training.learning_rate"] == {"lr-hi": 1e-3, "lr-lo": 5e-4, "hf-only": None}
+    assert set(diff) == _setting_keys(runs_dir / "lr-lo")
+    assert all(values["hf-only"] is None for values in diff.values())
     runs = load_runs([runs_dir / "lr-hi", hf])
     assert curve_of(runs[1], "train_loss").y.tolist() == curve_of(runs[0], "train_loss").y.tolist()
     assert list(curve_of(runs[1], "train_loss", "time").x) == []  # no clock in HF files
+
+
+@pytest.mark.slow
+def test_a_run_without_readable_settings_shows_every_setting_as_missing(capsys, runs_dir,
+                                                                       tmp_path):
+    broken = tmp_path / "broken"
+    shutil.copytree(runs_dir / "lr-hi", broken)
+    (broken / "config.toml").write_text("[training\nlearning_rate = 1e-3\n")
+    keys = _setting_keys(runs_dir / "lr-lo")
+    args = ("compare", str(broken), "lr-lo", "--runs-dir", str(runs_dir))
+
+    code, out, err = run_cli(capsys, *args, "--json")
+    assert code == 0
+    assert len(err.splitlines()) == 1 and err.startswith("clmtune: warning: ")
+    assert "broken" in err and "config.toml could not be read" in err
+    diff = json.loads(out)["config_diff"]
+    assert set(diff) == keys and all(v["broken"] is None for v in diff.values())
+    assert diff["training.learning_rate"]["lr-lo"] == 5e-4
+
+    code, out, err = run_cli(capsys, *args)
+    assert code == 0 and "config.toml could not be read" in err
+    assert "no differences" not in out
+    row = next(line for line in out.splitlines()
+               if line.strip().startswith("training.learning_rate"))
+    assert row.split()[1:] == ["-", "0.0005"]
+
+    code, out, err = run_cli(capsys, *args, "--csv")
+    assert code == 0 and "config.toml could not be read" in err
+    header, *rows = list(csv.reader(io.StringIO(out)))
+    assert set(header) >= keys
+    cells = [dict(zip(header, r, strict=True)) for r in rows]
+    assert all(cells[0][k] == "" for k in keys)  # missing: an empty cell
+    assert cells[1]["training.learning_rate"] == "0.0005"
+
+
+@pytest.mark.slow
+def test_one_run_against_a_plain_folder_is_not_no_differences(capsys, runs_dir, tmp_path):
+    hf = _hf_copy(runs_dir / "lr-hi", tmp_path / "hf-only")
+    code, out, err = run_cli(capsys, "compare", str(hf), "lr-lo", "--runs-dir", str(runs_dir))
+    assert code == 0 and err == ""  # no settings file is normal for a plain folder
+    assert "no differences" not in out and "settings that differ" in out
+    row = next(line for line in out.splitlines()
+               if line.strip().startswith("training.learning_rate"))
+    assert row.split()[1:] == ["-", "0.0005"]
 
 
 def test_bad_names_and_folders_exit_2_with_one_line_each(capsys, tmp_path):

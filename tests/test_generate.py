@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from clmtune.backend.errors import UsageError
 from clmtune.backend.settings.toml_io import save_config
 from clmtune.backend.tools.generate_io import SAMPLES_FILE, choices, read_samples
 from tests.fixtures import make_tiny_config
@@ -142,10 +143,86 @@ def test_samples_survive_a_torn_line_and_reopening(cli, trained):
 
 def test_usage_errors_are_one_line(cli, trained):
     for args, text in ((("--prompt", "x", "--max-new-tokens", "0"), "--max-new-tokens"),
-                       ((), "give --prompt"), (("--prompt", "x", "--top-p", "2"), "--top-p")):
+                       ((), "give --prompt"), (("--prompt", "x", "--top-p", "2"), "--top-p"),
+                       (("--prompt", "x", "--seed", "-5"), "--seed: must be 0 … 4294967295"),
+                       (("--prompt", "x", "--seed", str(2**32)), "--seed: must be 0"),
+                       (("--prompt", "x", "--temperature", "nan"), "--temperature"),
+                       (("--prompt", "x", "--temperature", "inf"), "--temperature"),
+                       (("--prompt", "x", "--top-p", "nan"), "--top-p"),
+                       (("--prompt", "x", "--device", "bogus"), "cpu, cuda, cuda:N or mps")):
         done = cli("generate", str(trained), *args)
         assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1, done.stderr
         assert text in done.stderr
+
+
+def test_a_missing_device_is_one_line(cli, trained):
+    import torch
+
+    from clmtune.backend.tools.generate import pick_device
+
+    if not torch.cuda.is_available():
+        done = cli("generate", str(trained), "--prompt", "x", "--device", "cuda")
+        assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1
+        assert "--device cuda: no CUDA device on this machine" in done.stderr
+    else:  # one past the last GPU
+        count = torch.cuda.device_count()
+        with pytest.raises(UsageError, match=f"has {count} CUDA device"):
+            pick_device(f"cuda:{count}")
+    if not torch.backends.mps.is_available():
+        with pytest.raises(UsageError, match="--device mps: no Apple GPU"):
+            pick_device("mps")
+    assert pick_device("cpu") == "cpu"
+
+
+def _positions(run: Path) -> int:
+    return json.loads((run / "config.json").read_text())["n_positions"]
+
+
+def _prompt_tokens(run: Path, prompt: str) -> int:
+    from transformers import AutoTokenizer
+
+    return len(AutoTokenizer.from_pretrained(run)(prompt)["input_ids"])
+
+
+def test_prompt_and_new_tokens_past_the_positions_are_one_line(cli, trained):
+    limit, used = _positions(trained), _prompt_tokens(trained, PROMPT)
+    room = limit - used
+    done = clmtune("generate", str(trained), "--prompt", PROMPT, "--max-new-tokens", "500",
+                   cwd=trained.parent)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert done.stderr.splitlines() == [
+        f"clmtune: error: prompt ({used} tokens) + --max-new-tokens 500 exceeds the model's "
+        f"{limit} positions; lower --max-new-tokens to ≤ {room}"]
+    # a prompt alone too long (the tokenizer's own length warning is silenced too)
+    long = " ".join(["cat"] * (limit + 10))
+    done = clmtune("generate", str(trained), "--prompt", long, cwd=trained.parent)
+    assert done.returncode == 2 and len(done.stderr.splitlines()) == 1, done.stderr
+    assert "alone fills the model's" in done.stderr and f"{limit} positions" in done.stderr
+    # exactly up to the limit works
+    (row,) = _generate(cli, trained, "--prompt", PROMPT, "--max-new-tokens", str(room))
+    assert row["tokens"] <= room
+
+
+def test_helper_replies_an_error_for_too_many_tokens_and_keeps_serving(trained):
+    from clmtune.backend.tools import generate_server as gs
+
+    sent: list[tuple[str, dict]] = []
+
+    class Replies:
+        def send(self, kind: str, **fields) -> None:
+            sent.append((kind, fields))
+
+    server = gs.Server(Replies())
+    request = {"op": "generate", "run": str(trained), "checkpoint": "checkpoint-8",
+               "prompt": PROMPT, "device": "cpu"}
+    assert server.handle(json.dumps({**request, "id": 1, "max_new_tokens": 500}))
+    errors = [f for kind, f in sent if kind == "error"]
+    assert len(errors) == 1 and errors[0]["id"] == 1
+    assert errors[0]["message"].startswith("prompt (") and "lower --max-new-tokens" in errors[0][
+        "message"]
+    assert server.handle(json.dumps({**request, "id": 2, "max_new_tokens": 4}))
+    done = [f for kind, f in sent if kind == "done"]
+    assert len(done) == 1 and done[0]["id"] == 2 and done[0]["tokens"] == 4
 
 
 def test_samples_are_generated_at_each_evaluation(trained):
@@ -169,6 +246,25 @@ def test_samples_are_generated_at_each_evaluation(trained):
     assert state.samples[0]["completion"] == train[-2]["completion"]
 
 
+def test_a_sample_prompt_past_the_positions_is_skipped_not_fatal(trained, tmp_path):
+    # [samples] runs inside training: a prompt the model cannot complete is a warning.
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from clmtune.backend.samples import SampleCallback
+
+    events: list[dict] = []
+    model = AutoModelForCausalLM.from_pretrained(trained)
+    tokenizer = AutoTokenizer.from_pretrained(trained)
+    limit = model.config.n_positions
+    callback = SampleCallback(tmp_path, events.append, ["def ", "x " * (limit + 5)],
+                              every_n_evals=1, max_new_tokens=4)
+    rows = callback.sample(model, tokenizer, step=3)
+    assert [r["prompt"] for r in rows] == ["def "]
+    (skipped,) = [e for e in events if e.get("code") == "sample_skipped"]
+    assert "skipped" in skipped["message"] and f"{limit} positions" in skipped["message"]
+    assert [e["type"] for e in events].count("sample") == 1
+
+
 def test_inspect_eval_lists_the_blocks_training_evaluated_hardest_first(cli, trained):
     done = cli("inspect-eval", str(trained), "--checkpoint", "8", "--top", "16", "--json",
                "--device", "cpu")
@@ -188,6 +284,14 @@ def test_inspect_eval_lists_the_blocks_training_evaluated_hardest_first(cli, tra
     assert summed / (16 * 32) == pytest.approx(eval_loss, rel=1e-4)
     done = cli("inspect-eval", str(trained), "--top", "0")
     assert done.returncode == 2 and "--top" in done.stderr
+
+
+def test_inspect_eval_piped_prints_no_library_progress(trained):
+    # stderr is a pipe here: no "Running tokenizer on dataset" / "Loading weights" frames
+    done = clmtune("inspect-eval", str(trained), "--checkpoint", "4", "--top", "1",
+                   "--device", "cpu", cwd=trained.parent)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == "" and "#1" in done.stdout
 
 
 def test_helper_says_how_much_gpu_memory_is_free_and_falls_back_to_cpu(monkeypatch, trained):

@@ -225,6 +225,41 @@ def test_cli_json_keys_samples_and_bad_input(tiny_assets, files, tmp_path):
     assert done.returncode == 2 and "block_size" in done.stderr and "Traceback" not in done.stderr
 
 
+def test_piped_bad_input_after_loading_the_data_is_the_only_stderr_line(tiny_assets, files,
+                                                                        tmp_path):
+    # A fresh copy of the data: datasets generates its split (a progress bar) before the
+    # column is found missing.
+    train = tmp_path / "fresh.csv"
+    train.write_text(files["train.csv"].read_text(encoding="utf-8"), encoding="utf-8")
+    cfg = _config(tiny_assets, files, "csv", "group", False, train_file=str(train),
+                  text_column="nope")
+    path = tmp_path / "run.toml"
+    save_config(cfg, path)
+    done = clmtune("preview", str(path), cwd=tmp_path, env={**os.environ, "CI": "true"})
+    assert done.returncode == 2
+    assert done.stderr.splitlines() == [
+        "clmtune: error: [data] text_column = 'nope' is not a column of the training data; "
+        "use one of 'id', 'text'"]
+
+
+def test_library_output_is_kept_only_for_a_terminal(monkeypatch):
+    from clmtune.backend.tools.quiet import watched
+
+    class Terminal:
+        def isatty(self) -> bool:
+            return True
+
+    class Pipe:
+        def isatty(self) -> bool:
+            return False
+
+    monkeypatch.delenv("CI", raising=False)
+    assert watched(Terminal()) and not watched(Pipe()) and not watched(object())
+    for ci, seen in (("true", False), ("1", False), ("false", True), ("", True)):
+        monkeypatch.setenv("CI", ci)
+        assert watched(Terminal()) is seen, ci
+
+
 # ------------------------------------------------------------------ the estimate
 
 

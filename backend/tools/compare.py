@@ -5,7 +5,8 @@ Compare screen. Every figure comes from the one reducer
 (:mod:`clmtune.backend.rundir.state`) through :func:`~clmtune.backend.rundir.summary.read_run`
 with full histories; nothing here reads events on its own. A plain Hugging Face
 folder (only ``trainer_state.json``) folds through the same reducer; it has no frozen
-``config.toml``, so its settings show as missing in the diff.
+``config.toml``, so every setting the other runs have shows as missing for it in the diff (as
+for a run whose ``config.toml`` cannot be read: :func:`unreadable_settings` says which).
 
 Light on purpose (the dashboard imports it): plain lists, no pandas, no
 torch / transformers / textual; numpy (a dependency the dashboard's thinning uses too) is
@@ -396,19 +397,55 @@ def flat_settings(settings: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 def config_diff(runs: Sequence[ComparedRun]) -> dict[str, dict[str, Any]]:
     """``section.key`` → ``{run name: value}`` for the keys whose values differ.
 
-    Compared among the runs that have a frozen ``config.toml``; a key one of them does not
-    set differs from one that does. Runs without settings (plain Hugging Face folders)
-    show ``None`` (missing) for every key listed.
+    A key a run does not set (``None``: missing) differs from one that sets it. A run without
+    settings (a plain Hugging Face folder, an unreadable ``config.toml``) is missing every
+    key, so next to a run with settings every key of those is listed: nothing says its
+    values were the same. No run with settings: no keys at all.
     """
     flats = {run.name: flat_settings(run.settings) for run in runs}
-    configured = [flat for flat in flats.values() if flat]
-    keys = sorted({key for flat in configured for key in flat} - NOT_SETTINGS)
+    keys = sorted({key for flat in flats.values() for key in flat} - NOT_SETTINGS)
     diff: dict[str, dict[str, Any]] = {}
     for key in keys:
-        values = [flat.get(key) for flat in configured]
+        values = [flat.get(key) for flat in flats.values()]
         if any(v != values[0] or type(v) is not type(values[0]) for v in values[1:]):
             diff[key] = {name: flat.get(key) for name, flat in flats.items()}
     return diff
+
+
+def unreadable_settings(runs: Sequence[ComparedRun]) -> list[str]:
+    """One line per run whose ``config.toml`` exists but cannot be read (its settings then
+    show as missing; ``clmtune compare`` prints these as warnings)."""
+    from clmtune.backend.rundir.layout import CONFIG_TOML
+
+    lines = []
+    for run in runs:
+        path = run.path / CONFIG_TOML
+        if run.settings or not path.exists():
+            continue
+        why = _toml_problem(path)
+        if why is not None:
+            lines.append(f"{run.name}: {path} could not be read ({why}); its settings show "
+                         "as missing")
+    return lines
+
+
+def _toml_problem(path: Path) -> str | None:
+    """Why ``path`` does not parse as TOML (first line), or None when it does."""
+    import sys
+
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover - exercised on 3.10 only
+        import tomli as tomllib
+
+    try:
+        with open(path, "rb") as fh:
+            tomllib.load(fh)
+    except OSError as exc:
+        return exc.strerror or type(exc).__name__
+    except (ValueError, UnicodeDecodeError) as exc:  # TOMLDecodeError is a ValueError
+        return (str(exc).splitlines() or [type(exc).__name__])[0]
+    return None
 
 
 # ------------------------------------------------------------------ outputs
@@ -432,8 +469,22 @@ def to_json(runs: Sequence[ComparedRun], metric: str = "eval_loss") -> dict[str,
     return {"runs": out_runs, "config_diff": config_diff(runs)}
 
 
-def csv_table(rows: Sequence[Row]) -> tuple[list[str], list[list[Any]]]:
-    """Header and rows of ``clmtune compare --csv`` (missing values are empty cells)."""
-    header = list(TABLE_COLUMNS) + extra_columns(rows)
-    body = [["" if row.cell(c) is None else row.cell(c) for c in header] for row in rows]
-    return header, body
+def csv_table(rows: Sequence[Row], diff: dict[str, dict[str, Any]] | None = None
+              ) -> tuple[list[str], list[list[Any]]]:
+    """Header and rows of ``clmtune compare --csv``: the table's columns, other final metrics,
+    then one column per differing setting of ``diff`` (:func:`config_diff`; lists and tables
+    as JSON). Missing values are empty cells."""
+    diff = diff or {}
+    metrics = list(TABLE_COLUMNS) + extra_columns(rows)
+    body = [["" if row.cell(c) is None else row.cell(c) for c in metrics]
+            + [_csv_setting(values.get(row.name)) for values in diff.values()]
+            for row in rows]  # fmt: skip
+    return metrics + list(diff), body
+
+
+def _csv_setting(value: Any) -> Any:
+    import json
+
+    if value is None:
+        return ""
+    return json.dumps(value) if isinstance(value, (list, dict)) else value

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 
 from clmtune.backend.cli_text import EXIT_OK, RUNS_DIR_HELP, console, fmt_duration, fmt_float
 from clmtune.backend.errors import UsageError
@@ -31,6 +32,8 @@ def run(args: argparse.Namespace) -> int:
     if len(args.runs) < 2:
         raise UsageError("compare: give two or more runs (names under --runs-dir, or paths)")
     runs = compare.load_runs(resolve_runs(args.runs, args.runs_dir))
+    for line in compare.unreadable_settings(runs):  # the figures still compare: exit 0
+        print(f"clmtune: warning: {line}", file=sys.stderr)
     metric = compare.need_metric(runs, args.metric)
     if args.json:
         print(json.dumps(_sanitize(compare.to_json(runs, metric)), indent=2))

@@ -16,8 +16,8 @@ from clmtune.backend.tools.compare import ComparedRun, Row, best_of, config_diff
 
 
 def print_csv(runs: Sequence[ComparedRun]) -> None:
-    """The per-run table as CSV with a header row, on stdout."""
-    header, body = csv_table(table(runs))
+    """The per-run table and the settings that differ, as CSV with a header row, on stdout."""
+    header, body = csv_table(table(runs), config_diff(runs))
     writer = csv.writer(sys.stdout, lineterminator="\n")
     writer.writerow(header)
     writer.writerows(body)

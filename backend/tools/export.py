@@ -8,15 +8,18 @@
 
 Every export gets a ``README.md`` model card. The folder is written next to OUT under a
 temporary name and renamed when complete, so a failed export leaves no half folder; an OUT that
-exists and is not empty is refused (export never overwrites).
+exists and is not empty is refused (export never overwrites). The folder and its files get the
+modes ``mkdir`` and ``open`` would give them under the umask (an empty OUT the user made keeps
+its own), whatever modes the libraries' temporary files had.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import secrets
 import shutil
-import tempfile
+import stat
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -158,6 +161,33 @@ def _export_adapter(source: Path, dest: Path, progress: Progress) -> None:
             shutil.copy2(source / name, dest / name)
 
 
+def _work_folder(out: Path) -> Path:
+    """A new hidden folder beside ``out``, made by ``mkdir`` (so under the umask; mkdtemp
+    would make it 0700 and the export would keep that)."""
+    for _ in range(100):
+        work = out.parent / f".{out.name}.export-{secrets.token_hex(4)}"
+        try:
+            work.mkdir()
+        except FileExistsError:
+            continue
+        return work
+    raise FileExistsError(f"export: no free temporary name beside {out}")
+
+
+def _umask_modes(folder: Path) -> None:
+    """Files and folders under ``folder`` get the modes ``open`` and ``mkdir`` give under the
+    umask (read off ``folder``, which ``mkdir`` made): savers that write a temporary file and
+    rename it (safetensors shards) leave 0600."""
+    dir_mode = stat.S_IMODE(folder.stat().st_mode)
+    file_mode = dir_mode & 0o666
+    for root, dirs, files in os.walk(folder):
+        for names, mode in ((dirs, dir_mode), (files, file_mode)):
+            for name in names:
+                path = os.path.join(root, name)
+                if not os.path.islink(path):  # chmod would follow it out of the export
+                    os.chmod(path, mode)
+
+
 def export_run(run_dir: Path, out: Path, *, checkpoint: int | None = None, final: bool = False,
                merge: bool = False, dtype: str | None = None,
                progress: Progress = lambda _line: None) -> ExportResult:
@@ -174,7 +204,7 @@ def export_run(run_dir: Path, out: Path, *, checkpoint: int | None = None, final
                          "whole model", "drop --merge (the model is exported as it is)")
     kind = "merged" if merge else ("adapter" if lora else "full")
     out.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=f".{out.name}.export-", dir=out.parent))
+    work = _work_folder(out)
     try:
         if kind == "merged":
             _export_merged(source, work, dtype, progress)
@@ -186,8 +216,10 @@ def export_run(run_dir: Path, out: Path, *, checkpoint: int | None = None, final
         progress("writing the model card")
         (work / "README.md").write_text(model_card(run_dir, source, kind, dtype),
                                         encoding="utf-8")
+        _umask_modes(work)
         check_out(out)  # nothing appeared there meanwhile
         if out.is_dir():
+            os.chmod(work, stat.S_IMODE(out.stat().st_mode))  # the user's folder, their mode
             out.rmdir()
         os.replace(work, out)
     except BaseException:
@@ -209,8 +241,59 @@ def _clmtune_version() -> str:
         return "unknown"
 
 
+@dataclass
+class CardFigures:
+    """What the model card says about the exported weights: where they come from, their step,
+    and the evaluation of those very weights (None when there was none)."""
+
+    origin: str
+    step: int | None
+    eval_label: str
+    eval_loss: float | None
+    perplexity: float | None
+
+
+def _checkpoint_step(source: Path, state: Any) -> int | None:
+    step = state.get("global_step") if isinstance(state, dict) else None
+    if isinstance(step, int) and not isinstance(step, bool):
+        return step
+    try:
+        return int(source.name.removeprefix("checkpoint-"))
+    except ValueError:
+        return None
+
+
+def _card_figures(run_dir: Path, source: Path, summary: Any) -> CardFigures:
+    """The final model: the run's final figures. A checkpoint: its own step, and the last
+    evaluation at or before it in its own ``trainer_state.json`` (later ones judged other
+    weights)."""
+    from clmtune.backend.events import perplexity, read_json, to_float
+
+    if source.resolve() == run_dir.resolve():
+        eval_metrics = (summary.metrics or {}).get("eval") or {}
+        return CardFigures("the final model", summary.global_step, "final eval loss",
+                           eval_metrics.get("eval_loss", summary.last_eval_loss),
+                           eval_metrics.get("perplexity", summary.perplexity))
+    state = read_json(source / "trainer_state.json")
+    step = _checkpoint_step(source, state)
+    history = state.get("log_history") if isinstance(state, dict) else None
+    found: tuple[int, float] | None = None
+    for entry in history if isinstance(history, list) else []:
+        if not isinstance(entry, dict):
+            continue
+        at, loss = entry.get("step"), to_float(entry.get("eval_loss"))
+        if isinstance(at, int) and loss is not None and (step is None or at <= step):
+            found = (at, loss)
+    origin = f"`{source.name}`" + (f" (step {step})" if step is not None else "")
+    if found is None:
+        return CardFigures(origin, step, "eval loss", None, None)
+    return CardFigures(origin, step, f"eval loss (at step {found[0]})", found[1],
+                       perplexity(found[1]))
+
+
 def model_card(run_dir: Path, source: Path, kind: str, dtype: str | None) -> str:
-    """A short README.md: base model, data, key settings, final eval loss and perplexity."""
+    """A short README.md: base model, data, key settings, and the exported weights' step,
+    eval loss and perplexity (:func:`_card_figures`)."""
     from clmtune.backend.cli_text import fmt_float
     from clmtune.backend.rundir.summary import read_run
 
@@ -221,21 +304,19 @@ def model_card(run_dir: Path, source: Path, kind: str, dtype: str | None) -> str
     base = model.get("model_name_or_path") or summary.model or "-"
     if kind in ("merged", "adapter"):
         base = adapter_base(source)
-    eval_metrics = (summary.metrics or {}).get("eval") or {}
-    eval_loss = eval_metrics.get("eval_loss", summary.last_eval_loss)
-    ppl = eval_metrics.get("perplexity", summary.perplexity)
+    figures = _card_figures(run_dir, source, summary)
     what = {"merged": "LoRA adapter merged into the base weights",
             "adapter": "LoRA adapter (load it on the base model with peft)",
             "full": "fully fine-tuned model"}[kind]
     data_files = [str(data[k]) for k in ("dataset_name", "train_file", "validation_file")
                   if data.get(k)]
     lines = [f"# {run_dir.name}", "", f"A {what}, exported by clmtune {_clmtune_version()} "
-             f"from `{source.name}` of run `{run_dir.name}`.", "",
+             f"from {figures.origin} of run `{run_dir.name}`.", "",
              f"- base model: `{base}`",
              f"- data: {', '.join(f'`{d}`' for d in data_files) or '-'}",
-             f"- steps trained: {summary.global_step}",
-             f"- final eval loss: {fmt_float(eval_loss)}",
-             f"- perplexity: {fmt_float(ppl)}",
+             f"- steps trained: {'-' if figures.step is None else figures.step}",
+             f"- {figures.eval_label}: {fmt_float(figures.eval_loss)}",
+             f"- perplexity: {fmt_float(figures.perplexity)}",
              f"- weights dtype: {dtype or 'as saved'}", "", "## Settings", ""]
     keys = [("training", k) for k in ("learning_rate", "num_train_epochs", "max_steps",
                                       "per_device_train_batch_size",

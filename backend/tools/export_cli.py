@@ -34,8 +34,10 @@ def run(args: argparse.Namespace) -> int:
 
     from clmtune.backend.run_names import resolve_runs
     from clmtune.backend.tools.export import export_run
+    from clmtune.backend.tools.quiet import quiet_libraries
 
     run_dir = resolve_runs([args.run], args.runs_dir)[0]
+    quiet_libraries()  # our own "export: …" lines say what happens; the libraries' bars not
 
     def progress(line: str) -> None:
         print(f"export: {line}", file=sys.stderr, flush=True)

@@ -31,16 +31,37 @@ from typing import Any
 
 from clmtune.backend.errors import UsageError
 
-TIME_RE = re.compile(r"^(\d+-)?\d{1,3}(:\d{2}){0,2}$")
+#: Slurm's ``--time`` forms (for ``fullmatch``): M, M:S, H:M:S, D-H, D-H:M, D-H:M:S.
+TIME_RE = re.compile(r"(?P<days>\d+)-(?P<dh>\d{1,2})(?::(?P<dm>\d{1,2})(?::(?P<ds>\d{1,2}))?)?"
+                     r"|(?P<first>\d+)(?::(?P<second>\d{1,2})(?::(?P<third>\d{1,2}))?)?")
+TIME_FORMS = "MM, MM:SS, HH:MM:SS, D-HH, D-HH:MM or D-HH:MM:SS (e.g. 04:00:00)"
+#: What ``#SBATCH`` values may hold unquoted (sbatch splits them on white space).
+SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]")
+PARTITION_RE = re.compile(r"[A-Za-z0-9._-]+(,[A-Za-z0-9._-]+)*")
 DEFAULT_PORT = 29500
 SLURM_JOB_ENV = "SLURM_JOB_ID"
 
 
 def check_time(value: str | None) -> str | None:
     """A Slurm ``--time`` (``HH:MM:SS``, ``D-HH:MM:SS``, ``MM``…), or UsageError."""
-    if value is None or TIME_RE.match(value):
+    if value is None:
         return value
-    raise UsageError(f"--time {value!r}: not a Slurm time limit; write HH:MM:SS (e.g. 04:00:00)")
+    match = TIME_RE.fullmatch(value)
+    if match is None:
+        raise UsageError(f"--time {value!r}: not a Slurm time limit; write {TIME_FORMS}")
+    # The leading field may be anything (90 = 90 minutes, 100:00:00 = 100 hours); a minutes
+    # or seconds field after it counts to 60.
+    after = (match[k] for k in ("dm", "ds", "second", "third"))
+    if any(v is not None and int(v) >= 60 for v in after):
+        raise UsageError(f"--time {value!r}: minutes and seconds must be below 60; write "
+                         f"{TIME_FORMS}")
+    return value
+
+
+def safe_job_name(config_path: Path) -> str:
+    """``clmtune-STEM`` with every character outside ``[A-Za-z0-9._-]`` replaced by ``-``:
+    ``#SBATCH`` lines are not shell-quoted, and the name is part of the log file name."""
+    return SAFE_NAME.sub("-", f"clmtune-{Path(config_path).stem}")
 
 
 def default_run_dir(cfg: Any, config_path: Path) -> Path:
@@ -65,15 +86,19 @@ def slurm_script(
     job_name: str | None = None,
     python: str | None = None,
 ) -> str:
-    """The sbatch script (a string); paths absolute, every value shell-quoted."""
+    """The sbatch script (a string); paths absolute, every value shell-quoted, the job name
+    reduced to ``[A-Za-z0-9._-]`` (``#SBATCH`` lines are not a shell's to quote)."""
     if nodes < 1:
         raise UsageError(f"--nodes {nodes}: must be at least 1")
     if gpus_per_node < 0:
         raise UsageError(f"--gpus-per-node {gpus_per_node}: must be 0 (CPU) or more")
     check_time(time_limit)
+    if partition is not None and not PARTITION_RE.fullmatch(partition):
+        raise UsageError(f"--partition {partition!r}: not a Slurm partition name; use letters, "
+                         "digits, '.', '_', '-' (several: comma-separated)")
     py = python or sys.executable
     procs = max(1, gpus_per_node)
-    name = job_name or f"clmtune-{Path(config_path).stem}"
+    name = SAFE_NAME.sub("-", job_name) if job_name else safe_job_name(config_path)
     q = shlex.quote
     run_dir, config_path = Path(run_dir).absolute(), Path(config_path).absolute()
     head = [

@@ -17,7 +17,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--nodes", type=int, default=1, help="machines (default 1)")
     p.add_argument("--gpus-per-node", type=int, default=1,
                    help="GPUs per machine, one process each (0: one CPU process)")
-    p.add_argument("--time", metavar="HH:MM:SS", help="the job's time limit")
+    p.add_argument("--time", metavar="HH:MM:SS", help="the job's time limit (also MM, MM:SS, "
+                   "D-HH, D-HH:MM, D-HH:MM:SS)")
     p.add_argument("--partition", help="the Slurm partition")
     p.add_argument("--run-dir", help="the run folder on shared storage (default: output_dir,"
                    " else ./runs/NAME)")

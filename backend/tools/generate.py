@@ -11,13 +11,21 @@ dashboard reads them). Heavy: torch and transformers are imported inside the fun
 
 from __future__ import annotations
 
+import math
 import random
+import re
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from clmtune.backend.errors import UsageError
+
+#: numpy's legacy seeding (``transformers.set_seed``) takes 0 … 2**32 - 1.
+MAX_SEED = 2**32 - 1
+#: What ``--device`` accepts.
+DEVICE_RE = re.compile(r"^(cpu|mps|cuda(:\d+)?)$")
+DEVICE_CHOICES = "cpu, cuda, cuda:N or mps"
 
 
 @dataclass
@@ -32,10 +40,13 @@ class GenSettings:
     def check(self) -> GenSettings:
         if self.max_new_tokens < 1:
             raise UsageError(f"--max-new-tokens: must be 1 or more, got {self.max_new_tokens}")
-        if self.temperature < 0:
-            raise UsageError(f"--temperature: must be 0 (greedy) or more, got {self.temperature}")
-        if not 0 < self.top_p <= 1:
+        if not math.isfinite(self.temperature) or self.temperature < 0:
+            raise UsageError(f"--temperature: must be 0 (greedy) or a finite number above, "
+                             f"got {self.temperature}")
+        if not math.isfinite(self.top_p) or not 0 < self.top_p <= 1:
             raise UsageError(f"--top-p: must be in (0, 1], got {self.top_p}")
+        if self.seed is not None and not 0 <= self.seed <= MAX_SEED:
+            raise UsageError(f"--seed: must be 0 … {MAX_SEED} (2**32 - 1), got {self.seed}")
         return self
 
     @property
@@ -64,14 +75,25 @@ class Generation:
 
 
 def pick_device(want: str | None = None) -> str:
-    """``want`` when given (cpu / cuda / cuda:N), else cuda when there is one, else cpu."""
+    """``want`` when given (cpu / cuda / cuda:N / mps, checked against this machine), else
+    cuda when there is one, else cpu. UsageError (one line) for anything else."""
     import torch
 
-    if want:
-        if want.startswith("cuda") and not torch.cuda.is_available():
+    if not want:
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if not DEVICE_RE.match(want):
+        raise UsageError(f"--device {want}: not a device; use {DEVICE_CHOICES}")
+    if want.startswith("cuda"):
+        if not torch.cuda.is_available():
             raise UsageError(f"--device {want}: no CUDA device on this machine; use --device cpu")
-        return want
-    return "cuda" if torch.cuda.is_available() else "cpu"
+        count = torch.cuda.device_count()
+        index = int(want.partition(":")[2] or 0)
+        if index >= count:
+            raise UsageError(f"--device {want}: this machine has {count} CUDA device(s), "
+                             f"cuda:0 … cuda:{count - 1}")
+    if want == "mps" and not torch.backends.mps.is_available():
+        raise UsageError("--device mps: no Apple GPU (MPS) on this machine; use --device cpu")
+    return want
 
 
 def pick_dtype(run_dir: Path, device: str) -> Any:
@@ -121,15 +143,51 @@ def load_for_generation(folder: Path, device: str, dtype: Any = None) -> tuple[A
     return model, tokenizer
 
 
+def position_limit(model: Any) -> int | None:
+    """How many positions the model has (learned position embeddings: GPT-2's
+    ``n_positions``, ``max_position_embeddings``); None when its config sets no limit."""
+    config = getattr(model, "config", None)
+    for name in ("n_positions", "max_position_embeddings"):
+        value = getattr(config, name, None)
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            return value
+    return None
+
+
+def _tokens(n: int) -> str:
+    return f"{n} token" if n == 1 else f"{n} tokens"
+
+
+def check_length(prompt_tokens: int, max_new_tokens: int, limit: int | None) -> None:
+    """UsageError (one line) when the prompt and the new tokens do not fit in ``limit``
+    positions: past them a model with learned positions fails with an IndexError."""
+    if limit is None or prompt_tokens + max_new_tokens <= limit:
+        return
+    if prompt_tokens >= limit:
+        room = limit - max_new_tokens
+        fix = (f"shorten it to at most {room} tokens to keep --max-new-tokens {max_new_tokens}"
+               if room >= 1 else f"shorten it and lower --max-new-tokens (together ≤ {limit})")
+        raise UsageError(f"prompt ({_tokens(prompt_tokens)}) alone fills the model's {limit} "
+                         f"positions; {fix}")
+    raise UsageError(f"prompt ({_tokens(prompt_tokens)}) + --max-new-tokens {max_new_tokens} "
+                     f"exceeds the model's {limit} positions; lower --max-new-tokens to "
+                     f"≤ {limit - prompt_tokens}")
+
+
 def generate(model: Any, tokenizer: Any, prompt: str, settings: GenSettings,
              streamer: Any = None) -> Generation:
-    """One completion of ``prompt`` (seeded right before ``generate`` when sampling)."""
+    """One completion of ``prompt`` (seeded right before ``generate`` when sampling).
+
+    Every path (the CLI, the warm helper, training-time samples) comes through here, so the
+    length check below covers them all."""
     import torch
     from transformers import set_seed
 
     if not prompt:
         raise UsageError("prompt: empty; give some text to continue")
     inputs = tokenizer(prompt, return_tensors="pt").to(model.device)
+    check_length(int(inputs["input_ids"].shape[1]), settings.max_new_tokens,
+                 position_limit(model))
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     if settings.seed is not None:
         set_seed(settings.seed)

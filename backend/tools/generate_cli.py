@@ -46,11 +46,13 @@ def run(args: argparse.Namespace) -> int:
     """Complete each prompt; print it (or --json) and append it to the run's samples.jsonl."""
     from clmtune.backend.tools import generate as g
     from clmtune.backend.tools.generate_io import append_sample, pick
+    from clmtune.backend.tools.quiet import quiet_libraries
 
     settings = g.GenSettings(args.max_new_tokens, args.temperature, args.top_p, args.seed).check()
     prompts = g.read_prompts(args.prompt, args.prompt_file)
     run_dir = _run_folder(args.run, args.runs_dir)
     choice = pick(run_dir, checkpoint=args.checkpoint, final=args.final)
+    quiet_libraries()  # before torch / transformers load: bars and warnings are noise here
     device = g.pick_device(args.device)
     dtype = g.pick_dtype(run_dir, device)
     model, tokenizer = g.load_for_generation(choice.path, device, dtype)

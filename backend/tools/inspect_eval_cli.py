@@ -30,11 +30,13 @@ def run(args: argparse.Namespace) -> int:
     from clmtune.backend.tools.generate import pick_device
     from clmtune.backend.tools.generate_io import pick
     from clmtune.backend.tools.inspect_eval import hardest_blocks
+    from clmtune.backend.tools.quiet import quiet_libraries
 
     if args.top < 1:
         raise UsageError(f"--top: must be 1 or more, got {args.top}")
     run_dir = resolve_run(args.run, Path(args.runs_dir or DEFAULT_RUNS_DIR))
     choice = pick(run_dir, checkpoint=args.checkpoint, final=args.final)
+    quiet_libraries(datasets=True)
     blocks = hardest_blocks(run_dir, choice.path, top=args.top, device=pick_device(args.device))
     if args.json:
         print(json.dumps({"run": str(run_dir), "checkpoint": choice.label,

@@ -27,12 +27,14 @@ def run(args: argparse.Namespace) -> int:
     """Preview a settings file: the report, or ``--json``."""
     from clmtune.backend.events import _sanitize
     from clmtune.backend.tools.preview import preview
+    from clmtune.backend.tools.quiet import quiet_libraries
 
     path = Path(args.file)
     if path.is_dir():
         raise UsageError(f"{path}: is a folder; give the path of a settings file (TOML)")
     if not path.is_file():
         raise UsageError(f"{path}: no such file (create one with: clmtune init {path})")
+    quiet_libraries(datasets=True)
     report = preview(path, samples=args.samples, measure=args.measure)
     if args.json:
         print(json.dumps(_sanitize(report), indent=2))
