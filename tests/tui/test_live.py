@@ -298,3 +298,20 @@ async def test_a_cpu_run_is_redrawn_less_often(runs_root, rec, every):
             make_event("train_log", step=10_000, loss=1.5, learning_rate=1e-4)]))
         await wait_until(pilot, lambda: len(chart.train_y) == before + 1,
                          timeout=every + 5)
+
+
+@pytest.mark.parametrize("size", SIZES)
+async def test_every_eval_has_its_marker_the_last_one_at_the_right_edge_too(runs_root, size):
+    # textual-plot maps x = x_max one column past the canvas: the run's last evaluation
+    # (at its last step) had no marker, in the live view and the metrics screen alike.
+    from textual_hires_canvas import Canvas
+
+    run_dir = recorded_run(runs_root, "demo", "completed", status="completed")
+    app = _app(runs_root)
+    async with app.run_test(size=size) as pilot:
+        screen = await _open(app, pilot, run_dir, "completed")
+        chart = screen.query_one(LossChart)
+        assert list(chart.eval_x) == [20, 40, 60] and max(chart.train_x) == 60
+        await pilot.pause()
+        buffer = chart.query_one("#plot", Canvas)._buffer
+        assert sum(row.count("•") for row in buffer) == 3
