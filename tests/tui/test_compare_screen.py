@@ -129,3 +129,22 @@ async def test_a_live_run_updates_in_place(runs_root, monkeypatch):
         await wait_until(pilot, lambda: len(chart.curves[1].x) == points + 1)
         assert int(chart.curves[1].x[-1]) == last + 1
         assert chart.curves[0].x is finished.x  # the finished run was not read again
+
+
+@pytest.mark.anyio
+async def test_the_metric_label_is_whole_and_leaves_no_tail(runs_root):
+    from textual_hires_canvas import Canvas
+
+    paths = _two_runs(runs_root)
+    app = _app(runs_root)
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = CompareScreen(paths)
+        await app.push_screen(screen)
+        await wait_until(pilot, lambda: screen.loaded)
+        chart = screen.query_one(CompareChart)
+        margin = chart.query_one("#margin-top", Canvas)
+        for metric in ("samples_per_second", "eval_loss", "train_loss", "eval_loss"):
+            chart.set_ylabel(metric)
+            chart.redraw()
+            await pilot.pause()
+            assert "".join(margin._buffer[0]).strip() == metric

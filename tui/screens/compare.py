@@ -14,12 +14,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from rich.markup import escape
 from textual import on, work
 from textual.app import ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import DataTable, Static
+from textual_hires_canvas import Canvas, TextAlign
 from textual_plot import HiResMode, LegendLocation
 
 from clmtune.backend.tools import compare
@@ -92,6 +94,22 @@ class CompareChart(QuietLegend, inherit_bindings=False):
 
     def on_mount(self) -> None:
         self.show_legend(LegendLocation.TOPRIGHT)
+
+    def _render_y_label(self) -> None:
+        """The metric's name from the left edge, the row cleared first.
+
+        textual-plot centres the label on a column of the left margin and never clears the
+        row: a long name lost its start ("amples_per_second") and a shorter one after it
+        kept the old tail ("eval_losss").
+        """
+        margin = self.query_one("#margin-top", Canvas)
+        width = margin.size.width
+        if width <= 0:
+            return
+        style = self.get_component_rich_style("plot--label")
+        margin.write_text(0, 0, " " * width, TextAlign.LEFT)
+        label = self._y_label if len(self._y_label) < width else self._y_label[: width - 2] + "…"
+        margin.write_text(0, 0, f"[{style}]{escape(label)}", TextAlign.LEFT)
 
     def _columns(self) -> int:
         return max(self.size.width - self.margin_left - 2, 20)
