@@ -6,7 +6,7 @@ import pytest
 
 from clmtune.backend.events import make_event
 from clmtune.tui.app import ClmtuneApp
-from clmtune.tui.messages import EventsArrived
+from clmtune.tui.messages import EventsArrived, RunStatusChanged
 from clmtune.tui.screens.live import LiveScreen
 from tests.tui.conftest import frozen_clock, recorded_run, recording
 
@@ -23,6 +23,7 @@ async def test_watched_run_ending_rings_the_bell_once(runs_root, status):
         screen = LiveScreen(run_dir, follow=False)
         await app.push_screen(screen)
         screen.post_message(EventsArrived(run_dir, recording("running_gpu")))
+        screen.post_message(RunStatusChanged(run_dir, "running"))  # the tailer reads run.json
         await pilot.pause()
         assert screen.status == "running" and rings == []  # opening a run is silent
         end = make_event("run_finished", status=status, error="boom" if status == "failed"
@@ -47,3 +48,20 @@ async def test_opening_a_finished_run_is_silent(runs_root):
         screen.post_message(EventsArrived(run_dir, [*recording("running_gpu"), end]))
         await pilot.pause()
         assert screen.status == "completed" and rings == []
+
+
+async def test_opening_a_run_that_crashed_long_ago_is_silent(runs_root):
+    # Its events end without run_finished ("running") until run.json says "crashed".
+    run_dir = recorded_run(runs_root, "live", "running_gpu", status="running")
+    app = ClmtuneApp(runs_root, clock=frozen_clock, remember_theme=False)
+    rings: list[int] = []
+    app.bell = lambda: rings.append(1)
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = LiveScreen(run_dir, follow=False)
+        await app.push_screen(screen)
+        screen.post_message(EventsArrived(run_dir, recording("running_gpu")))
+        await pilot.pause()
+        screen.post_message(RunStatusChanged(run_dir, "crashed"))
+        await pilot.pause()
+        assert screen.status == "crashed" and rings == []
+        assert not [n for n in app._notifications if n.title == "run ended"]

@@ -131,6 +131,7 @@ class LiveScreen(Screen):
         self.poll_s = poll_s
         self.follow = follow  # False in tests that inject EventsArrived themselves
         self.disk_status: RunStatusChanged | None = None
+        self._seen_running = False  # shown as running with run.json agreeing (see _render_status)
         self._shown_status: str | None = None
         self._shown_title: Text | None = None
         self._shown_error: Text | None = None
@@ -388,6 +389,8 @@ class LiveScreen(Screen):
             panel.add_class("-shown")
         else:
             panel.remove_class("-shown")
+        if status == "running" and self.disk_status is not None:
+            self._seen_running = True  # run.json agrees: a run that ends now was watched
         if status != self._shown_status:
             previous, self._shown_status = self._shown_status, status
             self._on_status_change(previous, status)
@@ -396,7 +399,10 @@ class LiveScreen(Screen):
         self.refresh_bindings()  # a complete run offers "train further", not "resume"
         if status != "unknown":
             self.app.live_status[self.run_dir] = status
-        if previous == "running" and status in ("completed", "stopped", "failed", "crashed"):
+        # Only a run seen running (run.json agreeing) ends under the user's eyes: a run
+        # that crashed long ago reads "running" from its events until run.json is read.
+        ended = status in ("completed", "stopped", "failed", "crashed")
+        if previous == "running" and ended and self._seen_running:
             self.app.bell()  # a watched run ended: the terminal bell, and a toast
             self.notify(f"{self.run_dir.name}: {status}", title="run ended", timeout=10,
                         severity="information" if status == "completed" else "warning")
