@@ -315,3 +315,20 @@ async def test_every_eval_has_its_marker_the_last_one_at_the_right_edge_too(runs
         await pilot.pause()
         buffer = chart.query_one("#plot", Canvas)._buffer
         assert sum(row.count("•") for row in buffer) == 3
+
+
+async def test_key_1_puts_the_arrow_keys_on_the_checkpoints(runs_root):
+    # The chart holds the focus (arrows pan it): "1" shows the checkpoints and focuses them.
+    run_dir = recorded_run(runs_root, "demo", "completed", status="completed")
+    for step in (20, 40, 60):
+        fake_checkpoint(run_dir, step, eval_loss=3.0)
+    app = _app(runs_root)
+    async with app.run_test(size=(120, 40)) as pilot:
+        screen = await _open(app, pilot, run_dir, "completed")
+        table = screen.query_one(CheckpointTable)
+        await wait_until(pilot, lambda: len(table.rows_shown) == 3)
+        await pilot.press("1")
+        assert screen.query_one(TabbedContent).active == "tab-checkpoints"
+        assert app.focused is table
+        await pilot.press("down", "down")
+        assert table.cursor_row == 2

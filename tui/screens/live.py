@@ -421,8 +421,14 @@ class LiveScreen(Screen):
     # ---- actions ------------------------------------------------------------
 
     def action_tab(self, tab: str) -> None:
-        """Show one of the tabs under the chart."""
-        self.query_one(TabbedContent).active = tab
+        """Show one of the tabs under the chart, its content focused: after ``1`` the arrow
+        keys move through the checkpoints (for ``r``, ``x``, ``g``), not the chart."""
+        tabs = self.query_one(TabbedContent)
+        tabs.active = tab
+        pane = tabs.get_pane(tab)
+        target = next((w for w in pane.query("*") if w.focusable), None)
+        if target is not None:
+            target.focus()
 
     def action_back(self) -> None:
         self.app.pop_screen()
