@@ -57,6 +57,9 @@ class CheckpointInfo:
     eval_loss: float | None
     size_bytes: int
     reason: str = ""  # why it is not complete (missing/damaged files), "" when complete
+    #: The step ``eval_loss`` was logged at: the checkpoint's own, or the last evaluation
+    #: before it (a checkpoint saved by a stop); None without an evaluation.
+    eval_step: int | None = None
 
     @property
     def resumable(self) -> bool:
@@ -71,6 +74,7 @@ class CheckpointInfo:
                 "resumable": self.resumable,
                 "mtime": self.mtime,
                 "eval_loss": self.eval_loss,
+                "eval_step": self.eval_step,
                 "size_bytes": self.size_bytes,
                 "reason": self.reason,
             }
@@ -193,8 +197,8 @@ def _dir_size(path: Path) -> int:
     return total
 
 
-def _eval_loss_at(log_history: Any, step: int) -> float | None:
-    """Eval loss logged at ``step`` or the last one before it."""
+def _eval_at(log_history: Any, step: int) -> tuple[int, float] | None:
+    """(step, eval loss) logged at ``step`` or the last evaluation before it."""
     best: tuple[int, float] | None = None
     if not isinstance(log_history, list):
         return None
@@ -205,7 +209,7 @@ def _eval_loss_at(log_history: Any, step: int) -> float | None:
         loss = to_float(entry.get("eval_loss"))
         if isinstance(s, int) and s <= step and loss is not None and (best is None or s >= best[0]):
             best = (s, loss)
-    return best[1] if best else None
+    return best
 
 
 def classify_checkpoint(path: Path, *, ours: bool | None = None) -> CheckpointInfo:
@@ -249,15 +253,16 @@ def classify_checkpoint(path: Path, *, ours: bool | None = None) -> CheckpointIn
         mtime = (path / COMPLETE_MARKER).stat().st_mtime if has_marker else path.stat().st_mtime
     except OSError:
         mtime = 0.0
-    eval_loss = _eval_loss_at(state_json.get("log_history"), step) if state_json else None
+    evaluated = _eval_at(state_json.get("log_history"), step) if state_json else None
     return CheckpointInfo(
         step=step,
         path=path,
         state=state,
         mtime=mtime,
-        eval_loss=eval_loss,
+        eval_loss=evaluated[1] if evaluated else None,
         size_bytes=_dir_size(path),
         reason=reason,
+        eval_step=evaluated[0] if evaluated else None,
     )
 
 

@@ -154,6 +154,7 @@ def _checkpoint_from_json(data: dict[str, Any]) -> CheckpointInfo:
         step=int(data["step"]), path=Path(data["path"]), state=str(data["state"]),
         mtime=to_float(data.get("mtime")) or 0.0, eval_loss=to_float(data.get("eval_loss")),
         size_bytes=int(data.get("size_bytes") or 0), reason=str(data.get("reason") or ""),
+        eval_step=to_int(data.get("eval_step")),
     )
 
 

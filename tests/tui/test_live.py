@@ -332,3 +332,24 @@ async def test_key_1_puts_the_arrow_keys_on_the_checkpoints(runs_root):
         assert app.focused is table
         await pilot.press("down", "down")
         assert table.cursor_row == 2
+
+
+def test_a_checkpoint_without_its_own_eval_says_which_step_the_loss_is_from(runs_root):
+    # A stop saves checkpoint-45; the last evaluation was at step 40.
+    import json
+
+    from clmtune.backend.rundir.checkpoints import classify_checkpoint
+    from clmtune.tui.widgets.checkpoint_table import CheckpointRow
+
+    run_dir = recorded_run(runs_root, "demo", "completed", status="stopped")
+    ckpt = fake_checkpoint(run_dir, 45)
+    history = [{"step": 20, "eval_loss": 5.9}, {"step": 40, "eval_loss": 5.396},
+               {"step": 45, "loss": 5.1}]
+    (ckpt / "trainer_state.json").write_text(json.dumps({"global_step": 45,
+                                                         "log_history": history}))
+    info = classify_checkpoint(ckpt)
+    assert (info.eval_loss, info.eval_step) == (5.396, 40)
+    assert info.to_json()["eval_step"] == 40
+    assert CheckpointRow.from_info(info).eval_text == "5.396 @40"
+    own = classify_checkpoint(fake_checkpoint(run_dir, 60, eval_loss=3.0))
+    assert CheckpointRow.from_info(own).eval_text == "3"  # its own: no step added

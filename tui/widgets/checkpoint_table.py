@@ -28,6 +28,15 @@ class CheckpointRow:
     state: str
     time: float | None
     eval_loss: float | None
+    eval_step: int | None = None  # where eval_loss was logged, when not at ``step``
+
+    @property
+    def eval_text(self) -> str:
+        """The eval loss, with its step when it was logged before this checkpoint's."""
+        text = fmt.num(self.eval_loss)
+        if self.eval_loss is not None and self.eval_step not in (None, self.step):
+            return f"{text} @{self.eval_step}"
+        return text
 
     @property
     def resumable(self) -> bool:
@@ -36,7 +45,8 @@ class CheckpointRow:
     @classmethod
     def from_info(cls, info: Any) -> CheckpointRow:
         """From ``backend.rundir.checkpoints.CheckpointInfo``."""
-        return cls(int(info.step), Path(info.path), str(info.state), info.mtime, info.eval_loss)
+        return cls(int(info.step), Path(info.path), str(info.state), info.mtime, info.eval_loss,
+                   getattr(info, "eval_step", None))
 
     @classmethod
     def from_mark(cls, mark: Any, eval_loss: float | None = None) -> CheckpointRow:
@@ -57,7 +67,7 @@ class CheckpointTable(DataTable):
     def on_mount(self) -> None:
         self.add_column("Step", key="step", width=8)
         self.add_column("Saved", key="time", width=8)
-        self.add_column("Eval loss", key="eval", width=9)
+        self.add_column("Eval loss", key="eval", width=13)
         self.add_column("Health", key="health", width=12)
 
     @property
@@ -82,7 +92,7 @@ class CheckpointTable(DataTable):
             self.add_row(
                 str(row.step),
                 fmt.clock_time(row.time),
-                fmt.num(row.eval_loss),
+                row.eval_text,
                 Text(row.state, style=style),
                 key=str(row.path),
             )
