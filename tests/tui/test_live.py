@@ -241,6 +241,9 @@ async def test_plain_hugging_face_folder_is_completed_with_its_curve(runs_root):
         assert "Hugging Face" in _text(screen.query_one("#live-title"))
         assert screen.check_action("stop", ()) is False
         assert screen.check_action("resume", ()) is False
+        assert screen.check_action("train_further", ()) is False  # nothing clmtune can extend
+        empty = screen.query_one(MemoryPanel).query_one(".memory-empty")
+        assert "not recorded" in str(empty.render())  # no "waiting for the first sample"
 
 
 @pytest.mark.parametrize("values", [[2.5] * 5, [2.5, float("nan"), 2.7, float("inf"), 2.6]])

@@ -200,7 +200,7 @@ class LiveScreen(Screen):
         self.refresh_bindings()
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        if action in ("stop", "resume") and not self.view.controllable:
+        if action in ("stop", "resume", "train_further") and not self.view.controllable:
             return False  # a plain Hugging Face folder: no worker to stop or resume
         return True
 
@@ -311,6 +311,11 @@ class LiveScreen(Screen):
         self.query_one(SignalsPanel).update_signals(view.learning_rate, view.grad_norm)
         if any(e.get("type") == "memory" for e in events):
             self.query_one(MemoryPanel).update_memory(view.memory)
+        elif not view.memory and (not view.controllable or view.status in ENDED):
+            # Nothing is coming: say so instead of "waiting for the first sample".
+            self.query_one(MemoryPanel).no_samples(
+                "memory: not recorded (a plain Hugging Face folder)" if not view.controllable
+                else "memory: no sample was recorded")
         if any(e.get("type") in ("gpu", "train_log", "run_started") for e in events):
             self.query_one(GpuPanel).update_gpu(view)
         self.query_one(LogView).add_events(events)

@@ -72,6 +72,11 @@ class MemoryPanel(Vertical):
     def compose(self) -> ComposeResult:
         yield Label("memory: waiting for the first sample", classes="memory-empty", markup=False)
 
+    def no_samples(self, text: str) -> None:
+        """Replace the waiting line when no sample will come (an ended or foreign run)."""
+        for label in self.query(".memory-empty").results(Label):
+            set_label(label, text)
+
     def update_memory(self, samples: Sequence[dict[str, Any]]) -> None:
         if not samples:
             return
