@@ -19,6 +19,7 @@ from textual import on, work
 from textual.app import SystemCommand
 from textual.binding import Binding
 from textual.filter import Monochrome
+from textual.notifications import Notification, Notify, SeverityLevel
 from textual.screen import Screen
 from textual.worker import Worker, WorkerState
 
@@ -107,6 +108,7 @@ class ClmtuneApp(DashboardApp):
         self._children: list[subprocess.Popen[Any]] = []
         self._quit_warned = False
         self._footer_wide: bool | None = None
+        self._once: dict[tuple[str, str, str], Notification] = {}  # notify_once's last toasts
         # NO_COLOR: Textual's monochrome filter crashes on textual-plot's blank lines.
         self._filters = [
             terminal.SafeMonochrome() if type(f) is Monochrome else f for f in self._filters
@@ -280,6 +282,25 @@ class ClmtuneApp(DashboardApp):
         uses markup, so ``markup`` is ignored (screens pass it as True by default).
         """
         super().notify(message, title=title, severity=severity, timeout=timeout, markup=False)
+
+    def notify_once(
+        self, message: str, *, title: str = "", severity: SeverityLevel = "information",
+        timeout: float | None = None,
+    ) -> None:
+        """A toast that is never stacked on an identical one: said again while it is still
+        up (a key that cannot work, pressed again and again), the new toast replaces it,
+        its time restarted. Plain text, as :meth:`notify`."""
+        key = (message, title, severity)
+        old = self._once.pop(key, None)
+        if old is not None:
+            # Queued after the old toast's own Notify, before the new one; forgetting a
+            # toast that has expired or was clicked away is a no-op.
+            self.call_later(self._unnotify, old)
+        self._once = {k: n for k, n in self._once.items() if not n.has_expired}
+        note = Notification(message, title, severity,
+                            self.NOTIFICATION_TIMEOUT if timeout is None else timeout)
+        self._once[key] = note
+        self.post_message(Notify(note))
 
     def report_failure(self, action: str, error: BaseException) -> None:
         """Say why ``action`` failed: screens call this from their worker error handlers
@@ -490,6 +511,18 @@ class ClmtuneApp(DashboardApp):
         yield SystemCommand("Help", "What this screen does and all its keys (?)",
                             self.action_help)
         yield from super().get_system_commands(screen)
+
+    def action_help_quit(self) -> None:
+        """ctrl+c: say how to quit. (Textual's own toast is written in markup, which this
+        app's plain-text notify would show raw: "Press [b]ctrl+q[/b] to quit the app".)"""
+        keys: list[str] = []
+        for key, active in self.active_bindings.items():
+            if active.binding.action in ("quit", "app.quit") and active.enabled:
+                keys.append(key)
+        keys.sort(key=lambda k: k.startswith("ctrl+"))  # q first, where it quits
+        shown = " or ".join(keys) or "ctrl+q"
+        self.notify_once(f"Press {shown} to quit the dashboard (training keeps running).",
+                         title="Quit?")
 
     async def action_quit(self) -> None:
         if self.running_runs and not self._quit_warned:

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from textual.app import App
+from textual.notifications import SeverityLevel
 
 
 class DashboardApp(App):
@@ -32,6 +33,11 @@ class DashboardApp(App):
 
     def resume_run(self, run_dir: Path, checkpoint: Path | None, *, status: str) -> None:
         """Confirm, then resume ``run_dir`` from ``checkpoint`` (None: the last one)."""
+        raise NotImplementedError
+
+    def notify_once(self, message: str, *, title: str = "",
+                    severity: SeverityLevel = "information", timeout: float | None = None) -> None:
+        """A toast, replacing an identical one still shown instead of stacking another."""
         raise NotImplementedError
 
     def report_failure(self, action: str, error: BaseException) -> None:

@@ -168,6 +168,23 @@ async def test_quit_without_live_runs_exits_at_once(runs_root):
     assert not app.is_running
 
 
+async def test_ctrl_c_says_how_to_quit_in_plain_words(runs_root):
+    recorded_run(runs_root, "demo", "completed", status="completed")
+    app = _app(runs_root)
+    async with app.run_test(size=(80, 24), notifications=True) as pilot:
+        await wait_until(pilot, lambda: app.screen.selected is not None)
+        await pilot.press("ctrl+c", "ctrl+c")
+        await wait_until(pilot, lambda: bool(app.screen.query("Toast")))
+        want = "Quit?\nPress q or ctrl+q to quit the dashboard (training keeps running)."
+        toasts = [str(toast.render()) for toast in app.screen.query("Toast")]
+        assert toasts == [want]  # no raw [b]…[/b]; pressed twice, shown once
+        assert app.is_running
+        app.screen.query_one("#runs-table").focus()
+        await pilot.press("ctrl+q")
+        await pilot.pause()
+    assert not app.is_running
+
+
 async def test_palette_lists_every_screen_action(runs_root):
     run_dir = recorded_run(runs_root, "demo", "completed", status="completed")
     app = _app(runs_root)

@@ -112,3 +112,149 @@ async def test_live_view_shows_the_latest_samples_under_the_chart(runs_root):
         assert isinstance(app.screen, TryScreen) and app.screen.run_dir == run_dir
         await pilot.press("escape")
         assert app.screen is screen
+
+
+# ---- without the helper process: what the screen shows and sends ---------------------
+
+
+@pytest.fixture
+def no_helper(monkeypatch: pytest.MonkeyPatch) -> list[dict]:
+    """The Try screen without its helper process: the requests it would send, kept."""
+    sent: list[dict] = []
+    monkeypatch.setattr(TryScreen, "_helper", lambda self: None)
+    monkeypatch.setattr(TryScreen, "_send", lambda self, request: sent.append(request))
+    return sent
+
+
+def _two_checkpoints(root: Path) -> Path:
+    run = root / "two"
+    fake_checkpoint(run, 2)
+    fake_checkpoint(run, 4)
+    return run
+
+
+async def _open_try(pilot, app: ClmtuneApp, run: Path) -> TryScreen:
+    app.open_try(run)
+    await wait_until(pilot, lambda: isinstance(app.screen, TryScreen)
+                     and len(app.screen.choices) == 2)
+    return app.screen
+
+
+@pytest.mark.anyio
+async def test_sampling_fields_show_their_whole_value_at_80_columns(runs_root, no_helper):
+    run = _two_checkpoints(runs_root)
+    app = ClmtuneApp(runs_root, clock=frozen_clock, remember_theme=False)
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await _open_try(pilot, app, run)
+        values = {"tokens": "1024", "temperature": "0.95", "seed": "1234567"}
+        for name, value in values.items():
+            field = screen.query_one(f"#try-{name}", Input)
+            field.focus()
+            field.value = ""
+            await pilot.press(*value)
+            assert field.value == value
+            await pilot.pause()
+            assert value in field.render_line(0).text, (name, field.render_line(0).text)
+        screen.query_one("#try-prompt", Input).focus()
+        await pilot.pause()
+        for name, value in values.items():  # and once the cursor has left them
+            assert value in screen.query_one(f"#try-{name}", Input).render_line(0).text
+        # The checkpoint pickers keep their room.
+        assert screen.query_one("#try-b", Select).region.right <= 80
+
+
+def _write_samples(run: Path, *pairs: tuple[str, str]) -> None:
+    with open(run / "samples.jsonl", "w", encoding="utf-8") as fh:
+        for prompt, completion in pairs:
+            fh.write(json.dumps({"time": 1.7e9, "source": "try", "checkpoint": "checkpoint-4",
+                                 "prompt": prompt, "completion": completion}) + "\n")
+
+
+async def _history(pilot, screen: TryScreen, rows: int) -> list[list[str]]:
+    table = screen.query_one("#try-history", DataTable)
+    await wait_until(pilot, lambda: table.row_count == rows)
+    return [[str(cell) for cell in table.get_row_at(i)[2:]] for i in range(rows)]
+
+
+@pytest.mark.anyio
+async def test_history_shows_brackets_as_written(runs_root, no_helper):
+    run = _two_checkpoints(runs_root)
+    _write_samples(run, ("Hi [/i]", "[/b] not [bold]markup"))  # MarkupError before
+    app = ClmtuneApp(runs_root, clock=frozen_clock, remember_theme=False)
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await _open_try(pilot, app, run)
+        assert await _history(pilot, screen, 1) == [["Hi [/i]", "[/b] not [bold]markup"]]
+
+
+@pytest.mark.anyio
+async def test_a_blank_completion_is_shown_as_such(runs_root, no_helper):
+    from clmtune.tui.screens.try_model import HelperLine
+
+    run = _two_checkpoints(runs_root)
+    _write_samples(run, ("Hi", "\n      "), ("Hi", "a cat"))
+    app = ClmtuneApp(runs_root, clock=frozen_clock, remember_theme=False)
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await _open_try(pilot, app, run)
+        assert await _history(pilot, screen, 2) == [  # newest first
+            ["Hi", "a cat"], ["Hi", r"(only whitespace: '\n      ')"]]
+
+        screen.query_one("#try-prompt", Input).value = "Hi"
+        await pilot.press("enter")
+        assert screen.busy == {"A"}
+        screen.post_message(HelperLine({"type": "token", "id": "A1", "text": "\n  "}))
+        await pilot.pause()
+        pane = screen.query_one("#try-text-A", Static)
+        assert str(pane.render()).strip() == ""  # still coming: the text as it is
+        screen.post_message(HelperLine({"type": "done", "id": "A1", "completion": "\n      ",
+                                        "tokens": 2, "seconds": 0.1}))
+        await wait_until(pilot, lambda: not screen.busy)
+        assert str(pane.render()) == r"(only whitespace: '\n      ')"
+        assert screen.texts["A"] == "\n      "  # what was generated, unchanged
+        screen.post_message(HelperLine({"type": "done", "id": "A1", "completion": "",
+                                        "tokens": 0, "seconds": 0.1}))
+        await pilot.pause()
+        assert str(pane.render()) == "(empty: nothing generated)"
+
+
+@pytest.mark.anyio
+async def test_sampling_draws_one_seed_for_both_sides(runs_root, no_helper):
+    from clmtune.tui.screens.try_model import HelperLine
+
+    run = _two_checkpoints(runs_root)
+    app = ClmtuneApp(runs_root, clock=frozen_clock, remember_theme=False)
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await _open_try(pilot, app, run)
+        screen.query_one("#try-b", Select).value = "checkpoint-2"
+        screen.query_one("#try-temperature", Input).value = "0.9"
+        screen.query_one("#try-prompt", Input).value = "Hi"
+        await pilot.pause()
+        seeds = []
+        for _ in range(3):
+            screen.busy.clear()
+            await pilot.press("ctrl+g")
+            a, b = no_helper[-2:]
+            assert (a["checkpoint"], b["checkpoint"]) == ("checkpoint-4", "checkpoint-2")
+            assert isinstance(a["seed"], int) and a["seed"] == b["seed"]
+            assert f"(seed {a['seed']})" in screen.notice
+            seeds.append(a["seed"])
+        for pane in ("A", "B"):  # each side's record names the seed it was given
+            screen.post_message(HelperLine({
+                "type": "done", "id": f"{pane}3", "completion": " x", "tokens": 1,
+                "seconds": 0.1, "record": {"settings": {"seed": seeds[-1]}}}))
+        await wait_until(pilot, lambda: not screen.busy)
+        for pane in ("A", "B"):
+            title = str(screen.query_one(f"#try-title-{pane}", Static).render())
+            assert title.endswith(f"1 tokens · 0.1 s · seed {seeds[-1]}"), title
+        assert len(set(seeds)) > 1  # a new draw per press (2**31 values: never thrice equal)
+
+        screen.busy.clear()
+        screen.query_one("#try-seed", Input).value = "7"  # a seed typed in is used as it is
+        await pilot.press("ctrl+g")
+        assert [r["seed"] for r in no_helper[-2:]] == [7, 7]
+
+        screen.busy.clear()
+        screen.query_one("#try-seed", Input).value = ""
+        screen.query_one("#try-temperature", Input).value = "0"  # greedy: no seed at all
+        await pilot.press("ctrl+g")
+        assert [r["seed"] for r in no_helper[-2:]] == [None, None]
+        assert "seed" not in screen.notice

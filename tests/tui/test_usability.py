@@ -256,14 +256,23 @@ async def test_quit_names_each_live_run_once(runs_root, monkeypatch, capsys):
 
 async def test_run_keys_on_an_empty_list_say_what_to_do(runs_root):
     app = _app(runs_root)
-    async with app.run_test(size=(80, 24)) as pilot:
+    async with app.run_test(size=(80, 24), notifications=True) as pilot:
         await pilot.pause()
-        for key in ("enter", "r", "d", "m"):
+        await wait_until(pilot, lambda: not app.screen.loading)
+        for key in ("enter", "space", "c", "g", "m", "r", "f", "d", "x", "c", "enter"):
             await pilot.press(key)
         await pilot.pause()
+        # One toast per hint however many keys said it, not one per key.
         hints = [m for m in _messages(app) if m.startswith("No runs yet: press n")]
-        assert len(hints) == 4
+        assert len(hints) == 1
+        toasts = [str(t.render()) for t in app.screen.query("Toast")]
+        assert len(toasts) == 2 and sum(t.startswith("No runs yet: press n") for t in toasts) == 1
+        assert "Mark two or more runs with space, then press c." in toasts
         assert type(app.screen).__name__ == "RunsScreen"
+        app.clear_notifications()  # gone (timed out, clicked): the next key says it again
+        await pilot.press("enter")
+        await wait_until(pilot, lambda: len(app.screen.query("Toast")) == 1)
+        assert _messages(app) == [hints[0]]
 
 
 def test_prefetch_warms_the_live_view_and_the_schema(monkeypatch):
@@ -290,6 +299,8 @@ def test_only_the_real_cli_prefetches(runs_root, monkeypatch):
             made.append(self)
 
     monkeypatch.setattr(app_module, "ClmtuneApp", Recorder)
+    monkeypatch.setattr(app_module.terminal, "interactive", lambda: True)  # as on a terminal
+    monkeypatch.setattr(app_module.terminal, "exit_on_hangup", lambda app: None)
     assert app_module.main([str(runs_root)]) == 0
     assert made[0].prefetch is True
     assert ClmtuneApp(runs_root).prefetch is False  # tests and embedders: no background work

@@ -3,9 +3,11 @@
 The report is ``clmtune preview --json`` run in a subprocess on a temporary copy of the
 settings (the dashboard never imports datasets or torch): rows, tokens, blocks, steps, the
 memory estimate, warnings, and the sample blocks in a scrollable pane. The batch size field
-recomputes steps and the memory estimate at once (``backend.estimate`` is pure arithmetic);
-only a change to anything else (block size, data, model…) reloads the data, and a preview
-opened again with only the batch size changed reuses the last report.
+recomputes steps, the memory estimate and the data warnings at once (``backend.estimate`` and
+``backend.tools.preview.data_warnings`` are pure arithmetic: the same warnings as the CLI);
+a batch size that is not a whole number of 1 or more is refused in a line by the field. Only
+a change to anything else (block size, data, model…) reloads the data, and a preview opened
+again with only the batch size changed reuses the last report.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from textual.worker import Worker, WorkerState
 
 from clmtune import themes
 from clmtune.backend.estimate import rebatch
+from clmtune.backend.tools.preview import data_warnings
 from clmtune.backend.tools.preview_text import data_lines, estimate_lines, sample_lines
 from clmtune.tui.screens.editor_files import binding_commands, build_config, display_path
 from clmtune.tui.widgets.footer import AppFooter
@@ -55,6 +58,27 @@ def _batch_of(doc: dict[str, Any], default: int = 8) -> int:
         return max(1, int(value))
     except (TypeError, ValueError):
         return default
+
+
+def batch_problem(text: str) -> str | None:
+    """Why the batch size field's ``text`` is refused (None when it is a usable size)."""
+    text = text.strip()
+    try:
+        value = int(text)
+    except ValueError:
+        return f"{text!r} is not a whole number" if text else "type a whole number, 1 or more"
+    return None if value > 0 else f"must be 1 or more, got {value}"
+
+
+def rebatched(report: dict[str, Any], batch: int) -> dict[str, Any]:
+    """``report`` for another batch size: steps and memory (``rebatch``), and the data
+    warnings ``clmtune preview`` gives for that size (fewer blocks than one batch…) in place
+    of those it gave for the loaded one; the other warnings (the settings check) kept."""
+    shown = rebatch(report, batch)
+    loaded = data_warnings(report, report)
+    kept = [w for w in report.get("warnings") or [] if w not in loaded]
+    shown["warnings"] = kept + data_warnings(shown, shown)
+    return shown
 
 
 def run_preview(doc: dict[str, Any], path: Path | None, samples: int = SAMPLES) -> dict:
@@ -88,14 +112,16 @@ class PreviewScreen(Screen[None]):
         "train_samples / eval_samples the run will log), example lengths, steps, the memory "
         "estimate per device against the memory found, and the first training blocks as the "
         "model sees them (<||> marks where one example ends and the next begins). Loading "
-        "runs `clmtune preview` in the background. The batch size field recomputes steps and "
-        "memory at once; r reloads the data after other changes."
+        "runs `clmtune preview` in the background. The batch size field recomputes steps, "
+        "memory and the warnings at once; r reloads the data after other changes."
     )
     BINDINGS = [
         Binding("escape", "back", "Back", tooltip="Back to the settings"),
         Binding("r", "reload", "Reload", tooltip="Load the tokenizer and data again"),
         Binding("b", "focus_batch", "Batch size", tooltip="Edit the per-device batch size"),
         Binding("f1", "app.help", "Help", tooltip="What this screen does and all its keys"),
+        # One Help in the footer: f1, which works in the batch field too (a field takes ?).
+        Binding("question_mark", "app.help", "Help", show=False),
     ]
 
     def palette_commands(self) -> Iterable[SystemCommand]:
@@ -118,6 +144,7 @@ class PreviewScreen(Screen[None]):
         with Horizontal(id="preview-batch-row"):
             yield Label("per_device_train_batch_size ", id="preview-batch-label")
             yield Input(str(_batch_of(self.doc)), id="preview-batch", type="integer")
+        yield Static("", id="preview-batch-note", markup=False)  # shown while refused
         with VerticalScroll(id="preview-body"):  # report then samples: all reachable at 80x24
             yield Static("", id="preview-report", markup=False)
             yield Static("", id="preview-samples-text", markup=False)
@@ -159,14 +186,14 @@ class PreviewScreen(Screen[None]):
             self._status(f"Preview failed: {event.worker.error}")
 
     def _batch(self) -> int | None:
-        text = self.query_one("#preview-batch", Input).value.strip()
-        return int(text) if text.isdigit() and int(text) > 0 else None
+        text = self.query_one("#preview-batch", Input).value
+        return None if batch_problem(text) else int(text.strip())
 
     def _show(self) -> None:
         if self.report is None:
             return
         batch = self._batch() or self.report["per_device_train_batch_size"]
-        self.shown = rebatch(self.report, batch)
+        self.shown = rebatched(self.report, batch)
         report = self.shown
         lines = [f"warning: {w}" for w in report.get("warnings") or []]
         lines += list(estimate_lines(report.get("estimate"))) + list(data_lines(report))
@@ -176,8 +203,15 @@ class PreviewScreen(Screen[None]):
 
     @on(Input.Changed, "#preview-batch")
     def _batch_changed(self) -> None:
-        if self._batch() is not None:
-            self._show()  # steps and memory: arithmetic only, no reload
+        problem = batch_problem(self.query_one("#preview-batch", Input).value)
+        note = self.query_one("#preview-batch-note", Static)
+        note.display = problem is not None
+        if problem is not None:
+            shown = (f" (figures below: batch {self.shown['per_device_train_batch_size']})"
+                     if self.shown is not None else "")
+            note.update(f"Batch size refused: {problem}{shown}")
+        else:
+            self._show()  # steps, memory and data warnings: arithmetic only, no reload
 
     def action_focus_batch(self) -> None:
         """Focus the batch size field."""

@@ -176,11 +176,12 @@ class RunsScreen(Screen):
 
     def _need_selection(self) -> Any | None:
         run = self.selected
+        # Each run key says so: one toast, however many keys are pressed (notify_once).
         if run is None and self.loading:
-            self.notify(LOADING, severity="information")
+            self.app.notify_once(LOADING, severity="information")
         elif run is None:
-            self.notify("No runs yet: press n to set up the offline demo, or o to open a "
-                        "TOML file.", severity="warning")
+            self.app.notify_once("No runs yet: press n to set up the offline demo, or o to "
+                                 "open a TOML file.", severity="warning")
         return run
 
     def action_open_run(self) -> None:
@@ -231,7 +232,8 @@ class RunsScreen(Screen):
     def action_compare(self) -> None:
         marked: list[Path] = self.__dict__.get("marked", [])
         if len(marked) < 2:
-            self.notify("Mark two or more runs with space, then press c.", severity="warning")
+            self.app.notify_once("Mark two or more runs with space, then press c.",
+                                 severity="warning")
             return
         from clmtune.tui.screens.compare import CompareScreen  # loaded when first used
 

@@ -20,15 +20,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
+from textual.content import Content
 from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import DataTable, Input, Label, Select, Static
 
 from clmtune import themes
+from clmtune.backend.tools.generate import GenSettings, with_seed
 from clmtune.backend.tools.generate_io import ModelChoice, choices, read_samples
 from clmtune.tui import fmt
 from clmtune.tui.widgets.footer import AppFooter
@@ -56,15 +59,40 @@ def _short(text: Any, width: int) -> str:
     return flat if len(flat) <= width else flat[: width - 1] + "…"
 
 
+def blank_note(text: str, width: int = 60) -> str | None:
+    """What to show for a completion with nothing visible in it (None when it has some):
+    ``(only whitespace: '\\n      ')``, the repr so that each newline and space counts."""
+    if text.strip():
+        return None
+    if not text:
+        return "(empty: nothing generated)"
+    return f"(only whitespace: {_short_repr(text, width - 19)})"
+
+
+def _short_repr(text: str, width: int) -> str:
+    shown = repr(text)
+    return shown if len(shown) <= width else shown[: width - 2] + "…" + shown[0]
+
+
+def _cell(text: Any, width: int) -> Text:
+    """A history cell as plain text (a str cell is read as markup: ``[/b]`` in a prompt or a
+    completion would raise MarkupError), on one line; a dim note when it is blank."""
+    note = blank_note(str(text or ""))
+    return Text(_short(text, width)) if note is None else Text(note, style="dim")
+
+
 class TryScreen(Screen):
     """Prompt, settings, one or two completions streamed side by side, and the history."""
 
     CSS_PATH = str(themes.TRY_CSS_FILE)  # loaded with the first Try screen
+    # The settings fields fit their usual values with the cursor (0.95, 1024, 1234567) at 80
+    # columns too: Input's own padding of 2 left 2 cells at width 8 ("0.9" showed as "9").
     HELP_TITLE = "Try the model"
     HELP = (
         "Type a prompt and press enter: the model of checkpoint A (and B, when one is picked) "
         "continues it, token by token. Temperature 0 is greedy; above 0 it samples, the same "
-        "way again for the same seed. The model stays loaded between prompts. Each "
+        "way again for the same seed (left empty, each generate draws one, the same for A "
+        "and B, shown in their titles). The model stays loaded between prompts. Each "
         "completion is saved in the run's samples.jsonl and listed below."
     )
     HELP_KEYS = (("tab", "Move between the prompt, the settings and the checkpoints"),)
@@ -98,11 +126,11 @@ class TryScreen(Screen):
         yield Input(placeholder="Prompt, then enter", id="try-prompt")
         with Horizontal(id="try-settings"):
             yield Label("tokens", classes="try-label")
-            yield Input("32", id="try-tokens", type="integer", classes="try-number")
+            yield Input("32", id="try-tokens", type="integer", classes="try-value")
             yield Label("temp", classes="try-label")
-            yield Input("0", id="try-temperature", type="number", classes="try-number")
+            yield Input("0", id="try-temperature", type="number", classes="try-value")
             yield Label("seed", classes="try-label")
-            yield Input("", id="try-seed", type="integer", classes="try-number")
+            yield Input("", id="try-seed", type="integer", classes="try-value")
             yield Select([], id="try-a", prompt="A", allow_blank=True, classes="try-pick")
             yield Select([], id="try-b", prompt="B: none", allow_blank=True, classes="try-pick")
         with Horizontal(id="try-panes"):
@@ -156,7 +184,7 @@ class TryScreen(Screen):
         table.clear()
         for row in reversed(history[-200:]):
             table.add_row(_when(row.get("time")), str(row.get("checkpoint") or "?"),
-                          _short(row.get("prompt"), 24), _short(row.get("completion"), 60))
+                          _cell(row.get("prompt"), 24), _cell(row.get("completion"), 60))
 
     def action_reload(self) -> None:
         self._list()
@@ -248,8 +276,10 @@ class TryScreen(Screen):
             self._show(pane)
         elif kind == "done" and pane in self.texts:
             self.texts[pane] = str(data.get("completion") or "")
-            self._show(pane, f"{data.get('tokens')} tokens · {data.get('seconds')} s")
-            self.busy.discard(pane)
+            self.busy.discard(pane)  # before _show: a blank completion is then said so
+            settings = (data.get("record") or {}).get("settings") or {}
+            seed = f" · seed {settings['seed']}" if settings.get("seed") is not None else ""
+            self._show(pane, f"{data.get('tokens')} tokens · {data.get('seconds')} s{seed}")
             if not self.busy:
                 self._status("Done")
                 self._list()
@@ -267,7 +297,11 @@ class TryScreen(Screen):
         label = self._picked(pane) or pane
         self.query_one(f"#try-title-{pane}", Static).update(
             f"{pane}: {label}" + (f" · {tail}" if tail else ""))
-        self.query_one(f"#try-text-{pane}", Static).update(self.texts[pane])
+        text = self.texts[pane]
+        # A finished completion of only spaces and newlines would look like nothing at all.
+        note = None if pane in self.busy else blank_note(text)
+        self.query_one(f"#try-text-{pane}", Static).update(
+            text if note is None else Content.styled(note, "dim"))
 
     def _status(self, text: str) -> None:
         self.notice = text
@@ -300,22 +334,25 @@ class TryScreen(Screen):
     def action_generate(self) -> None:
         prompt = self.query_one("#try-prompt", Input).value
         if not prompt.strip():
-            self.notify("Type a prompt first.", severity="warning")
+            self.app.notify_once("Type a prompt first.", severity="warning")
             return
         if self.busy:
-            self.notify("Still generating: wait for it to finish.", severity="warning")
+            self.app.notify_once("Still generating: wait for it to finish.", severity="warning")
             return
         picks = [(p, self._picked(p)) for p in PANES]
         picks = [(p, label) for p, label in picks if label]
         if not picks:
-            self.notify("No checkpoint to generate from (pick one in A).", severity="warning")
+            self.app.notify_once("No checkpoint to generate from (pick one in A).",
+                                 severity="warning")
             return
         self.counter += 1
-        settings = {
-            "max_new_tokens": max(1, self._number("tokens", int, 32)),
-            "temperature": max(0.0, self._number("temperature", float, 0.0)),
-            "seed": self._number("seed", int, None),
-        }
+        # Sampling without a seed: one seed drawn here for A and B alike, so the two
+        # checkpoints are compared like for like (each record still names it).
+        gen = with_seed(GenSettings(max(1, self._number("tokens", int, 32)),
+                                    max(0.0, self._number("temperature", float, 0.0)),
+                                    seed=self._number("seed", int, None)))
+        settings = {"max_new_tokens": gen.max_new_tokens, "temperature": gen.temperature,
+                    "seed": gen.seed}
         for pane, label in picks:
             self.texts[pane] = ""
             self.busy.add(pane)
@@ -323,7 +360,9 @@ class TryScreen(Screen):
             self._send({"op": "generate", "id": f"{pane}{self.counter}", "run": str(self.run_dir),
                         "checkpoint": label, "prompt": prompt, "device": self.device,
                         **settings})
-        self._status("Generating…" if self.ready else "Starting the generation helper…")
+        seeded = f" (seed {gen.seed})" if gen.sampling else ""
+        self._status(("Generating…" if self.ready else "Starting the generation helper…")
+                     + seeded)
 
     def action_device(self) -> None:
         self.device = "cpu" if self.device == "auto" else "auto"
