@@ -159,6 +159,9 @@ def _choose_run_dir(
         if not path.is_absolute() and cfg.source is not None:
             path = Path(cfg.source).parent / path
         return path
+    if Path(runs_root).exists() and not Path(runs_root).is_dir():
+        raise RunError(f"{runs_root}: is a file, not a folder of runs; move it away, or pass "
+                       "--run-dir (or set [training] output_dir)")
     return default_run_dir(config_path or cfg.source, runs_root)
 
 

@@ -14,7 +14,8 @@ import os
 from pathlib import Path
 
 from clmtune.backend.errors import UsageError
-from clmtune.backend.rundir.layout import is_run_dir
+from clmtune.backend.events import EVENTS_FILE
+from clmtune.backend.rundir.layout import RUN_JSON, TRAINER_STATE, is_run_dir
 
 #: Where runs live unless ``--runs-dir`` says otherwise.
 DEFAULT_RUNS_DIR = Path("runs")
@@ -34,7 +35,7 @@ def closest_names(name: str, names: list[str], limit: int = 3) -> list[str]:
     lowered = name.lower()
     found = [n for n in names if n.lower().startswith(lowered)]
     found += [n for n in names if lowered in n.lower() and n not in found]
-    found += [n for n in difflib.get_close_matches(name, names, n=limit, cutoff=0.5)
+    found += [n for n in difflib.get_close_matches(name, names, n=limit, cutoff=0.7)
               if n not in found]  # fmt: skip
     return found[:limit]
 
@@ -77,6 +78,9 @@ def need_runs_dir(path: Path, *, given: bool) -> Path:
         raise UsageError(f"{path}: is a file; give the folder that holds the runs")
     if given and not path.exists():
         raise UsageError(f"{path}: no such folder; give the folder that holds the runs")
+    if any((path / name).is_file() for name in (RUN_JSON, EVENTS_FILE, TRAINER_STATE)):
+        raise UsageError(f"{path}: is a run, not a folder of runs; see it with: "
+                         f"clmtune show {path}")
     return path
 
 

@@ -447,3 +447,20 @@ def test_check_on_a_device_says_it_is_not_a_file(capsys):
     err = capsys.readouterr().err.strip()
     assert err == ("clmtune: error: /dev/null: is not a regular file (a device, pipe or "
                    "socket); give the path of a settings file (TOML)")
+
+
+def test_runs_folder_mistakes_are_one_line(capsys, tmp_path, monkeypatch, tiny_config):
+    from clmtune.backend.cli import main
+
+    run = tmp_path / "one-run"
+    run.mkdir()
+    (run / "run.json").write_text('{"status": "completed"}')
+    assert main(["runs", str(run)]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"clmtune: error: {run}: is a run, not a folder of runs; see it with: clmtune show {run}")
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "runs").write_text("not a folder")
+    from clmtune.backend.launch import RunError, _choose_run_dir
+
+    with pytest.raises(RunError, match="runs: is a file, not a folder of runs"):
+        _choose_run_dir(tiny_config, tmp_path / "x.toml", None, Path("runs"))
