@@ -301,10 +301,11 @@ def plan_run(
     if resume is None:
         if ours:
             # Like run_clm without --overwrite_output_dir: a fresh start would mix two runs.
-            raise RunDirError(
-                f"{run_dir} already holds a run; continue it with --resume last (or auto)"
-                " or pick another --run-dir"
-            )
+            if any(c.resumable for c in list_checkpoints(run_dir)):
+                how_on = "continue it with --resume last (or auto)"
+            else:  # "last" would find no checkpoint; "auto" starts it again
+                how_on = "it has no complete checkpoint: start it again with --resume auto"
+            raise RunDirError(f"{run_dir} already holds a run; {how_on} or pick another --run-dir")
         return RunPlan("fresh", run_dir)
     if not ours:
         if resume == RESUME_AUTO:

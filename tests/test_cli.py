@@ -325,6 +325,10 @@ def test_a_fresh_start_never_mixes_into_an_existing_run(capsys, tmp_path, tiny_a
     make_checkpoint(run, 4)
     code, _, err = run_cli(capsys, "train", str(config), "--run-dir", str(run))
     assert code == 2 and "already holds a run" in err and "--resume last" in err
+    # Without a complete checkpoint "last" would fail: the hint is the command that works.
+    bare = make_run(tmp_path / "bare", status="failed")
+    code, _, err = run_cli(capsys, "train", str(config), "--run-dir", str(bare))
+    assert code == 2 and "no complete checkpoint: start it again with --resume auto" in err
     other = tmp_path / "notes"
     other.mkdir()
     (other / "todo.txt").write_text("mine")
