@@ -268,3 +268,10 @@ def test_ema_keeps_a_constant_series_and_rejects_bad_weights():
     assert ema([0.1] * 1000, 0.99) == [0.1] * 1000
     with pytest.raises(ValueError):
         ema([1.0], 1.0)
+
+
+def test_whole_floats_of_the_frozen_settings_show_as_integers():
+    from clmtune.backend.tools.compare import setting_text
+
+    assert [setting_text(v) for v in (20.0, 0.1, 5e-05, None, "cosine", True, 3)] == [
+        "20", "0.1", "5e-05", "-", "cosine", "True", "3"]

@@ -412,6 +412,16 @@ def config_diff(runs: Sequence[ComparedRun]) -> dict[str, dict[str, Any]]:
     return diff
 
 
+def setting_text(value: Any) -> str:
+    """A setting's value as the settings tables show it: ``-`` when missing, ``20`` for
+    a whole float (the frozen config.toml writes ``eval_steps = 20.0`` for a float field)."""
+    if value is None:
+        return "-"
+    if isinstance(value, float) and value.is_integer() and abs(value) < 1e16:
+        return str(int(value))
+    return str(value)
+
+
 def unreadable_settings(runs: Sequence[ComparedRun]) -> list[str]:
     """One line per run whose ``config.toml`` exists but cannot be read (its settings then
     show as missing; ``clmtune compare`` prints these as warnings)."""

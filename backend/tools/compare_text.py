@@ -12,7 +12,15 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from clmtune.backend.tools.compare import ComparedRun, Row, best_of, config_diff, csv_table, table
+from clmtune.backend.tools.compare import (
+    ComparedRun,
+    Row,
+    best_of,
+    config_diff,
+    csv_table,
+    setting_text,
+    table,
+)
 
 
 def print_csv(runs: Sequence[ComparedRun]) -> None:
@@ -84,5 +92,5 @@ def print_table(runs: Sequence[ComparedRun], metric: str, console: Any, *, numbe
     for run in runs:
         settings.add_column(_esc(run.name), justify="right", no_wrap=True)
     for key, values in diff.items():
-        settings.add_row(_esc(key), *(_esc("-" if v is None else v) for v in values.values()))
+        settings.add_row(_esc(key), *(_esc(setting_text(v)) for v in values.values()))
     console.print(settings)

@@ -300,7 +300,7 @@ class CompareScreen(Screen):
             return
         heading.update("settings that differ")
         table.display = True
-        cells = {key: ["-" if v is None else str(v) for v in values.values()]
+        cells = {key: [compare.setting_text(v) for v in values.values()]
                  for key, values in diff.items()}  # fmt: skip
         # Fixed widths: auto widths follow the rows a frame late.
         table.add_column("Setting", key="setting", width=max(len(k) for k in cells))
