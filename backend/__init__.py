@@ -33,4 +33,6 @@ TUI_SURFACE = (
     "tools.preview_text",  # the preview report as lines (pure Python)
     "cli_text",  # number / duration formats (rich only inside console())
     "tools.generate_io",  # which folder a generation loads; samples.jsonl (Try screen)
+    "tools.generate",  # GenSettings / with_seed (torch only inside generate())
+    "tools.preview",  # data_warnings: the CLI's preview warnings (torch only in the worker)
 )
