@@ -103,6 +103,20 @@ def test_table_and_csv(capsys, runs_dir):
     value, step = _trainer_best_eval(runs_dir / "lr-lo")
     assert float(rows[1]["best_eval_loss"]) == pytest.approx(value)
     assert int(rows[1]["best_eval_step"]) == step
+    # --metric reaches the CSV as it reaches the table and --json.
+    code, out, err = run_cli(capsys, "compare", "lr-hi", "lr-lo", "--runs-dir", str(runs_dir),
+                             "--csv", "--metric", "train_loss")  # fmt: skip
+    assert code == 0, err
+    table = list(csv.reader(io.StringIO(out)))
+    at = table[0].index("best_eval_step") + 1
+    assert table[0][at:at + 2] == ["best_train_loss", "best_train_loss_step"]
+    code, out, _ = run_cli(capsys, "compare", "lr-hi", "lr-lo", "--runs-dir", str(runs_dir),
+                           "--json", "--metric", "train_loss")  # fmt: skip
+    best = {r["name"]: r["best"]["train_loss"] for r in json.loads(out)["runs"]}
+    for row in table[1:]:
+        cells = dict(zip(table[0], row, strict=True))
+        assert float(cells["best_train_loss"]) == pytest.approx(best[cells["name"]]["value"])
+        assert int(cells["best_train_loss_step"]) == best[cells["name"]]["step"]
 
 
 @pytest.mark.slow

@@ -41,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
     from clmtune.backend.tools.compare_text import print_csv, print_table
 
     if args.csv:
-        print_csv(runs)
+        print_csv(runs, metric)
     else:
         print_table(runs, metric, console(), number=fmt_float, duration=fmt_duration)
     return EXIT_OK

@@ -23,9 +23,18 @@ from clmtune.backend.tools.compare import (
 )
 
 
-def print_csv(runs: Sequence[ComparedRun]) -> None:
-    """The per-run table and the settings that differ, as CSV with a header row, on stdout."""
+def print_csv(runs: Sequence[ComparedRun], metric: str = "eval_loss") -> None:
+    """The per-run table and the settings that differ, as CSV with a header row, on stdout.
+
+    A ``--metric`` other than eval loss adds ``best_METRIC`` and ``best_METRIC_step``
+    after the eval-loss columns, as the table and ``--json`` show it."""
     header, body = csv_table(table(runs), config_diff(runs))
+    if metric != "eval_loss":
+        at = header.index("best_eval_step") + 1
+        header[at:at] = [f"best_{metric}", f"best_{metric}_step"]
+        for run, row in zip(runs, body, strict=True):
+            best = best_of(run, metric)
+            row[at:at] = ["", ""] if best is None else [best[0], best[1]]
     writer = csv.writer(sys.stdout, lineterminator="\n")
     writer.writerow(header)
     writer.writerows(body)
