@@ -35,6 +35,10 @@ def _app(root: Path) -> ClmtuneApp:
 async def _loaded(app: ClmtuneApp, pilot, count: int) -> RunTable:
     table = app.screen.query_one(RunTable)
     await wait_until(pilot, lambda: len(table.runs) == count)
+    # Rows can land before the table's first resize (a loaded machine): its columns are
+    # then the wide ones until that resize rebuilds them for the width.
+    await wait_until(pilot, lambda: table.size.width > 0
+                     and table._columns_shown == table.column_spec())  # fmt: skip
     return table
 
 
