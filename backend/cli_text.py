@@ -41,8 +41,9 @@ def fmt_duration(seconds: float | None) -> str:
 
 
 def fmt_time(stamp: float | None, fmt: str = "%Y-%m-%d %H:%M") -> str:
-    """A local date and time; ``-`` for none or one no clock can show (a damaged file's)."""
-    if not stamp:
+    """A local date and time; ``-`` for none, a non-number or a stamp no clock can show (a
+    damaged file's)."""
+    if not stamp or isinstance(stamp, bool) or not isinstance(stamp, (int, float)):
         return "-"
     try:
         return time.strftime(fmt, time.localtime(stamp))

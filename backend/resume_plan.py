@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from clmtune.backend.errors import RunDirError, UsageError
 from clmtune.backend.events import EVENTS_FILE, read_events, read_json
-from clmtune.backend.rundir.checkpoints import list_checkpoints, resolve_resume
+from clmtune.backend.rundir.checkpoints import CheckpointInfo, list_checkpoints, resolve_resume
 from clmtune.backend.rundir.layout import (
     CHECKPOINT_RE,
     CONFIG_TOML,
@@ -318,7 +318,8 @@ def plan_run(
         raise RunDirError(f"{run_dir}: no run to resume there", "start without --resume")
     info = read_run_json(run_dir)
     completed = info.get("status") == "completed"
-    complete_ckpts = [c for c in list_checkpoints(run_dir) if c.resumable]
+    checkpoints = list_checkpoints(run_dir)
+    complete_ckpts = [c for c in checkpoints if c.resumable]
     if resume == RESUME_AUTO and not complete_ckpts and not completed:
         return RunPlan("fresh", run_dir)  # killed before its first checkpoint: start again
     final = _final_state(run_dir, info) if completed else None
@@ -354,7 +355,7 @@ def plan_run(
         changes = settings_changes(old, cfg)
 
     warnings = resume_warnings(run_dir, checkpoint, cfg)
-    later = _later_checkpoints(run_dir, checkpoint)
+    later = _later_checkpoints(run_dir, checkpoint, checkpoints)
     if later:
         names = ", ".join(p.name for p in later)
         warnings.append(
@@ -365,13 +366,14 @@ def plan_run(
                    superseded=later)
 
 
-def _later_checkpoints(run_dir: Path, checkpoint: Path) -> tuple[Path, ...]:
-    """The ``checkpoint-N`` folders of ``run_dir`` past ``checkpoint`` (any state)."""
+def _later_checkpoints(run_dir: Path, checkpoint: Path,
+                       checkpoints: list[CheckpointInfo]) -> tuple[Path, ...]:
+    """The folders of ``checkpoints`` (``run_dir``'s, any state) past ``checkpoint``."""
     match = CHECKPOINT_RE.match(checkpoint.name)
     if match is None or checkpoint.resolve().parent != run_dir.resolve():
         return ()
     step = int(match.group(1))
-    return tuple(c.path for c in list_checkpoints(run_dir) if c.step > step)
+    return tuple(c.path for c in checkpoints if c.step > step)
 
 
 def need_fixed_dir(resume: str | None, run_dir: Path | None, cfg: Any) -> None:

@@ -14,8 +14,7 @@ import os
 from pathlib import Path
 
 from clmtune.backend.errors import UsageError
-from clmtune.backend.events import EVENTS_FILE
-from clmtune.backend.rundir.layout import RUN_JSON, TRAINER_STATE, is_run_dir
+from clmtune.backend.rundir.layout import is_run_dir
 
 #: Where runs live unless ``--runs-dir`` says otherwise.
 DEFAULT_RUNS_DIR = Path("runs")
@@ -78,7 +77,7 @@ def need_runs_dir(path: Path, *, given: bool) -> Path:
         raise UsageError(f"{path}: is a file; give the folder that holds the runs")
     if given and not path.exists():
         raise UsageError(f"{path}: no such folder; give the folder that holds the runs")
-    if any((path / name).is_file() for name in (RUN_JSON, EVENTS_FILE, TRAINER_STATE)):
+    if is_run_dir(path):
         raise UsageError(f"{path}: is a run, not a folder of runs; see it with: "
                          f"clmtune show {path}")
     return path

@@ -7,8 +7,8 @@ injectable clock and snapshot tests stay stable.
 from __future__ import annotations
 
 import math
-import time
-from typing import Any
+
+from clmtune.backend.cli_text import fmt_time as local_time
 
 BAR_FULL = "━"
 BAR_EMPTY = "╌"
@@ -74,16 +74,6 @@ def duration(seconds: float | None) -> str:
         return f"{h}h{m:02d}m"
     d, h = divmod(h, 24)
     return f"{d}d{h:02d}h" if d < 10 else f"{d}d"
-
-
-def local_time(ts: Any, fmt: str) -> str:
-    """``ts`` as local time in ``fmt``; ``-`` for none or a stamp no clock can show."""
-    if not ts or isinstance(ts, bool) or not isinstance(ts, (int, float)):
-        return "-"
-    try:
-        return time.strftime(fmt, time.localtime(ts))
-    except (OverflowError, OSError, ValueError):  # a damaged file's time
-        return "-"
 
 
 def started(ts: float | None, now: float) -> str:

@@ -197,7 +197,7 @@ def _dir_size(path: Path) -> int:
     return total
 
 
-def _eval_at(log_history: Any, step: int) -> tuple[int, float] | None:
+def eval_at(log_history: Any, step: int) -> tuple[int, float] | None:
     """(step, eval loss) logged at ``step`` or the last evaluation before it."""
     best: tuple[int, float] | None = None
     if not isinstance(log_history, list):
@@ -253,7 +253,7 @@ def classify_checkpoint(path: Path, *, ours: bool | None = None) -> CheckpointIn
         mtime = (path / COMPLETE_MARKER).stat().st_mtime if has_marker else path.stat().st_mtime
     except OSError:
         mtime = 0.0
-    evaluated = _eval_at(state_json.get("log_history"), step) if state_json else None
+    evaluated = eval_at(state_json.get("log_history"), step) if state_json else None
     return CheckpointInfo(
         step=step,
         path=path,

@@ -46,9 +46,9 @@ def _read_toml(path: Path) -> dict:
     else:  # pragma: no cover - exercised on 3.10 only
         import tomli as tomllib
     try:
-        with open(path, "rb") as fh:
-            return tomllib.load(fh)
-    except (OSError, ValueError):
+        # A byte-order mark is dropped, as the settings reader (settings.toml_io) does.
+        return tomllib.loads(path.read_bytes().decode("utf-8").removeprefix("\ufeff"))
+    except (OSError, ValueError):  # UnicodeDecodeError and TOMLDecodeError are ValueErrors
         return {}
 
 

@@ -440,21 +440,16 @@ def unreadable_settings(runs: Sequence[ComparedRun]) -> list[str]:
 
 
 def _toml_problem(path: Path) -> str | None:
-    """Why ``path`` does not parse as TOML (first line), or None when it does."""
-    import sys
-
-    if sys.version_info >= (3, 11):
-        import tomllib
-    else:  # pragma: no cover - exercised on 3.10 only
-        import tomli as tomllib
+    """Why ``path`` does not read as a settings file (the one-line reason ``clmtune check``
+    gives), or None when it does."""
+    from clmtune.backend.errors import SettingsError
+    from clmtune.backend.settings.toml_io import read_toml
 
     try:
-        with open(path, "rb") as fh:
-            tomllib.load(fh)
-    except OSError as exc:
-        return exc.strerror or type(exc).__name__
-    except (ValueError, UnicodeDecodeError) as exc:  # TOMLDecodeError is a ValueError
-        return (str(exc).splitlines() or [type(exc).__name__])[0]
+        read_toml(path)
+    except SettingsError as exc:
+        first = exc.errors[0] if exc.errors else exc
+        return str(getattr(first, "message", first))
     return None
 
 

@@ -267,7 +267,8 @@ def _card_figures(run_dir: Path, source: Path, summary: Any) -> CardFigures:
     """The final model: the run's final figures. A checkpoint: its own step, and the last
     evaluation at or before it in its own ``trainer_state.json`` (later ones judged other
     weights)."""
-    from clmtune.backend.events import perplexity, read_json, to_float
+    from clmtune.backend.events import INT_LIMIT, perplexity, read_json
+    from clmtune.backend.rundir.checkpoints import eval_at
 
     if source.resolve() == run_dir.resolve():
         eval_metrics = (summary.metrics or {}).get("eval") or {}
@@ -277,13 +278,7 @@ def _card_figures(run_dir: Path, source: Path, summary: Any) -> CardFigures:
     state = read_json(source / "trainer_state.json")
     step = _checkpoint_step(source, state)
     history = state.get("log_history") if isinstance(state, dict) else None
-    found: tuple[int, float] | None = None
-    for entry in history if isinstance(history, list) else []:
-        if not isinstance(entry, dict):
-            continue
-        at, loss = entry.get("step"), to_float(entry.get("eval_loss"))
-        if isinstance(at, int) and loss is not None and (step is None or at <= step):
-            found = (at, loss)
+    found = eval_at(history, INT_LIMIT if step is None else step)
     origin = f"`{source.name}`" + (f" (step {step})" if step is not None else "")
     if found is None:
         return CardFigures(origin, step, "eval loss", None, None)

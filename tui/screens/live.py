@@ -406,8 +406,7 @@ class LiveScreen(Screen):
             self.app.live_status[self.run_dir] = status
         # Only a run seen running (run.json agreeing) ends under the user's eyes: a run
         # that crashed long ago reads "running" from its events until run.json is read.
-        ended = status in ("completed", "stopped", "failed", "crashed")
-        if previous == "running" and ended and self._seen_running:
+        if previous == "running" and status in ENDED and self._seen_running:
             self.app.bell()  # a watched run ended: the terminal bell, and a toast
             self.notify(f"{self.run_dir.name}: {status}", title="run ended", timeout=10,
                         severity="information" if status == "completed" else "warning")

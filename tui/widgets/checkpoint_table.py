@@ -46,7 +46,7 @@ class CheckpointRow:
     def from_info(cls, info: Any) -> CheckpointRow:
         """From ``backend.rundir.checkpoints.CheckpointInfo``."""
         return cls(int(info.step), Path(info.path), str(info.state), info.mtime, info.eval_loss,
-                   getattr(info, "eval_step", None))
+                   info.eval_step)
 
     @classmethod
     def from_mark(cls, mark: Any, eval_loss: float | None = None) -> CheckpointRow:
