@@ -190,19 +190,24 @@ def _foreground(config, tmp_path, env) -> subprocess.Popen:
     )  # fmt: skip
 
 
+def _ctrl_c(cli: subprocess.Popen, ready, what: str) -> tuple[str, str]:
+    """Press Ctrl-C once ``ready()`` holds; the command's output once it has exited."""
+    try:
+        wait_for(ready, what=what)
+        cli.send_signal(signal.SIGINT)
+        return cli.communicate(timeout=180)
+    finally:
+        if cli.poll() is None:
+            cli.kill()
+
+
 @pytest.mark.slow
 def test_ctrl_c_in_foreground_stops_with_a_checkpoint(tmp_path, tiny_assets):
     config = write_config(tmp_path / "tiny.toml", tiny_assets, max_steps=8, save_steps=100)
     env = cli_env(CLMTUNE_TEST_CALLBACKS=DRILL_HOOKS, DRILL_PAUSE_AT="2")
     cli = _foreground(config, tmp_path, env)
     run_dir = tmp_path / "run"
-    try:
-        wait_for(lambda: (run_dir / "drill.paused").exists(), what="the worker to pause")
-        cli.send_signal(signal.SIGINT)
-        out, err = cli.communicate(timeout=120)
-    finally:
-        if cli.poll() is None:
-            cli.kill()
+    out, err = _ctrl_c(cli, lambda: (run_dir / "drill.paused").exists(), "the worker to pause")
     assert cli.returncode == 3, out + err
     assert "stopping" in out and "stopped at step 3" in out, out
     assert read_run(run_dir).status == "stopped"
@@ -216,13 +221,7 @@ def test_ctrl_c_while_the_worker_is_being_started_stops_the_run(tmp_path, tiny_a
     config = write_config(tmp_path / "tiny.toml", tiny_assets, max_steps=400, save_steps=1000)
     cli = _foreground(config, tmp_path, cli_env())
     run_dir = tmp_path / "run"
-    try:
-        wait_for(lambda: (run_dir / "run.json").exists(), what="the run to be prepared")
-        cli.send_signal(signal.SIGINT)
-        out, err = cli.communicate(timeout=180)
-    finally:
-        if cli.poll() is None:
-            cli.kill()
+    out, err = _ctrl_c(cli, lambda: (run_dir / "run.json").exists(), "the run to be prepared")
     summary = read_run(run_dir)
     assert summary.status == "stopped", out + err
     assert summary.global_step < 400

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from clmtune.backend.events import make_event
@@ -13,12 +15,18 @@ from tests.tui.conftest import frozen_clock, recorded_run, recording
 pytestmark = pytest.mark.anyio
 
 
-@pytest.mark.parametrize("status", ["completed", "failed"])
-async def test_watched_run_ending_rings_the_bell_once(runs_root, status):
+def _watching(runs_root) -> tuple[Any, ClmtuneApp, list[int]]:
+    """A recorded running run, the app, and the bells it rings (the terminal is the edge)."""
     run_dir = recorded_run(runs_root, "live", "running_gpu", status="running")
     app = ClmtuneApp(runs_root, clock=frozen_clock, remember_theme=False)
     rings: list[int] = []
-    app.bell = lambda: rings.append(1)  # the edge: the terminal itself
+    app.bell = lambda: rings.append(1)
+    return run_dir, app, rings
+
+
+@pytest.mark.parametrize("status", ["completed", "failed"])
+async def test_watched_run_ending_rings_the_bell_once(runs_root, status):
+    run_dir, app, rings = _watching(runs_root)
     async with app.run_test(size=(80, 24)) as pilot:
         screen = LiveScreen(run_dir, follow=False)
         await app.push_screen(screen)
@@ -37,10 +45,7 @@ async def test_watched_run_ending_rings_the_bell_once(runs_root, status):
 
 
 async def test_opening_a_finished_run_is_silent(runs_root):
-    run_dir = recorded_run(runs_root, "live", "running_gpu", status="running")
-    app = ClmtuneApp(runs_root, clock=frozen_clock, remember_theme=False)
-    rings: list[int] = []
-    app.bell = lambda: rings.append(1)
+    run_dir, app, rings = _watching(runs_root)
     async with app.run_test(size=(80, 24)) as pilot:
         screen = LiveScreen(run_dir, follow=False)
         await app.push_screen(screen)
@@ -52,10 +57,7 @@ async def test_opening_a_finished_run_is_silent(runs_root):
 
 async def test_opening_a_run_that_crashed_long_ago_is_silent(runs_root):
     # Its events end without run_finished ("running") until run.json says "crashed".
-    run_dir = recorded_run(runs_root, "live", "running_gpu", status="running")
-    app = ClmtuneApp(runs_root, clock=frozen_clock, remember_theme=False)
-    rings: list[int] = []
-    app.bell = lambda: rings.append(1)
+    run_dir, app, rings = _watching(runs_root)
     async with app.run_test(size=(80, 24)) as pilot:
         screen = LiveScreen(run_dir, follow=False)
         await app.push_screen(screen)
