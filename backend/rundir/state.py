@@ -69,6 +69,7 @@ class Attempt:
     resume_step: int | None = None
     status: str = "running"  # running | completed | stopped | failed (crashed: no end)
     first_step: int = 0  # the global step this attempt started from
+    train_start: float | None = None  # its first "training" phase (model and data loaded)
 
     def duration(self, now: float | None) -> float:
         """Seconds this attempt ran: to its end, else ``now`` (live), else its last event."""
@@ -76,6 +77,14 @@ class Attempt:
         if end is None:
             end = self.last_seen if self.last_seen is not None else self.start
         return max(end - self.start, 0.0)
+
+    def training_duration(self) -> float:
+        """Seconds from the start of training to the end, as Trainer's ``train_runtime``
+        counts them (evaluations and saves in, loading the model and data out)."""
+        whole = self.duration(None)
+        if self.train_start is None:
+            return whole
+        return min(max(whole - (self.train_start - self.start), 0.0), whole)
 
 
 @dataclass(frozen=True)
@@ -238,6 +247,8 @@ class RunState:
             kind == "phase" and event.get("phase") == "training"
         ):
             self._attempt_trained = True
+            if kind == "phase" and current is not None and current.train_start is None:
+                current.train_start = t
 
     def _on_run_started(self, e: Event) -> None:
         damaged = [k for k, kind in _STARTED_SHAPES.items()
@@ -633,8 +644,10 @@ class RunState:
     def run_samples_per_second(self) -> float | None:
         """Samples per second over every attempt: samples trained / time training.
 
-        Trainer's own ``train_samples_per_second`` divides the whole run's samples by
-        the last attempt's runtime, which overstates it after a resume.
+        The time is each attempt's from its start of training (as ``train_runtime``
+        counts it: loading the model and data is left out). Trainer's own
+        ``train_samples_per_second`` divides the whole run's samples by the last
+        attempt's runtime, which overstates it after a resume.
         """
         per_step = self.samples_per_step
         if per_step is None or not self.attempts:
@@ -643,8 +656,10 @@ class RunState:
         seconds = 0.0
         for i, attempt in enumerate(self.attempts):
             nxt = self.attempts[i + 1].first_step if i + 1 < len(self.attempts) else self.step
-            steps += max(nxt - attempt.first_step, 0)
-            seconds += attempt.duration(None)
+            trained = max(nxt - attempt.first_step, 0)
+            steps += trained
+            if trained:
+                seconds += attempt.training_duration()
         return steps * per_step / seconds if seconds > 0 and steps > 0 else None
 
     def history_rows(self) -> list[dict[str, Any]]:

@@ -51,6 +51,18 @@ def _attempt_seconds(events: list[dict[str, Any]]) -> float:
     return total + events[-1]["time"] - start  # no end: a crash; stops at the last event
 
 
+def _training_seconds(events: list[dict[str, Any]]) -> float:
+    """Sum over the attempts of the time from their "training" phase to their end."""
+    total, start = 0.0, None
+    for event in events:
+        if event["type"] == "phase" and event["phase"] == "training" and start is None:
+            start = event["time"]
+        elif event["type"] == "run_finished" and start is not None:
+            total += event["time"] - start
+            start = None
+    return total
+
+
 def _resumed_run(root: Path) -> Path:
     """The recording plus the run.json launch writes on a resume (start = the resume)."""
     run_dir = recorded_run(root, "resumed", "resumed", status="completed")
@@ -97,8 +109,12 @@ def test_backend_figures_are_true(runs: dict[str, Path]) -> None:
     assert (resumed.global_step, resumed.max_steps) == (60, 60)
     assert (resumed.loss, resumed.loss_kind) == (pytest.approx(loss_at(60)), "last train log")
     assert resumed.train_samples == 480
-    # 20 steps in the first attempt (up to its checkpoint), 40 in the second; 8 per step.
-    assert resumed.samples_per_second == pytest.approx(60 * 8 / seconds)
+    # 20 steps in the first attempt (up to its checkpoint), 40 in the second; 8 per step,
+    # over the time spent training (loading the model and data left out, as Trainer's
+    # train_runtime leaves them out).
+    training = _training_seconds(events)
+    assert 0 < training < seconds - 2  # each attempt loads for over a second
+    assert resumed.samples_per_second == pytest.approx(60 * 8 / training)
     assert resumed.eta is None
 
     crashed = read_run(runs["crashed"])
