@@ -497,10 +497,11 @@ def _previous_attempts(run_dir: Path) -> dict[str, Any]:
     info = read_run_json(run_dir)
     attempts = list(info.get("attempts") or [])
     if info.get("status"):
-        attempts.append(
-            {k: info.get(k) for k in ("status", "start_time", "end_time", "resumed_from",
-                                      "global_step", "error", "settings_changes")}
-        )  # fmt: skip
+        previous = {k: info.get(k) for k in ("status", "start_time", "end_time", "resumed_from",
+                                             "global_step", "error", "settings_changes")}
+        if previous["status"] == "running":  # its worker died without a word (kill -9)
+            previous["status"] = "crashed"
+        attempts.append(previous)
     return {"attempts": attempts} if attempts else {}
 
 

@@ -216,6 +216,8 @@ def test_resume_auto_starts_resumes_then_refuses_with_one_command_line(tmp_path,
     assert "loading checkpoint-4" in second.stdout
     info = read_run_json(run_dir)
     assert info["status"] == "completed" and info["resumed_from"].endswith("checkpoint-4")
+    # The killed attempt is on record as crashed, not as still running.
+    assert [a["status"] for a in info["attempts"]] == ["crashed"]
     # 3. Requeued once more after it finished: refused, nothing touched.
     before = tree_hashes(run_dir)
     third = clmtune(*command, cwd=tmp_path)
