@@ -130,3 +130,19 @@ def test_qlora_without_cuda_is_an_error_for_check_as_for_train(ws, monkeypatch, 
     assert code == 2 and len(err) == 1
     assert err[0].startswith(f"{path}: [model] load_in_4bit: load_in_4bit = true needs a CUDA GPU")
     assert _launch_errors(path) == err
+
+
+@pytest.mark.parametrize("name", ["é" * 200, "x" * 256])
+def test_an_output_dir_the_os_cannot_create_is_an_error_before_training(ws, capsys, name):
+    # 200 accented letters are 400 bytes: over the 255 a folder name may have.
+    path = _file(ws, f'output_dir = "runs/{name}"')
+    code, lines = _check(path, capsys)
+    assert code == 2 and len(lines) == 1
+    assert "[training] output_dir" in lines[0] and "at most 255 bytes" in lines[0]
+    assert any("output_dir" in e for e in _launch_errors(path))
+    assert not (ws / "runs").exists()
+
+
+def test_an_output_dir_of_255_bytes_is_fine(ws, capsys):
+    code, _ = _check(_file(ws, f'output_dir = "runs/{"x" * 255}"'), capsys)
+    assert code == 0

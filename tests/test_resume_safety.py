@@ -245,6 +245,16 @@ def test_resume_auto_needs_a_fixed_folder(capsys, tmp_path, tiny_assets):
     assert not (tmp_path / "runs").exists()
 
 
+def test_a_run_dir_the_os_cannot_create_is_one_line(capsys, tmp_path, tiny_assets,
+                                                    monkeypatch):
+    config = write_config(tmp_path / "tiny.toml", tiny_assets)
+    monkeypatch.chdir(tmp_path)
+    code, _, err = cli(capsys, "train", str(config), "--run-dir", "runs/" + "é" * 200)
+    line = one_line(err)
+    assert code == 2 and line.startswith("clmtune: error: --run-dir has a folder name of 400")
+    assert not (tmp_path / "runs").exists()
+
+
 def test_resume_last_without_a_run_folder_says_which_folder_is_needed(capsys, tmp_path,
                                                                        tiny_assets):
     # Not "runs/tiny-<now> does not exist": the user meant the run they trained before.

@@ -614,11 +614,37 @@ def _hub_cached(repo: str, files: tuple[str, ...], cache_dir: str | None,
     return False
 
 
+NAME_MAX_BYTES = 255  # one file or folder name, in bytes (ext4, xfs, btrfs, APFS, NTFS)
+PATH_MAX_BYTES = 4096  # a whole path (Linux PATH_MAX)
+
+
+def name_problem(path: Path) -> str | None:
+    """Why the OS would refuse to create ``path``, before trying: a NUL byte, one name over
+    255 bytes, or a path over 4096 bytes. None when it can be made."""
+    text = str(path)
+    if "\0" in text:
+        return "contains a NUL character"
+    size = len(text.encode("utf-8", "surrogateescape"))
+    if size > PATH_MAX_BYTES:
+        return f"is {size} bytes long; a path can be at most {PATH_MAX_BYTES}"
+    for part in path.parts:
+        length = len(part.encode("utf-8", "surrogateescape"))
+        if length > NAME_MAX_BYTES:
+            shown = part[:20] + "…"
+            return (f"has a folder name of {length} bytes ({shown}); a name can be at most "
+                    f"{NAME_MAX_BYTES} bytes (a letter outside ASCII takes 2 to 4)")
+    return None
+
+
 def _check_other_paths(ctx: _Ctx, settings: Settings) -> None:
     out = settings.training.output_dir
-    if out is not None and probe(absolute_path(out, ctx.base_dir), "is_file"):
-        ctx.error("training", "output_dir", f"{absolute_path(out, ctx.base_dir)} is a file; give a "
-                  "folder")
+    if out is not None:
+        problem = name_problem(absolute_path(out, ctx.base_dir))
+        if problem is not None:
+            ctx.error("training", "output_dir", f"{problem}; give a shorter folder name")
+        elif probe(absolute_path(out, ctx.base_dir), "is_file"):
+            ctx.error("training", "output_dir", f"{absolute_path(out, ctx.base_dir)} is a file; "
+                      "give a folder")
     cache_dir = settings.model.cache_dir
     if cache_dir is not None and probe(absolute_path(cache_dir, ctx.base_dir), "is_file"):
         ctx.error("model", "cache_dir", f"{absolute_path(cache_dir, ctx.base_dir)} is a file; give "
