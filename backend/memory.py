@@ -15,7 +15,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Self
 
 from clmtune.backend.events import Emit, make_event
 
@@ -108,12 +108,42 @@ class MemorySampler:
         return make_event("memory", step=step, devices=devices, **_host_memory())
 
 
-class MemoryThread:
+class MonitorThread:
+    """A daemon thread that watches the run beside training until :meth:`stop`.
+
+    Subclasses give ``_run`` (loop until ``self._stop`` is set, waiting on it) and may
+    extend :meth:`stop` to write what they hold.
+    """
+
+    name = "clmtune-monitor"
+
+    def __init__(self, emit: Emit, step: Callable[[], int | None]) -> None:
+        self.emit = emit
+        self.step = step
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
+
+    def start(self) -> Self:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=2.0)
+
+    def _run(self) -> None:
+        raise NotImplementedError
+
+
+class MemoryThread(MonitorThread):
     """A daemon thread that emits a memory sample whenever none was taken for ``interval`` s.
 
     The callback samples at every log; this thread covers the gaps (a long
     evaluation, tokenizing, a slow step) so the panel never goes stale.
     """
+
+    name = "clmtune-memory"
 
     def __init__(
         self,
@@ -124,20 +154,8 @@ class MemoryThread:
         step: Callable[[], int | None] = lambda: None,
     ) -> None:
         self.sampler = sampler
-        self.emit = emit
         self.interval = interval
-        self.step = step
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="clmtune-memory", daemon=True)
-
-    def start(self) -> MemoryThread:
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join(timeout=2.0)
+        super().__init__(emit, step)
 
     def _run(self) -> None:
         while not self._stop.is_set():

@@ -26,6 +26,7 @@ from collections.abc import Callable
 from typing import Any
 
 from clmtune.backend.events import Emit, make_event
+from clmtune.backend.memory import MonitorThread
 
 log = logging.getLogger(__name__)
 
@@ -186,32 +187,25 @@ class GpuSampler:
                           samples=max(len(v) for v in window.values()), devices=devices)
 
 
-class GpuThread:
+class GpuThread(MonitorThread):
     """Samples every ``sample_every`` s; emits a ``gpu`` event every ``emit_every`` s.
 
     The first event goes out after the first reading, so the panel appears at once.
     """
 
+    name = "clmtune-gpu"
+
     def __init__(self, sampler: GpuSampler, emit: Emit, *, sample_every: float = SAMPLE_EVERY_S,
                  emit_every: float = GPU_EVENT_EVERY_S,
                  step: Callable[[], int | None] = lambda: None) -> None:
         self.sampler = sampler
-        self.emit = emit
         self.sample_every = sample_every
         self.emit_every = emit_every
-        self.step = step
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="clmtune-gpu", daemon=True)
-
-    def start(self) -> GpuThread:
-        self._thread.start()
-        return self
+        super().__init__(emit, step)
 
     def stop(self) -> None:
         """Stop sampling and write what the last window holds."""
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join(timeout=2.0)
+        super().stop()
         self._flush()
         try:
             self.sampler.nvml.nvmlShutdown()
