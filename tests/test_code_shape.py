@@ -133,3 +133,22 @@ def test_the_tui_uses_only_the_backend_surface():
     outside = {m: sorted(d for d in deps if d.startswith("clmtune.backend.") and d not in allowed)
                for m, deps in graph.items()}  # fmt: skip
     assert not {m: d for m, d in outside.items() if d}, "add to TUI_SURFACE only light modules"
+
+
+def _plain_inputs(tree: ast.AST) -> list[int]:
+    """Lines that build Textual's ``Input`` itself (not the dashboard's TextInput)."""
+    return [node.lineno for node in ast.walk(tree)
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
+            and node.func.id == "Input"]
+
+
+def test_every_text_field_of_the_dashboard_keeps_keys_in_order():
+    # A plain Input runs backspace / ctrl+u / enter after the characters typed behind
+    # them when keys arrive together (tui/widgets/text_input.py says why).
+    found = {name: lines for name, path in MODULES.items() if name.startswith("clmtune.tui")
+             if (lines := _plain_inputs(ast.parse(path.read_text(encoding="utf-8"))))}
+    assert not found, f"use clmtune.tui.widgets.text_input.TextInput: {found}"
+
+
+def test_the_plain_input_finder_finds_one():
+    assert _plain_inputs(ast.parse("from textual.widgets import Input\nw = Input('x')\n")) == [2]

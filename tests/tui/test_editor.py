@@ -413,6 +413,27 @@ async def test_keys_that_arrive_together_act_in_the_order_typed(project: Path) -
         await settled(pilot, form, lambda: form.value("training", "max_steps") == 70)
 
 
+async def test_a_path_typed_in_one_burst_into_a_dialog_is_the_path_typed() -> None:
+    # Over a laggy link "ctrl+u, a path, enter" arrives in one read; a plain Input saved
+    # the settings as "oml" (the clear and the enter ran after most of the path).
+    from textual import events
+    from textual.app import App
+
+    from clmtune.tui.screens.editor_dialogs import PathPrompt
+
+    answers: list[Path | None] = []
+    app = App()
+    async with app.run_test(size=(80, 24)) as pilot:
+        app.push_screen(PathPrompt("Save as", "old-name.toml"), answers.append)
+        await wait_until(pilot, lambda: isinstance(app.screen, PathPrompt))
+        burst = [("ctrl+u", None), *[(c, c) for c in "sub/abc"], ("backspace", None),
+                 ("backspace", None), *[(c, c) for c in "xyz.toml"], ("enter", None)]
+        for key, char in burst:
+            app.post_message(events.Key(key, char))  # as the driver posts them
+        await wait_until(pilot, lambda: answers)
+    assert answers == [Path("sub/axyz.toml")]
+
+
 def test_a_settings_file_with_a_byte_order_mark_opens(tmp_path: Path) -> None:
     from clmtune.tui.screens.editor_files import read_document
 

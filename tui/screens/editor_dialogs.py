@@ -14,6 +14,8 @@ from textual.suggester import SuggestFromList
 from textual.widgets import Input, Label, OptionList
 from textual.widgets.option_list import Option
 
+from clmtune.tui.widgets.text_input import TextInput
+
 
 class PathPrompt(ModalScreen["Path | None"]):
     """Ask for a file path (enter accepts, escape cancels)."""
@@ -46,7 +48,7 @@ class PathPrompt(ModalScreen["Path | None"]):
     def compose(self) -> ComposeResult:
         with Vertical():
             yield Label(self.prompt_title, markup=False)
-            yield Input(
+            yield TextInput(
                 self.initial,
                 id="prompt-input",
                 suggester=SuggestFromList(self.suggestions) if self.suggestions else None,

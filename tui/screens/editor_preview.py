@@ -34,6 +34,7 @@ from clmtune.backend.tools.preview import data_warnings
 from clmtune.backend.tools.preview_text import data_lines, estimate_lines, sample_lines
 from clmtune.tui.screens.editor_files import binding_commands, build_config, display_path
 from clmtune.tui.widgets.footer import AppFooter
+from clmtune.tui.widgets.text_input import TextInput
 
 SAMPLES = 3
 TIMEOUT_S = 900.0
@@ -143,7 +144,7 @@ class PreviewScreen(Screen[None]):
         yield Static("", id="preview-status", markup=False)
         with Horizontal(id="preview-batch-row"):
             yield Label("per_device_train_batch_size ", id="preview-batch-label")
-            yield Input(str(_batch_of(self.doc)), id="preview-batch", type="integer")
+            yield TextInput(str(_batch_of(self.doc)), id="preview-batch", type="integer")
         yield Static("", id="preview-batch-note", markup=False)  # shown while refused
         with VerticalScroll(id="preview-body"):  # report then samples: all reachable at 80x24
             yield Static("", id="preview-report", markup=False)

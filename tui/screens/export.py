@@ -20,6 +20,8 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Checkbox, Input, Log, Select, Static
 
+from clmtune.tui.widgets.text_input import TextInput
+
 DTYPE_CHOICES = (("dtype: as saved", ""), ("dtype: bfloat16", "bfloat16"),
                  ("dtype: float16", "float16"), ("dtype: float32", "float32"))
 
@@ -105,7 +107,7 @@ class ExportScreen(ModalScreen[Path | None]):
                          markup=False)
             yield Static("Output folder (new or empty):", markup=False)
             default = f"{self.run_dir}-{'merged' if self.lora else 'export'}"
-            yield Input(value=default, id="export-out", placeholder="folder to write")
+            yield TextInput(value=default, id="export-out", placeholder="folder to write")
             with Horizontal(id="export-options"):
                 yield Checkbox("Merge adapter into the base", value=self.lora,
                                id="export-merge", disabled=not self.lora)

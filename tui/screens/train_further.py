@@ -14,6 +14,8 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Static
 
+from clmtune.tui.widgets.text_input import TextInput
+
 
 def parse_max_steps(text: str, reached: int) -> tuple[int | None, str]:
     """(the new max_steps, "") or (None, why not): a whole number above ``reached``."""
@@ -89,8 +91,8 @@ class TrainFurtherScreen(ModalScreen[int | None]):
             yield Static("New max_steps:", id="further-label", markup=False)
             # Not type="integer": it drops "." and "e" as they are typed ("120.0" -> 1200);
             # parse_max_steps refuses what is not a whole number instead.
-            yield Input(value=str(max(self.reached, 1) * 2),
-                        id="further-steps", placeholder="new max_steps")  # fmt: skip
+            yield TextInput(value=str(max(self.reached, 1) * 2),
+                            id="further-steps", placeholder="new max_steps")  # fmt: skip
             yield Static("", id="further-error", markup=False)
             with Horizontal(id="further-buttons"):
                 yield Button("Train further (enter)", variant="warning", id="further-yes")

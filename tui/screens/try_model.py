@@ -35,6 +35,7 @@ from clmtune.backend.tools.generate import GenSettings, with_seed
 from clmtune.backend.tools.generate_io import ModelChoice, choices, read_samples
 from clmtune.tui import fmt
 from clmtune.tui.widgets.footer import AppFooter
+from clmtune.tui.widgets.text_input import TextInput
 
 SERVER = "clmtune.backend.tools.generate_server"
 NONE = "-"
@@ -123,14 +124,14 @@ class TryScreen(Screen):
     def compose(self) -> ComposeResult:
         yield Static(f"Try · {self.run_dir.name}", classes="title-bar", id="try-title",
                      markup=False)
-        yield Input(placeholder="Prompt, then enter", id="try-prompt")
+        yield TextInput(placeholder="Prompt, then enter", id="try-prompt")
         with Horizontal(id="try-settings"):
             yield Label("tokens", classes="try-label")
-            yield Input("32", id="try-tokens", type="integer", classes="try-value")
+            yield TextInput("32", id="try-tokens", type="integer", classes="try-value")
             yield Label("temp", classes="try-label")
-            yield Input("0", id="try-temperature", type="number", classes="try-value")
+            yield TextInput("0", id="try-temperature", type="number", classes="try-value")
             yield Label("seed", classes="try-label")
-            yield Input("", id="try-seed", type="integer", classes="try-value")
+            yield TextInput("", id="try-seed", type="integer", classes="try-value")
             yield Select([], id="try-a", prompt="A", allow_blank=True, classes="try-pick")
             yield Select([], id="try-b", prompt="B: none", allow_blank=True, classes="try-pick")
         with Horizontal(id="try-panes"):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from textual import events, on
+from textual import on
 from textual.app import ComposeResult
 from textual.content import Content
 from textual.message import Message
@@ -25,30 +25,16 @@ from clmtune.tui.widgets.field_values import (
     spec_key,
     uses_switch,
 )
+from clmtune.tui.widgets.text_input import TextInput
 
 
-class FieldInput(Input):
+class FieldInput(TextInput):
     """A settings text field. ``?`` is the help key, never a typed character: no setting
     holds one, and Textual drops every binding of a key an Input consumes (the editor
     binds ``?`` with priority; this lets that binding through)."""
 
     def check_consume_key(self, key: str, character: str | None) -> bool:
         return character != "?" and super().check_consume_key(key, character)
-
-    async def _on_key(self, event: events.Key) -> None:
-        """Editing keys (backspace, ctrl+u, arrows…) act here, in order with the text.
-
-        Textual runs a focused widget's bindings once the key has bubbled up to the
-        app, a hop per container, while typed characters are inserted at once: in a
-        form, ctrl+u then "70" sent together could insert "70" first and then clear it.
-        """
-        if not event.is_printable:
-            for binding in self._bindings.key_to_bindings.get(event.key, ()):
-                event.stop()
-                event.prevent_default()
-                await self.run_action(binding.action)
-                return
-        await super()._on_key(event)
 
 
 class FieldRow(Widget):
