@@ -138,6 +138,16 @@ def test_a_plain_hugging_face_folder_is_compared(capsys, runs_dir, tmp_path):
     assert all(values["hf-only"] is None for values in diff.values())
     runs = load_runs([runs_dir / "lr-hi", hf])
     assert curve_of(runs[1], "train_loss").y.tolist() == curve_of(runs[0], "train_loss").y.tolist()
+    # No batch settings: its speed is Trainer's, and `show` says the same as compare.
+    trainer_speed = json.loads((hf / "train_results.json").read_text())[
+        "train_samples_per_second"]
+    code, out, err = run_cli(capsys, "show", str(hf), "--json")
+    assert code == 0, err
+    assert json.loads(out)["samples_per_second"] == trainer_speed
+    code, out, err = run_cli(capsys, "compare", str(hf), "lr-hi", "--runs-dir", str(runs_dir),
+                             "--csv", "--metric", "samples_per_second")  # fmt: skip
+    assert code == 0, err
+    assert str(trainer_speed) in out
     assert list(curve_of(runs[1], "train_loss", "time").x) == []  # no clock in HF files
 
 

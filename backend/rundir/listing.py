@@ -36,8 +36,9 @@ if TYPE_CHECKING:
     from clmtune.backend.rundir.summary import RunSummary
 
 ENDED = ("completed", "stopped", "failed", "unknown")
-LISTING_CACHE_VERSION = 3
-SUMMARY_VERSION = 1
+# Bump both when a figure is computed differently: caches of older code then go unread.
+LISTING_CACHE_VERSION = 4
+SUMMARY_VERSION = 2
 #: Files whose stat is part of a run's signature (others count by name only).
 WATCHED = frozenset({"run.json", "events.jsonl", "config.toml", "config.json",
                      "trainer_state.json", "all_results.json", "train_results.json",

@@ -609,11 +609,13 @@ class RunState:
         The time is each attempt's from its start of training (as ``train_runtime``
         counts it: loading the model and data is left out). Trainer's own
         ``train_samples_per_second`` divides the whole run's samples by the last
-        attempt's runtime, which overstates it after a resume.
+        attempt's runtime, which overstates it after a resume. A run without its
+        batch settings (a plain Hugging Face folder) has only Trainer's figure.
         """
         per_step = self.samples_per_step
         if per_step is None or not self.attempts:
-            return None
+            return to_float((self.final_metrics.get("train") or {}).get(
+                "train_samples_per_second"))
         steps = 0
         seconds = 0.0
         for i, attempt in enumerate(self.attempts):

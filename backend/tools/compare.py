@@ -143,14 +143,11 @@ def run_row(run: ComparedRun) -> Row:
     """The table row of one run."""
     state, summary = run.state, run.summary
     final = final_metrics(state)
-    speed = summary.samples_per_second
-    if speed is None:
-        speed = final.get("train_samples_per_second")
     best = state.best_eval
     return Row(
         name=run.name, path=str(run.path), status=summary.status,
         steps=max(summary.global_step, state.step), runtime_s=summary.duration,
-        samples_per_second=speed, final_train_loss=state.last_loss,
+        samples_per_second=summary.samples_per_second, final_train_loss=state.last_loss,
         best_eval_loss=best[0] if best else None, best_eval_step=best[1] if best else None,
         final_perplexity=state.perplexity, final=final,
     )  # fmt: skip
