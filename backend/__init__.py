@@ -21,6 +21,7 @@ TUI_SURFACE = (
     "rundir.state",  # THE reducer: events -> RunState
     "rundir.summary",  # read_run / RunSummary
     "settings.atomic_write",
+    "settings.hardware",  # the editor's torch-free precision notes
     "settings.problems",  # FieldError / ConfigError
     "settings.run_config",  # RunConfig
     "settings.schema",  # sections

@@ -146,3 +146,19 @@ def test_an_output_dir_the_os_cannot_create_is_an_error_before_training(ws, caps
 def test_an_output_dir_of_255_bytes_is_fine(ws, capsys):
     code, _ = _check(_file(ws, f'output_dir = "runs/{"x" * 255}"'), capsys)
     assert code == 0
+
+
+def test_the_editor_warns_about_precision_as_check_does_without_torch(ws, monkeypatch, capsys):
+    from clmtune.backend.settings.hardware import precision_notes
+
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")  # no GPU visible, whatever the machine
+    code, lines = _check(_file(ws, "bf16 = true\ntf32 = true"), capsys)
+    assert code == 0 and any("bf16 = true needs a CUDA GPU" in line for line in lines)
+    notes = precision_notes({"bf16": True, "tf32": True, "fp16": False})
+    assert [n.split(":")[0] for n in notes] == ["[training] bf16", "[training] tf32"]
+    # CPU bfloat16 is fine with use_cpu, as for check and train.
+    assert precision_notes({"bf16": True, "use_cpu": True}) == []
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0")
+    monkeypatch.setattr("clmtune.backend.settings.hardware.Path.glob",
+                        lambda self, pattern: iter([Path("/dev/nvidia0")]))
+    assert precision_notes({"bf16": True}) == []  # a GPU is there: nothing to say

@@ -2,10 +2,18 @@
 
 They import torch, so they run only where a run starts and in ``clmtune check`` (which
 refuses QLoRA without CUDA, as a launch does, but only warns about precision and process
-counts), never in the TUI: a file edited on a laptop may be meant for a GPU server.
+counts), never in the TUI: a file edited on a laptop may be meant for a GPU server. The
+editor gets :func:`precision_notes` instead: the same precision warnings, from a look at
+``/dev`` rather than from torch.
 """
 
 from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
 
 from clmtune.backend.settings.problems import FieldError
 from clmtune.backend.settings.run_config import RunConfig
@@ -73,3 +81,27 @@ def precision_problems(cfg: RunConfig) -> list[FieldError]:
     return problems
 
 
+def no_nvidia_gpu_here() -> bool:
+    """Whether this Linux machine surely shows a run no NVIDIA GPU, without importing torch:
+    no ``/dev/nvidia<N>`` device, or ``CUDA_VISIBLE_DEVICES`` set to hide them all.
+    False (not sure) elsewhere: a Mac's MPS or a driver this cannot see."""
+    if not sys.platform.startswith("linux"):
+        return False
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None and visible.strip() in ("", "-1"):
+        return True
+    return not any(p.name[6:].isdigit() for p in Path("/dev").glob("nvidia*"))
+
+
+def precision_notes(training: Mapping[str, Any]) -> list[str]:
+    """The dashboard editor's torch-free :func:`precision_problems`: on a machine with no
+    NVIDIA GPU, ``[training] bf16 / fp16 / tf32 … = true`` as warnings (a start here
+    refuses them; the file may still be meant for a GPU server)."""
+    flags = ("bf16", "fp16", "tf32", "bf16_full_eval", "fp16_full_eval")
+    wanted = [k for k in flags if training.get(k) is True]
+    if not wanted or not no_nvidia_gpu_here():
+        return []
+    cpu = training.get("use_cpu") is True
+    return [f"[training] {key}: needs a CUDA GPU and this machine has none, so a start here "
+            f"refuses it; set {key} = false (fine to keep for a GPU server)"
+            for key in wanted if not (cpu and key.startswith("bf16"))]

@@ -72,6 +72,16 @@ def test_parse_text(text: str, kind: str, value: Any) -> None:
     assert parse_text(text, kind) == value
 
 
+def test_a_whole_number_in_a_float_field_stays_whole() -> None:
+    # eval_steps / save_steps are floats to Trainer (a ratio below 1): "20" typed there
+    # was saved as eval_steps = 20.0 and shown back as "20.0".
+    for text, value in (("20", 20), ("-1", -1), ("1_000", 1000)):
+        parsed = parse_text(text, "float")
+        assert parsed == value and type(parsed) is int
+        assert format_value(parsed, "float") == str(value)
+    assert type(parse_text("20.0", "float")) is float and parse_text("0.5", "float") == 0.5
+
+
 @pytest.mark.parametrize(
     ("text", "kind"),
     [("x", "int"), ("1.5", "int"), ("abc", "float"), ("[1,", "list"), ("not a table", "dict")],

@@ -64,6 +64,22 @@ async def test_typed_decimal_point_is_kept_and_refused(project: Path) -> None:
         assert form.error_count >= 1
 
 
+async def test_bf16_on_a_machine_without_a_gpu_is_a_warning_on_its_field(
+    project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # clmtune check warns, a start refuses: the editor said "valid".
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    (project / "run.toml").write_text(GOOD_TOML + "bf16 = true\n")
+    editor = EditorScreen(Path("run.toml"))
+    app = EditorApp(editor)
+    async with app.run_test(size=(120, 40)) as pilot:
+        form = await ready(pilot, editor)
+        assert form.error_count == 0 and form.warning_count == 1
+        assert form.problems.warnings_by_field[("training", "bf16")][0].startswith(
+            "needs a CUDA GPU")
+        assert "1 warning" in text_of(editor, "#editor-status")
+
+
 async def test_eight_keys_in_a_burst_all_arrive(project: Path) -> None:
     editor = EditorScreen(Path("run.toml"))
     app = EditorApp(editor)

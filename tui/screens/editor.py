@@ -407,11 +407,13 @@ class EditorScreen(EditorSaving, Screen[None]):
         self, doc: Document, schema: Any, base_dir: Path, source: Path | None
     ) -> tuple[list[Any], list[str]]:
         """The backend's validation, minus the demo files that saving will build."""
+        from clmtune.backend.settings.hardware import precision_notes
         from clmtune.backend.settings.validate import validate_document
 
         errors, warnings = validate_document(
             doc, schema, base_dir=base_dir, for_launch=False, source=source
         )
+        warnings = warnings + precision_notes(doc.get("training") or {})
         if self.preset is not None and self._saved_doc is None and self.path is not None:
             if self._needs_demo_assets(self.path):
                 errors = [e for e in errors if not _is_demo_path(doc, e)]

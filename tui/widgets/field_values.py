@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -181,6 +182,9 @@ def _parse_int(text: str) -> int:
     raise ParseError("not a whole number (e.g. 8)")
 
 
+_WHOLE = re.compile(r"[+-]?\d+(_\d+)*")
+
+
 def parse_text(text: str, kind: str) -> Any:
     """Read a field's text as a value of ``kind``; empty text is :data:`UNSET`."""
     text = text.strip()
@@ -189,6 +193,8 @@ def parse_text(text: str, kind: str) -> Any:
     if kind == "int":
         return _parse_int(text)
     if kind == "float":
+        if _WHOLE.fullmatch(text):  # eval_steps = 20 stays 20 in the file, not 20.0
+            return int(text.replace("_", ""))
         try:
             return float(text.replace("_", ""))
         except ValueError:
