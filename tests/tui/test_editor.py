@@ -75,6 +75,9 @@ async def test_bad_learning_rate_is_refused_then_saved_when_fixed(project: Path)
 
         await pilot.press("ctrl+s")
         await wait_until(pilot, lambda: "Not saved" in banner(editor))
+        # The refusal names the field and what is wrong, not only a count.
+        assert banner(editor).startswith("Not saved: [training] learning_rate: must be > 0")
+        assert banner(editor).endswith("f8 jumps to it.")
         assert path.read_bytes() == before
         assert path.stat().st_mtime_ns == mtime
 
@@ -193,6 +196,24 @@ async def test_start_saves_and_posts_start_run_requested(project: Path) -> None:
         assert editor.destination_text().startswith("runs in runs/run-<date>")
 
 
+async def test_an_error_under_the_last_visible_field_scrolls_into_view(project: Path) -> None:
+    # At 80x24 the field on the form's last visible line got its error below the fold.
+    editor = EditorScreen(Path("run.toml"))
+    app = EditorApp(editor)
+    async with app.run_test(size=(80, 24)) as pilot:
+        form = await ready(pilot, editor)
+        visible = [row for row in form.rows() if row.spec.kind in ("int", "float")
+                   and form.region.contains_region(row.region)]
+        row = max(visible, key=lambda r: r.region.y)
+        assert row.region.bottom >= form.region.bottom - 2  # it is the bottom line
+        row.focus_editor()
+        await pilot.pause()
+        await pilot.press("end", *["backspace"] * 30, *"zz")
+        message = row.query_one(".field-message")
+        await wait_until(pilot, lambda: message.has_class("-shown"))
+        await wait_until(pilot, lambda: form.region.contains_region(message.region))
+
+
 async def test_start_refuses_invalid_settings(project: Path) -> None:
     editor = EditorScreen(Path("run.toml"))
     app = EditorApp(editor)
@@ -202,6 +223,7 @@ async def test_start_refuses_invalid_settings(project: Path) -> None:
         await settled(pilot, form, lambda: form.value("data", "train_file") == "gone.txt")
         await pilot.press("f5")
         await wait_until(pilot, lambda: "Not started" in banner(editor))
+        assert banner(editor).startswith("Not started: [data] train_file:")
         assert app.started == []
         assert (
             tomllib.loads((project / "run.toml").read_text())["data"]["train_file"] == "train.txt"

@@ -48,7 +48,7 @@ from clmtune.tui.screens.editor_files import (  # noqa: F401 - metrics imports t
     run_destination,
     unique_path,
 )
-from clmtune.tui.screens.editor_save import EditorSaving
+from clmtune.tui.screens.editor_save import EditorSaving, refusal
 from clmtune.tui.widgets.config_form import ConfigForm, Document, summary_text
 from clmtune.tui.widgets.footer import AppFooter
 
@@ -518,7 +518,7 @@ class EditorScreen(EditorSaving, Screen[None]):
             return
         problems = form.validate_now()
         if problems.error_count:
-            self._refuse(f"Not started: {problems.error_count} error(s) in the settings.")
+            self._refuse(refusal("started", problems))
             return
         launch_errors = await self._launch_errors()
         if launch_errors:

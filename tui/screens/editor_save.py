@@ -32,6 +32,15 @@ from clmtune.tui.screens.editor_files import (
 from clmtune.tui.widgets.config_form import ConfigForm, Document
 
 
+def refusal(verb: str, problems: Any) -> str:
+    """"Not saved: [data] train_file: no such file … (f8 jumps to it)": what stops a save
+    or a start, naming the first field at fault rather than only counting."""
+    errors = problems.all_errors()
+    first = errors[0] if errors else "the settings have errors"
+    more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+    return f"Not {verb}: {first}{more} — f8 jumps to {'each' if more else 'it'}."
+
+
 class EditorSaving:
     """Save, save as, copy a run's settings, and the changed-on-disk question."""
 
@@ -70,7 +79,7 @@ class EditorSaving:
             return False
         problems = form.validate_now()
         if problems.error_count:
-            self._refuse(f"Not saved: {problems.error_count} error(s) in the settings.")
+            self._refuse(refusal("saved", problems))
             return False
         target = self.path
         frozen = frozen_run_dir(self.path)

@@ -271,6 +271,10 @@ class FieldRow(Widget):
         message.update(Content("\n").join(lines))
         message.set_class(bool(lines), "-shown")
         self.set_class(bool(errors), "-error")
+        if lines and self.has_focus_within:
+            # The field being typed in keeps its message in view (at 80x24 the last
+            # visible row's message opened below the fold).
+            self.call_after_refresh(self.scroll_visible, animate=False)
 
     def focus_editor(self) -> None:
         self.query_one(f"#{self.editor_id}").focus()
