@@ -47,6 +47,9 @@ async def test_opens_a_file_and_shows_the_command(project: Path, size) -> None:
         assert banner(editor) == ""
         # The focused field's help is shown below the form.
         assert "[model] model_name_or_path" in text_of(editor, "#editor-help")
+        # ...as the focus moves, not some queue hops later (0.9 s after a Tab, seen).
+        editor.set_focus(editor.query_one("#in-training-max_steps"))
+        assert text_of(editor, "#editor-help").startswith("[training] max_steps:")
         # Every action is in the command palette.
         titles = [c.title for c in editor.palette_commands()]
         for name in ("Save", "Start", "Open", "Preset", "Next error", "Save as"):

@@ -22,6 +22,7 @@ from textual.binding import Binding
 from textual.containers import Vertical
 from textual.content import Content
 from textual.screen import Screen
+from textual.widget import Widget
 from textual.widgets import Label, LoadingIndicator, Static
 from textual.worker import Worker, WorkerState
 
@@ -50,6 +51,7 @@ from clmtune.tui.screens.editor_files import (  # noqa: F401 - metrics imports t
 )
 from clmtune.tui.screens.editor_save import EditorSaving, refusal
 from clmtune.tui.widgets.config_form import ConfigForm, Document, summary_text
+from clmtune.tui.widgets.field_row import FieldRow
 from clmtune.tui.widgets.footer import AppFooter
 
 # --------------------------------------------------------------------------- the screen
@@ -380,9 +382,15 @@ class EditorScreen(EditorSaving, Screen[None]):
         self.show_banner(f"Not started: {message.message}")
         self._update_status("not started")
 
-    @on(ConfigForm.FieldFocused)
-    def _field_focused(self, event: ConfigForm.FieldFocused) -> None:
-        self._show_help(event.row)
+    def watch_focused(self, focused: Widget | None) -> None:
+        # At once, as the focus moves: the FieldFocused message reached the screen up to
+        # 0.9 s after a Tab on a busy machine (a queue hop per container).
+        if focused is None or self.form is None:
+            return
+        for node in focused.ancestors_with_self:
+            if isinstance(node, FieldRow):
+                self._show_help(node)
+                return
 
     def _show_help(self, row: Any) -> None:
         self.query_one("#editor-help", Static).update(

@@ -149,18 +149,6 @@ class ConfigForm(VerticalScroll, can_focus=False):
         def control(self) -> ConfigForm:
             return self.form
 
-    class FieldFocused(Message):
-        """A field got the focus; ``row.help_text`` describes it."""
-
-        def __init__(self, form: ConfigForm, row: FieldRow) -> None:
-            super().__init__()
-            self.form = form
-            self.row = row
-
-        @property
-        def control(self) -> ConfigForm:
-            return self.form
-
     error_count: reactive[int] = reactive(0)
     warning_count: reactive[int] = reactive(0)
 
@@ -314,11 +302,6 @@ class ConfigForm(VerticalScroll, can_focus=False):
         )
         self.post_message(self.Changed(self))
         self.schedule_validation()
-
-    @on(FieldRow.Focused)
-    def _focused(self, event: FieldRow.Focused) -> None:
-        event.stop()
-        self.post_message(self.FieldFocused(self, event.row))
 
     @property
     def validation_pending(self) -> bool:

@@ -99,17 +99,6 @@ class FieldRow(Widget):
         def control(self) -> FieldRow:
             return self.row
 
-    class Focused(Message):
-        """Focus moved into the row (the screen shows its help)."""
-
-        def __init__(self, row: FieldRow) -> None:
-            super().__init__()
-            self.row = row
-
-        @property
-        def control(self) -> FieldRow:
-            return self.row
-
     def __init__(self, spec: Any, value: Any = UNSET, base_dir: Path = Path(".")) -> None:
         section, name = spec_key(spec)
         super().__init__(id=f"f-{section}-{name}")
@@ -232,9 +221,6 @@ class FieldRow(Widget):
     def _select_changed(self, event: Select.Changed) -> None:
         event.stop()
         self._set_value(UNSET if event.value is Select.NULL else event.value, None)
-
-    def on_descendant_focus(self) -> None:
-        self.post_message(self.Focused(self))
 
     def _update_hint(self) -> None:
         if not getattr(self, "_mounted", False):
