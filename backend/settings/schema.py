@@ -259,7 +259,7 @@ class SamplesSettings(Section):
     prompts: list[str] | None = setting(
         None, "Prompts to complete with the current weights after evaluations (greedy), "
         "written to samples.jsonl and shown in the live view; unset or empty: off.",
-        kind="list")
+        kind="list", common=True)
     every_n_evals: int = setting(
         1, "Generate after every N-th evaluation (1: after each one).", minimum=1)
     max_new_tokens: int = setting(
@@ -280,7 +280,7 @@ class NotifySettings(Section):
         None, "Shell command run (in the background, `sh -c`) on the events below, with "
         "CLMTUNE_EVENT, CLMTUNE_RUN_DIR, CLMTUNE_STEP and CLMTUNE_MESSAGE set; e.g. "
         "`notify-send \"$CLMTUNE_EVENT\" \"$CLMTUNE_MESSAGE\"`. A failing command is logged "
-        "and never affects training.")
+        "and never affects training.", common=True)
     events: list[str] | None = setting(
         None, "Events that run the command (unset: all of them): finished, failed, stopped, "
         "eval (a new best eval loss), stalled (no step for `stalled_minutes`), nan (NaN/inf "

@@ -65,7 +65,9 @@ class EditorScreen(EditorSaving, Screen[None]):
     HELP_TITLE = "Settings"
     HELP = (
         "The run settings, saved as a TOML file: [model], [data], [training] (any Hugging "
-        "Face TrainingArguments field) and [launch]. Common fields come first; the rest "
+        "Face TrainingArguments field), [launch] (processes, nodes), [samples] (prompts "
+        "completed at each evaluation), [peft] (LoRA / QLoRA) and [notify] (a command run "
+        "when the run ends, fails or stalls). Common fields come first; the rest "
         "are under each section's Advanced. Values are checked as you type, with the "
         "problem next to the field; the line at the bottom explains the focused field.\n\n"
         "Start saves the file (never while it has errors) and starts the run."
