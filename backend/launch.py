@@ -27,6 +27,7 @@ from clmtune.backend.resume_plan import (
     need_fixed_dir,
     plan_run,
     resume_warnings,  # noqa: F401 - part of launch's public surface
+    run_settings,
     world_size,
 )
 from clmtune.backend.rundir.layout import (
@@ -381,7 +382,7 @@ def start_run(
     # before anything is written.
     plan = plan_run(target, cfg, resume, how=how)
     checkpoint = plan.checkpoint
-    warnings = list(plan.warnings)
+    warnings = plan_warnings(plan, cfg)
     if announce is not None:
         announce(plan)
     target = prepare_run_dir(cfg, target)
@@ -478,6 +479,53 @@ def command_text(
         f" settings) and {LOGS_DIR}/, then runs (output to {LOGS_DIR}/{WORKER_OUT},"
         f" {LOGS_DIR}/{WORKER_ERR}):\n{line}"
     )
+
+
+#: [training] keys whose new value a resume puts over the checkpoint's optimizer state
+#: (``backend/train.py``, ``restore_optimizer_settings``) from its first step on.
+OPTIMIZER_KEYS = ("learning_rate", "weight_decay", "adam_beta1", "adam_beta2", "adam_epsilon")
+#: Schedulers that keep their own current rate (no base rate to replace).
+_OWN_RATE = ("reduce_lr_on_plateau", "greedy")
+
+
+def _optimizer_effect(cfg: RunConfig, key: str, now: Any) -> str:
+    training = cfg.settings.training
+    if training.deepspeed:
+        return "DeepSpeed loads its own optimizer state from the checkpoint: not applied"
+    if key == "learning_rate":
+        kind = str(getattr(training.lr_scheduler_type, "value", training.lr_scheduler_type))
+        if kind in _OWN_RATE:
+            return f"{kind} continues from the checkpoint's current rate: not applied"
+        return f"the rest of the schedule uses {now!r}"
+    if key == "weight_decay":
+        return "applied from the next step (biases and norms keep 0)"
+    return ("applied from the next step (by an optimizer that has it); the moment estimates"
+            " stay as saved")
+
+
+def plan_warnings(plan: RunPlan, cfg: RunConfig) -> list[str]:
+    """The plan's resume warnings, saying what a new optimizer setting really does.
+
+    Trainer loads a checkpoint's optimizer and scheduler state over the one it built from the
+    settings; the worker puts the settings' learning rate, weight decay, betas and epsilon back
+    (and says so in a ``resume_settings_applied`` warning event). Call before the run folder's
+    ``config.toml`` is replaced: the old values are read from it.
+    """
+    warnings = list(plan.warnings)
+    old = run_settings(plan.run_dir) if plan.checkpoint is not None else None
+    if old is None:
+        return warnings
+    notes: list[str] = []
+    for key in OPTIMIZER_KEYS:
+        before = getattr(old.settings.training, key)
+        now = getattr(cfg.settings.training, key)
+        if before == now:
+            continue
+        prefix = f"[training] {key} was "
+        warnings = [w for w in warnings if not w.startswith(prefix)]
+        notes.append(f"{prefix}{before!r} at {plan.checkpoint.name}, now {now!r}: "
+                     + _optimizer_effect(cfg, key, now))  # fmt: skip
+    return notes + warnings
 
 
 def _record_changes(run_dir: Path, plan: RunPlan) -> None:

@@ -248,6 +248,130 @@ def _efficiency(args: TrainingArguments, steps: int, metrics: dict[str, Any],
                              {**fields, "world_size": args.world_size})
 
 
+# ------------------------------------------------------- resuming with new settings
+
+#: Param-group keys that the settings decide besides the learning rate ([training]
+#: weight_decay, adam_beta1/adam_beta2, adam_epsilon), with the setting each one comes from.
+_GROUP_KEYS = {"weight_decay": ("weight_decay",), "betas": ("adam_beta1", "adam_beta2"),
+               "eps": ("adam_epsilon",)}
+
+
+def _plain(value: Any) -> Any:
+    """A param-group value comparable with ``==`` (tuples for betas, floats for tensors)."""
+    if hasattr(value, "tolist"):
+        value = value.tolist()
+    return tuple(value) if isinstance(value, list | tuple) else value
+
+
+def optimizer_settings(optimizer: Any) -> list[dict[str, Any]]:
+    """Per param group, what the settings put there: ``initial_lr`` (the base learning rate,
+    set by the scheduler) and the keys of ``_GROUP_KEYS`` the group has."""
+    return [
+        {key: group[key] for key in ("initial_lr", *_GROUP_KEYS) if key in group}
+        for group in optimizer.param_groups
+    ]
+
+
+def restore_optimizer_settings(
+    optimizer: Any, scheduler: Any, fresh: list[dict[str, Any]]
+) -> dict[str, tuple[Any, Any]]:
+    """Put the settings' values back over those a checkpoint's optimizer.pt/scheduler.pt
+    brought (``torch`` loads a param group's lr, initial_lr, weight_decay, betas and eps, and
+    LambdaLR its base_lrs): ``fresh`` is :func:`optimizer_settings` of the optimizer as built
+    from the current settings, before the checkpoint was loaded.
+
+    Groups are matched by position: Trainer builds them in a fixed order (the parameters it
+    decays, then biases and norms with weight_decay 0), which ``load_state_dict`` requires to
+    match. A new base learning rate also sets the scheduler's ``base_lrs`` and the current rate
+    (base × the schedule's factor at this step for a LambdaLR, so the first resumed step uses
+    it; the old rate scaled for other schedulers that keep a base). The moment estimates (the
+    optimizer's ``state``) stay as saved. Returns ``{setting: (checkpoint's value, now)}``,
+    empty when nothing differs (the exact resume is untouched).
+    """
+    groups = optimizer.param_groups
+    if len(groups) != len(fresh):
+        return {}
+    sched = scheduler if hasattr(scheduler, "base_lrs") else getattr(scheduler, "scheduler", None)
+    applied: dict[str, tuple[Any, Any]] = {}
+    new_lr = False
+    for index, (group, want) in enumerate(zip(groups, fresh, strict=True)):
+        for key, names in _GROUP_KEYS.items():
+            if key not in want or key not in group or _plain(group[key]) == _plain(want[key]):
+                continue
+            old, new = _plain(group[key]), _plain(want[key])
+            if len(names) > 1 and isinstance(old, tuple) and isinstance(new, tuple):
+                pairs = list(zip(names, old, new, strict=False))  # betas: one setting each
+            else:
+                pairs = [(names[0], old, new)]
+            for name, was, now in pairs:
+                if was != now:
+                    applied.setdefault(name, (was, now))
+            group[key] = want[key]
+        base, was = want.get("initial_lr"), group.get("initial_lr")
+        if base is None or was is None or _plain(base) == _plain(was):
+            continue
+        applied.setdefault("learning_rate", (_plain(was), _plain(base)))
+        new_lr = True
+        group["initial_lr"] = base
+        base_lrs = getattr(sched, "base_lrs", None)
+        if base_lrs is not None and index < len(base_lrs):
+            base_lrs[index] = base
+        lambdas = getattr(sched, "lr_lambdas", None)
+        if lambdas is not None and index < len(lambdas):
+            group["lr"] = base * lambdas[index](sched.last_epoch)
+        else:
+            group["lr"] = group["lr"] * base / was if was else base
+    if new_lr and sched is not None and hasattr(sched, "_last_lr"):
+        sched._last_lr = [group["lr"] for group in groups]  # what Trainer logs for the step
+    return applied
+
+
+def _applied_message(applied: dict[str, tuple[Any, Any]], step: int, lr_now: Any) -> str:
+    parts = []
+    order = ["learning_rate", *(name for names in _GROUP_KEYS.values() for name in names)]
+    for name, (was, now) in sorted(applied.items(), key=lambda item: order.index(item[0])):
+        text = f"{name} {was!r} → {now!r}"
+        if name == "learning_rate":
+            text += f" (the rest of the schedule uses {now!r}; step {step + 1} trains at " \
+                    f"{float(lr_now):.4g})"  # fmt: skip
+        parts.append(text)
+    return (
+        f"resumed at step {step} with the current settings over the checkpoint's optimizer: "
+        + ", ".join(parts)
+        + "; the optimizer's moment estimates stay as saved"
+    )
+
+
+def _trainer_class(send: Emit) -> type[Trainer]:
+    """``Trainer`` whose resume keeps the settings' optimizer values (see
+    :func:`restore_optimizer_settings`) and says which it applied in a ``warning`` event.
+
+    ``Trainer._prepare_for_training`` builds the optimizer and scheduler from the arguments,
+    then ``_load_optimizer_and_scheduler`` loads the checkpoint's over them: between the two is
+    the only moment both the settings' values and the checkpoint's are known.
+    """
+    from transformers import Trainer
+
+    class ResumingTrainer(Trainer):
+        def _load_optimizer_and_scheduler(self, checkpoint: str | None) -> None:
+            if checkpoint is None or self.is_deepspeed_enabled or self.optimizer is None:
+                super()._load_optimizer_and_scheduler(checkpoint)
+                return  # DeepSpeed has loaded its own optimizer state already
+            fresh = optimizer_settings(self.optimizer)
+            super()._load_optimizer_and_scheduler(checkpoint)
+            applied = restore_optimizer_settings(self.optimizer, self.lr_scheduler, fresh)
+            if applied:
+                step = int(self.state.global_step)
+                lr_now = self.optimizer.param_groups[0]["lr"]
+                send(make_event(
+                    "warning", code="resume_settings_applied", step=step,
+                    applied={k: list(v) for k, v in applied.items()},
+                    message=_applied_message(applied, step, lr_now),
+                ))  # fmt: skip
+
+    return ResumingTrainer
+
+
 # ------------------------------------------------------------------------- the run
 
 
@@ -265,7 +389,7 @@ def run_training(
     Raises :class:`TrainingSetupError` for settings that cannot work (one line).
     Only the main process emits events.
     """
-    from transformers import Trainer, default_data_collator, set_seed
+    from transformers import default_data_collator, set_seed
 
     run_dir = Path(run_dir)
     cfg = cfg.resolved()  # relative paths are relative to the TOML file, not the cwd
@@ -315,7 +439,7 @@ def run_training(
         args = build_training_arguments(cfg, run_dir, has_validation=False)
 
     evaluating = data.eval_dataset is not None
-    trainer = Trainer(
+    trainer = _trainer_class(send)(
         model=model,
         args=args,
         train_dataset=data.train_dataset,
