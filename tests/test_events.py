@@ -250,3 +250,16 @@ def test_a_plain_hugging_face_folder_folds_to_a_completed_state_without_controls
     assert not state.controllable and state.step == 20
     assert state.train_steps == [10, 20] and state.best_eval_loss == 2.2
     assert state.eta("completed") is None
+
+
+def test_the_final_evaluate_at_the_last_periodic_eval_step_is_one_point():
+    # eval_steps 20 with max_steps 120: Trainer evaluates at 120, then the final evaluate()
+    # again at 120; the history showed [..., 100, 120, 120].
+    events = [make_event("eval", step=s, metrics={"eval_loss": 5.0 - s / 100})
+              for s in (20, 40, 40)]
+    events[-1]["metrics"]["eval_loss"] = 4.55  # the final one wins
+    state = reduce_events(events)
+    assert list(state.eval_steps) == [20, 40]
+    assert list(state.eval_loss) == [4.8, 4.55]
+    assert [row["step"] for row in state.eval_rows] == [20, 40]
+    assert len(state.eval_accuracy) == len(state.eval_times) == 2

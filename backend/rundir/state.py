@@ -347,6 +347,12 @@ class RunState:
         self.last_eval = {"step": step, **metrics}
         loss = to_float(metrics.get("eval_loss"))
         if loss is not None:
+            if self.eval_steps and self.eval_steps[-1] == step:
+                # The final evaluate() after a periodic eval at the same last step: the
+                # same weights, one point (trainer_state.json has it once too).
+                for series in (self.eval_steps, self.eval_loss, self.eval_accuracy,
+                               self.eval_times, self.eval_rows):
+                    series.pop()
             self.eval_steps.append(step)
             self.eval_loss.append(loss)
             acc = to_float(metrics.get("eval_accuracy"))
