@@ -360,8 +360,7 @@ def _cmd_stop(args: argparse.Namespace) -> int:
     run_dir = _need_run_dir(args)
     if not request_stop(run_dir):
         status = read_run(run_dir).status
-        _console(stderr=True).print(f"{_esc(run_dir)}: not running (status {status})")
-        return EXIT_FAILED
+        raise BadInput(f"{run_dir}: not running (status {status}); nothing to stop")
     print(f"stop requested: {run_dir} saves a checkpoint at the next step and exits")
     if not args.wait:
         return EXIT_OK
@@ -410,7 +409,7 @@ def _cmd_runs(args: argparse.Namespace) -> int:
             "status": f"{run.status} (nan)" if run.nan_flag else run.status,
             "step": f"{run.global_step}/{run.max_steps}" if run.max_steps else str(run.global_step),
             "loss": _fmt_loss(run.loss, run.loss_kind), "best eval": _fmt_float(run.best_eval_loss),
-            "ppl": _fmt_float(run.perplexity), "started": _fmt_time(run.started, "%m-%d %H:%M"),
+            "best ppl": _fmt_float(run.best_perplexity), "started": _fmt_time(run.started, "%m-%d %H:%M"),
             "time": _fmt_duration(run.duration), "ckpts": _checkpoint_text(run),
         }
         for run in runs
@@ -419,16 +418,16 @@ def _cmd_runs(args: argparse.Namespace) -> int:
     if not console.is_terminal:
         # Piped to grep/awk or a file: whole lines, never cut to 80 columns.
         console.width = 1000
-    columns = ["name", "status", "model", "step", "loss", "best eval", "ppl", "started", "time",
-               "ckpts"]  # fmt: skip
+    columns = ["name", "status", "model", "step", "loss", "best eval", "best ppl", "started",
+               "time", "ckpts"]  # fmt: skip
     # On a narrow terminal whole columns give way, least useful first; cells are never cut
     # (the name is what people type next: clmtune show runs/NAME).
-    optional = ["started", "model", "ppl", "time", "best eval"]
+    optional = ["started", "model", "best ppl", "time", "best eval"]
     while True:
         table = Table(header_style="bold", box=box.SIMPLE_HEAD, pad_edge=False,
                       collapse_padding=True)  # fmt: skip
         for name in columns:
-            right = name in ("step", "loss", "best eval", "ppl", "time")
+            right = name in ("step", "loss", "best eval", "best ppl", "time")
             table.add_column(name, justify="right" if right else "left", no_wrap=True)
         for row in rows:
             table.add_row(*(Text(row[name]) for name in columns))
@@ -438,6 +437,15 @@ def _cmd_runs(args: argparse.Namespace) -> int:
         columns.remove(optional.pop(0))
     console.print(table)
     return EXIT_OK
+
+
+def _checkpoint_eval(c: Any) -> str:
+    """A checkpoint's eval loss, with the step it was logged at when that is an earlier
+    one (a checkpoint saved by a stop): ``5.143 @60``, as the dashboard's table shows it."""
+    text = _fmt_float(c.eval_loss)
+    if c.eval_loss is not None and c.eval_step is not None and c.eval_step != c.step:
+        return f"{text} @{c.eval_step}"
+    return text
 
 
 def _cmd_show(args: argparse.Namespace) -> int:
@@ -460,11 +468,14 @@ def _cmd_show(args: argparse.Namespace) -> int:
         ("model", summary.model or "-"), ("step", steps),
         (summary.loss_label, _fmt_float(summary.loss)),
         ("best eval loss", _fmt_float(summary.best_eval_loss)),
-        ("perplexity", _fmt_float(summary.perplexity)), ("world size", str(summary.world_size)),
+        ("best perplexity", _fmt_float(summary.best_perplexity)),
+        ("last eval loss", _fmt_float(summary.last_eval_loss)),
+        ("perplexity (last eval)", _fmt_float(summary.perplexity)),
+        ("world size", str(summary.world_size)),
         ("started", _fmt_time(summary.started)), ("duration", _fmt_duration(summary.duration)),
         ("eta", _fmt_duration(summary.eta)), ("attempts", str(summary.attempts or "-")),
-        ("train samples", str(summary.train_samples) if summary.train_samples else "-"),
-        ("samples/s", _fmt_float(summary.samples_per_second)),
+        ("train set", f"{summary.train_samples} samples" if summary.train_samples else "-"),
+        ("samples/s (training)", _fmt_float(summary.samples_per_second)),
         ("resumed from", summary.resumed_from or "-"), ("trainable", summary.trainable or "-"),
     ]  # fmt: skip
     if summary.nan_flag:
@@ -482,7 +493,7 @@ def _cmd_show(args: argparse.Namespace) -> int:
             table.add_column(name)
         for c in summary.checkpoints:
             table.add_row(
-                str(c.step), c.state, _fmt_time(c.mtime), _fmt_float(c.eval_loss),
+                str(c.step), c.state, _fmt_time(c.mtime), _checkpoint_eval(c),
                 _fmt_size(c.size_bytes), Text(c.reason or ""),
             )  # fmt: skip
         console.print(table)

@@ -101,7 +101,8 @@ def test_resume_without_a_complete_checkpoint_is_bad_input(capsys, tmp_path, tin
 def test_stop_of_a_finished_run_says_so(capsys, tmp_path):
     run = make_run(tmp_path / "run", status="completed")
     code, _, err = run_cli(capsys, "stop", str(run))
-    assert code == 1 and "not running (status completed)" in err
+    assert code == 2 and "not running (status completed); nothing to stop" in err
+    assert_one_line_error(err)
     assert not (run / STOP_FILE).exists()
 
 
@@ -153,7 +154,7 @@ def test_show_and_stop_take_a_run_by_name_under_the_runs_folder(capsys, tmp_path
     code, out, _ = run_cli(capsys, "show", "runs/base-20260102-090000", "--json")  # a path
     assert code == 0 and json.loads(out)["status"] == "stopped"
     code, _, err = run_cli(capsys, "stop", "base-20260101-120000")
-    assert code == 1 and "not running (status completed)" in err
+    assert code == 2 and "not running (status completed)" in err
 
 
 def test_an_unknown_run_name_lists_the_closest_ones(capsys, tmp_path, monkeypatch):
@@ -194,6 +195,24 @@ def test_show_reads_a_plain_hugging_face_dir(capsys, tmp_path):
     assert "loss (last train log)" in out and "nothing to stop or resume" in out
 
 
+def test_show_says_which_step_a_checkpoints_eval_loss_is_from(capsys, tmp_path, monkeypatch):
+    # A stop saved checkpoint-77; its last evaluation was at step 60 (the dashboard shows
+    # "5.143 @60"); checkpoint-60 was evaluated itself: no step added.
+    monkeypatch.setenv("COLUMNS", "200")
+    run = make_run(tmp_path / "stopped", status="stopped")
+    make_checkpoint(run, 60, eval_loss=5.143)
+    ckpt = make_checkpoint(run, 77)
+    history = [{"step": 60, "eval_loss": 5.143}, {"step": 75, "loss": 4.9}]
+    (ckpt / "trainer_state.json").write_text(json.dumps({"global_step": 77,
+                                                         "log_history": history}))
+    code, out, _ = run_cli(capsys, "show", str(run))
+    assert code == 0
+    rows = {line.split("│")[1].strip(): line for line in out.splitlines()
+            if line.count("│") > 3 and line.split("│")[1].strip().isdigit()}
+    assert "5.143 @60" in rows["77"]
+    assert "5.143" in rows["60"] and "@" not in rows["60"]
+
+
 def test_runs_table_says_which_loss_it_shows(capsys, tmp_path, monkeypatch):
     from clmtune.backend.events import EventWriter, make_event
 
@@ -208,6 +227,31 @@ def test_runs_table_says_which_loss_it_shows(capsys, tmp_path, monkeypatch):
         writer.emit(make_event("train_log", step=6, loss=float("nan")))
     code, out, _ = run_cli(capsys, "runs", str(tmp_path))
     assert "completed (nan)" in out and "nan (last log)" in out
+
+
+def test_perplexity_is_said_to_be_the_best_evals_or_the_last_ones(capsys, tmp_path, monkeypatch):
+    # An overfitting run: "best eval loss 6.433" sat next to "perplexity 4543", which is
+    # exp of the last eval, not of the best.
+    import math
+
+    from clmtune.backend.events import EventWriter, make_event
+
+    monkeypatch.setenv("COLUMNS", "200")
+    run = make_run(tmp_path / "overfit", status="completed", start_time=1000.0)
+    with EventWriter(run / "events.jsonl") as writer:
+        writer.emit(make_event("run_started", max_steps=10, resume_step=None))
+        for step, loss in ((5, 6.433), (10, 8.421)):
+            writer.emit(make_event("eval", step=step, metrics={
+                "eval_loss": loss, "perplexity": math.exp(loss)}))
+    code, out, _ = run_cli(capsys, "show", str(run))
+    assert code == 0
+    lines = {line.split("  ")[0].strip(): line.split()[-1] for line in out.splitlines()
+             if "  " in line}
+    assert lines["best eval loss"] == "6.433" and lines["best perplexity"] == "622"
+    assert lines["last eval loss"] == "8.421" and lines["perplexity (last eval)"] == "4541"
+    code, out, _ = run_cli(capsys, "runs", str(tmp_path))
+    header, row = out.strip().splitlines()[0], out.strip().splitlines()[-1]
+    assert "best ppl" in header and " 622 " in row and "4541" not in row
 
 
 # ------------------------------------------------------------------ init / check
@@ -386,7 +430,7 @@ def test_runs_table_drops_columns_not_names_on_a_narrow_terminal(capsys, tmp_pat
     make_run(tmp_path / name, start_time=1000.0)
     code, out, _ = run_cli(capsys, "runs", str(tmp_path))  # piped: every column, whole lines
     assert code == 0 and name in out
-    assert all(h in out for h in ("model", "best eval", "ppl", "started", "ckpts"))
+    assert all(h in out for h in ("model", "best eval", "best ppl", "started", "ckpts"))
 
     narrow = _recording_console(width=80, terminal=True)
     monkeypatch.setattr(cli, "_console", lambda stderr=False: narrow)

@@ -502,6 +502,12 @@ class RunState:
         return perplexity(to_float((self.final_metrics.get("eval") or {}).get("eval_loss")))
 
     @property
+    def best_perplexity(self) -> float | None:
+        """exp(best eval loss): the perplexity that goes with :attr:`best_eval_loss`
+        (:attr:`perplexity` is the last evaluation's, as run_clm reports it)."""
+        return perplexity(self.best_eval_loss)
+
+    @property
     def nan_flag(self) -> str | None:
         """A one-line badge when the train loss became NaN/inf, with the worker's hint."""
         if not self.nan_loss_steps:

@@ -80,7 +80,8 @@ class RunSummary:
     mean_train_loss: float | None = None
     last_eval_loss: float | None = None
     best_eval_loss: float | None = None
-    perplexity: float | None = None
+    perplexity: float | None = None  # the last evaluation's (run_clm's final perplexity)
+    best_perplexity: float | None = None  # exp(best_eval_loss)
     started: float | None = None
     ended: float | None = None
     duration: float | None = None
@@ -146,7 +147,8 @@ _JSON_FIELDS = tuple(
     f for f in RunSummary.__dataclass_fields__ if f not in ("state",)
 )
 _FLOAT_FIELDS = ("loss", "last_loss", "mean_train_loss", "last_eval_loss", "best_eval_loss",
-                 "perplexity", "started", "ended", "duration", "eta", "samples_per_second")
+                 "perplexity", "best_perplexity", "started", "ended", "duration", "eta",
+                 "samples_per_second")
 
 
 def _checkpoint_from_json(data: dict[str, Any]) -> CheckpointInfo:
@@ -438,6 +440,7 @@ def _figures(summary: RunSummary, state: RunState, now: float) -> None:
     summary.last_eval_loss = state.last_eval_loss
     summary.best_eval_loss = state.best_eval_loss
     summary.perplexity = state.perplexity
+    summary.best_perplexity = state.best_perplexity
     summary.global_step = state.step
     summary.max_steps = state.max_steps
     summary.started = state.start_time
