@@ -409,7 +409,8 @@ def _cmd_runs(args: argparse.Namespace) -> int:
             "status": f"{run.status} (nan)" if run.nan_flag else run.status,
             "step": f"{run.global_step}/{run.max_steps}" if run.max_steps else str(run.global_step),
             "loss": _fmt_loss(run.loss, run.loss_kind), "best eval": _fmt_float(run.best_eval_loss),
-            "best ppl": _fmt_float(run.best_perplexity), "started": _fmt_time(run.started, "%m-%d %H:%M"),
+            "best ppl": _fmt_float(run.best_perplexity),
+            "started": _fmt_time(run.started, "%m-%d %H:%M"),
             "time": _fmt_duration(run.duration), "ckpts": _checkpoint_text(run),
         }
         for run in runs
