@@ -301,7 +301,10 @@ def plan_run(
     if resume is None:
         if ours:
             # Like run_clm without --overwrite_output_dir: a fresh start would mix two runs.
-            if any(c.resumable for c in list_checkpoints(run_dir)):
+            if read_run(run_dir).status == "completed":
+                how_on = ("it is complete: to train further, raise max_steps and add --resume "
+                          "last;")
+            elif any(c.resumable for c in list_checkpoints(run_dir)):
                 how_on = "continue it with --resume last (or auto)"
             else:  # "last" would find no checkpoint; "auto" starts it again
                 how_on = "it has no complete checkpoint: start it again with --resume auto"

@@ -373,6 +373,11 @@ def test_a_fresh_start_never_mixes_into_an_existing_run(capsys, tmp_path, tiny_a
     bare = make_run(tmp_path / "bare", status="failed")
     code, _, err = run_cli(capsys, "train", str(config), "--run-dir", str(bare))
     assert code == 2 and "no complete checkpoint: start it again with --resume auto" in err
+    # A complete run: "--resume last" alone is refused (the run is complete); say what works.
+    done = make_run(tmp_path / "done", status="completed")
+    make_checkpoint(done, 4)
+    code, _, err = run_cli(capsys, "train", str(config), "--run-dir", str(done))
+    assert code == 2 and "it is complete: to train further, raise max_steps" in err
     other = tmp_path / "notes"
     other.mkdir()
     (other / "todo.txt").write_text("mine")
