@@ -18,6 +18,8 @@ RUNS_DIR_HELP = "the folder run names are looked up in (default ./runs)"
 def fmt_float(value: Any, digits: int = 4) -> str:
     if value is None:
         return "-"
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) < 10**15:
+        return str(value)  # a count: train_samples 11326, not 1.133e+04
     try:
         number = float(value)
     except (TypeError, ValueError):
@@ -28,6 +30,8 @@ def fmt_float(value: Any, digits: int = 4) -> str:
         return "inf" if number > 0 else "-inf"
     if number != 0 and (abs(number) >= 1e5 or abs(number) < 1e-3):
         return f"{number:.3e}"
+    if abs(number) >= 10**digits:
+        return f"{number:.0f}"  # 12346, not 1.235e+04
     return f"{number:.{digits}g}"
 
 

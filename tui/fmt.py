@@ -20,8 +20,12 @@ def num(value: float | None, digits: int = 4) -> str:
         return "-"
     if isinstance(value, float) and not math.isfinite(value):
         return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) < 10**6:
+        return str(value)  # a count: 11326, not 1.133e+04
     if value != 0 and (abs(value) < 1e-3 or abs(value) >= 1e6):
         return f"{value:.{max(digits - 2, 1)}e}"
+    if abs(value) >= 10**digits:
+        return f"{value:.0f}"  # 12346, not 1.235e+04
     return f"{value:.{digits}g}"
 
 

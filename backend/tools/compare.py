@@ -128,8 +128,11 @@ def final_metrics(state: RunState) -> dict[str, float]:
     final: dict[str, float] = {}
     for split in ("train", "eval"):
         for key, value in (state.final_metrics.get(split) or {}).items():
-            number = to_float(value)
-            if number is not None and not isinstance(value, bool):
+            if isinstance(value, bool):
+                continue
+            # A count stays a whole number (train_samples 11326 in the CSV, not 11326.0).
+            number = value if isinstance(value, int) else to_float(value)
+            if number is not None:
                 final[key] = number
     extra = {"loss": state.last_loss, "eval_loss": state.last_eval_loss,
              "perplexity": state.perplexity}  # fmt: skip

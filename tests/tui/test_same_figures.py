@@ -217,3 +217,70 @@ def test_recorded_figures_are_what_the_recording_says() -> None:
     resumed = recording("resumed")
     starts = [e for e in resumed if e["type"] == "run_started"]
     assert [e["resume_step"] for e in starts] == [None, 20]
+
+
+def _stopped_run(root: Path) -> Path:
+    """The first attempt of the "resumed" recording alone: stopped at step 25, its last
+    evaluation at step 20, final metrics of the train split only (as a stop leaves them)."""
+    from clmtune.backend.events import EventWriter
+
+    run_dir = recorded_run(root, "stopped", "resumed", status="stopped")
+    events = recording("resumed")
+    stop = next(i for i, e in enumerate(events) if e["type"] == "run_finished")
+    (run_dir / "events.jsonl").unlink()
+    with EventWriter(run_dir / "events.jsonl") as writer:
+        for event in events[: stop + 1]:
+            writer.emit(event)
+    info = json.loads((run_dir / "run.json").read_text())
+    info["end_time"] = events[stop]["time"]
+    (run_dir / "run.json").write_text(json.dumps(info))
+    return run_dir
+
+
+@pytest.mark.parametrize("size", [(80, 24), (120, 40)])
+async def test_the_final_tab_of_a_stopped_run_shows_the_perplexity_show_prints(
+        runs_root: Path, capsys: pytest.CaptureFixture[str], size: tuple[int, int]) -> None:
+    # Stopped: no final evaluation. The Final tab read "perplexity 134.3" (exp of the mean
+    # train loss 4.9) and "-" in every eval cell, while `clmtune show` said the last eval's.
+    run_dir = _stopped_run(runs_root)
+    shown = _cli_json(capsys, "show", "--json", str(run_dir))
+    eval_step = 20
+    last_eval = next(e for e in recording("resumed")
+                     if e["type"] == "eval" and e["step"] == eval_step)["metrics"]
+    assert shown["status"] == "stopped"
+    assert shown["perplexity"] == pytest.approx(last_eval["perplexity"])
+    app = _live_app(runs_root)
+    async with app.run_test(size=size) as pilot:
+        screen = LiveScreen(run_dir, poll_s=0.05)
+        await app.push_screen(screen)
+        await wait_until(pilot, lambda: screen.status == "stopped")
+        table = screen.query_one("FinalTable")
+        await wait_until(pilot, lambda: table.row_count > 0)
+        rows = {str(table.get_row_at(i)[0]): [str(c) for c in table.get_row_at(i)[1:]]
+                for i in range(table.row_count)}
+        assert rows["perplexity"] == ["-", fmt.num(shown["perplexity"])]  # one figure
+        assert rows["mean loss"] == [fmt.num(4.9), fmt.num(last_eval["eval_loss"])]
+        # The eval column says which evaluation it is: the last one, at step 20.
+        assert [str(c.label) for c in table.columns.values()][2] == f"Eval @{eval_step}"
+
+
+@pytest.mark.parametrize(("value", "text"), [
+    (11326, "11326"),  # a count (train_samples) was "1.133e+04" in both
+    (12345.6, "12346"),  # a rate over 10^4 (tokens/s) likewise
+    (5.3538, "5.354"), (203.5, "203.5"), (0.0005, None), (1.65e11, None),
+])
+def test_counts_and_large_figures_read_the_same_in_the_cli_and_the_dashboard(value, text):
+    from clmtune.backend.cli_text import fmt_float
+
+    if text is not None:
+        assert fmt_float(value) == fmt.num(value) == text
+    else:  # very small or very large: scientific in both
+        assert "e" in fmt_float(value) and "e" in fmt.num(value)
+
+
+def test_compare_keeps_counts_whole(runs: dict[str, Path], capsys) -> None:
+    from clmtune.backend.tools.compare import final_metrics
+
+    final = final_metrics(read_run(runs["completed"], compact=False).state)
+    counts = [k for k in final if k.endswith("_samples")]
+    assert counts and all(type(final[k]) is int for k in counts)
