@@ -5,9 +5,12 @@ real 2-process run."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import shlex
+import socket
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -150,6 +153,45 @@ def test_export_job_name_and_partition_are_safe_for_sbatch(tmp_path, tiny_assets
     done = clmtune("export-job", str(odd), "--slurm", "--partition", "my part", cwd=tmp_path)
     assert done.returncode == 2 and done.stderr.count("\n") == 1
     assert "--partition 'my part'" in done.stderr
+
+
+def _completed_run(run_dir: Path, config: Path, step: int) -> None:
+    """A run folder as a finished `clmtune train` leaves it (what plan_run reads)."""
+    run_dir.mkdir(parents=True)
+    (run_dir / "config.toml").write_text(config.read_text())
+    write_json_atomic(run_dir / "run.json", {"status": "completed", "global_step": step})
+    (run_dir / "trainer_state.json").write_text(json.dumps({"global_step": step}))
+
+
+def test_export_job_refuses_a_run_folder_holding_a_completed_run(tmp_path, tiny_assets,
+                                                                   capsys):
+    # No --run-dir: ./runs/STEM, where an earlier run of the same file already completed.
+    # The job's prepare step would refuse it (after the queue): refused now, exit 2, no script.
+    from tests.test_cli import run_cli
+
+    config = _config(tmp_path, tiny_assets, max_steps=8)
+    run_dir = tmp_path / "runs" / "tiny"
+    _completed_run(run_dir, config, step=8)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(tmp_path)
+        code, out, err = run_cli(capsys, "export-job", str(config), "--slurm")
+        assert code == 2 and out == "" and err.count("\n") == 1, err
+        assert f"{run_dir}: holds a completed run (step 8)" in err
+        assert "pass --run-dir NEW for a new run, or raise [training] max_steps in tiny.toml" \
+            in err
+        with pytest.raises(Exception, match="complete"):  # what the job itself would do
+            export_job.prepare(config, run_dir, nodes=1, procs_per_node=1)
+        code, out, err = run_cli(capsys, "export-job", str(config), "--slurm", "--run-dir",
+                                 "runs/new")
+        assert code == 0 and out.startswith("#!/bin/bash") and err == ""
+        # A run running there now (this job's own, say) only warns: the script still comes.
+        write_json_atomic(run_dir / "run.json", {"status": "running", "pid": os.getpid(),
+                                                 "host": socket.gethostname(),
+                                                 "start_time": time.time()})
+        code, out, err = run_cli(capsys, "export-job", str(config), "--slurm")
+        assert code == 0 and out.startswith("#!/bin/bash"), err
+        assert err.startswith("clmtune: warning: ") and err.count("\n") == 1
+        assert "a run is running there now" in err
 
 
 def test_prepare_fresh_then_after_a_killed_attempt(tmp_path, tiny_assets, monkeypatch):

@@ -378,3 +378,54 @@ def test_a_split_holding_out_too_little_text_names_the_percentage(tiny_assets, l
     with pytest.raises(TrainingSetupError, match=r"^\[data\] validation_split_percentage = 1 "
                                                  r"holds out .* for validation.*raise"):
         _prepare(cfg, loaded, tmp_path)
+
+
+def test_keep_linebreaks_with_a_folder_dataset_is_ignored_and_warned(tmp_path):
+    # run_clm passes keep_linebreaks to the text loader of a .txt train_file only; a folder
+    # of .txt files (dataset_name) loads without line breaks whatever it says: one warning.
+    from clmtune.backend.data import load_raw_datasets
+    from clmtune.backend.settings.schema_cache import active_schema
+    from clmtune.backend.settings.validate import validate_document
+
+    folder = tmp_path / "data" / "folder"
+    folder.mkdir(parents=True)
+    (folder / "a.txt").write_text("def f():\n    return 1\n" * 200)
+    cfg = RunConfig(model={"model_name_or_path": str(tmp_path)},  # not loaded here
+                    data={"dataset_name": str(folder), "keep_linebreaks": True})
+    raw, _ = load_raw_datasets(cfg, cache_dir=str(tmp_path / "cache"))
+    assert raw["train"][0]["text"] == "def f():"  # no "\n": the setting never reached it
+
+    def warned(data: dict) -> list[str]:
+        doc = {"model": {"model_type": "gpt2", "tokenizer_name": "gpt2"}, "data": data}
+        _, warnings = validate_document(doc, active_schema(), base_dir=tmp_path)
+        return [w for w in warnings if "keep_linebreaks" in w]
+
+    (warning,) = warned({"dataset_name": "data/folder", "keep_linebreaks": True})
+    assert warning.startswith("[data] keep_linebreaks: ignored with dataset_name")
+    assert "without line breaks" in warning and "\n" not in warning
+    assert warned({"dataset_name": "data/folder"}) == []  # not asked for: nothing to say
+    assert warned({"dataset_name": "data/folder", "keep_linebreaks": False}) == []
+    assert warned({"train_file": str(folder / "a.txt"), "keep_linebreaks": True}) == []
+
+
+def test_check_and_preview_print_the_keep_linebreaks_warning(tiny_assets, tmp_path, capsys):
+    from clmtune.backend.cli import main
+    from clmtune.backend.settings.toml_io import save_config
+    from clmtune.backend.tools.preview import preview
+
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    (folder / "train.txt").write_text(tiny_assets.train_file.read_text(encoding="utf-8"))
+    cfg = RunConfig(model={"model_name_or_path": str(tiny_assets.model_dir)},
+                    data={"dataset_name": str(folder), "keep_linebreaks": True,
+                          "block_size": 32},
+                    training={"max_steps": 2, "report_to": "none"})
+    path = tmp_path / "folder.toml"
+    save_config(cfg, path)
+    assert main(["check", str(path)]) == 0
+    err = capsys.readouterr().err
+    assert [line for line in err.splitlines() if "keep_linebreaks" in line] == [
+        f"warning: {path}: [data] keep_linebreaks: ignored with dataset_name, as in run_clm (it "
+        "applies to a .txt train_file): a folder of .txt files loads without line breaks"]
+    report = preview(path, samples=0)
+    assert sum("[data] keep_linebreaks: ignored" in w for w in report["warnings"]) == 1

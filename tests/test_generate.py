@@ -4,6 +4,7 @@ model and from a checkpoint; bad checkpoints in one line; seeded sampling; sampl
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -132,6 +133,71 @@ def test_seeded_sampling_is_reproducible_and_recorded(cli, trained):
     assert last["checkpoint"] == "checkpoint-8" and last["step"] == 8
     assert last["settings"]["seed"] == 8 and last["settings"]["temperature"] == 1.5
     assert last["completion"] == other[0]["completion"]
+
+
+def test_a_picked_seed_is_printed_and_repeats_the_sample(cli, trained):
+    # Sampling without --seed: the seed picked is said (text: a line, --json: a field), and
+    # passing it back gives the same completion.
+    args = ("--prompt", PROMPT, "--temperature", "1.5", "--max-new-tokens", "16",
+            "--device", "cpu")
+    done = cli("generate", str(trained), *args)
+    assert done.returncode == 0, done.stderr
+    said = re.search(r"^seed (\d+) \(pass --seed \1 to repeat\)$", done.stdout, re.M)
+    assert said, done.stdout
+    seed = int(said.group(1))
+    picked = read_samples(trained)[-1]
+    assert picked["settings"]["seed"] == seed
+    (again,) = _generate(cli, trained, *args, "--seed", str(seed))
+    assert again["completion"] == picked["completion"] and again["seed"] == seed
+    (other,) = _generate(cli, trained, *args)
+    assert isinstance(other["seed"], int)
+    assert read_samples(trained)[-1]["settings"]["seed"] == other["seed"]
+    greedy = cli("generate", str(trained), "--prompt", PROMPT, "--max-new-tokens", "4",
+                 "--device", "cpu")
+    assert greedy.returncode == 0 and "seed" not in greedy.stdout  # greedy needs none
+    (row,) = _generate(cli, trained, "--prompt", PROMPT, "--max-new-tokens", "4")
+    assert row["seed"] is None
+
+
+def _listing(folder: Path) -> dict[str, int]:
+    return {p.name: p.stat().st_mtime_ns for p in folder.iterdir()}
+
+
+def test_an_export_stays_clean_only_run_folders_record_samples(cli, trained, tmp_path):
+    # `clmtune export` makes "a clean model folder to share": generating from it (the CLI or
+    # the dashboard's helper) leaves it as it was; so does a checkpoint given by its path.
+    from clmtune.backend.tools import generate_server as gs
+
+    out = tmp_path / "exported"
+    done = cli("export", str(trained), str(out))
+    assert done.returncode == 0, done.stderr
+    before = _listing(out)
+    assert SAMPLES_FILE not in before
+    (row,) = _generate(cli, out, "--prompt", PROMPT, "--max-new-tokens", "4")
+    assert row["checkpoint"] == "final" and row["samples_file"] is None
+    done = cli("generate", str(out), "--prompt", PROMPT, "--max-new-tokens", "4",
+               "--device", "cpu")
+    assert done.returncode == 0, done.stderr
+    assert f"not recorded: {out} is not a clmtune run folder" in " ".join(done.stdout.split())
+    sent: list[tuple[str, dict]] = []
+
+    class Replies:
+        def send(self, kind: str, **fields) -> None:
+            sent.append((kind, fields))
+
+    gs.Server(Replies()).handle(json.dumps({
+        "op": "generate", "id": 1, "run": str(out), "checkpoint": "final", "prompt": PROMPT,
+        "max_new_tokens": 4, "device": "cpu"}))  # fmt: skip
+    assert [kind for kind, _ in sent][-1] == "done", sent
+    assert _listing(out) == before
+    checkpoint = trained / "checkpoint-4"
+    ckpt_before = _listing(checkpoint)
+    _generate(cli, checkpoint, "--prompt", PROMPT, "--max-new-tokens", "4")
+    assert _listing(checkpoint) == ckpt_before
+    # the run folder itself records, and says where
+    (row,) = _generate(cli, trained, "--prompt", PROMPT, "--max-new-tokens", "4")
+    assert row["samples_file"] == str(trained / SAMPLES_FILE)
+    assert read_samples(trained)[-1]["completion"] == row["completion"]
 
 
 def test_samples_survive_a_torn_line_and_reopening(cli, trained):
@@ -282,8 +348,80 @@ def test_inspect_eval_lists_the_blocks_training_evaluated_hardest_first(cli, tra
                      if e.get("step") == 8 and "eval_loss" in e)
     summed = sum(b["loss"] * b["tokens"] for b in blocks)
     assert summed / (16 * 32) == pytest.approx(eval_loss, rel=1e-4)
+    # The header says so: the blocks' mean per predicted token, and that the run's eval_loss
+    # (Trainer, GPT-2 in transformers 5) divides the same sum by 32 tokens a block, not 31.
+    summary = out["eval"]
+    mean = sum(b["loss"] for b in blocks) / 16
+    assert summary["blocks"] == 16 and summary["tokens_per_block"] == 32
+    assert summary["loss_per_predicted_token"] == pytest.approx(mean, rel=1e-6)
+    assert summary["mean_block_loss"] == pytest.approx(mean, rel=1e-6)
+    assert summary["run_eval_loss"] == eval_loss and summary["run_eval_step"] == 8
+    assert summary["run_eval_loss_divides_by"] == "label_tokens"
+    assert mean * 31 / 32 == pytest.approx(eval_loss, rel=1e-4)
+    assert summary["note"] == (f"mean over these 16 blocks {mean:.4g} per predicted token (31 a "
+                               f"block); Trainer's eval_loss {eval_loss:.4g} at step 8 divides "
+                               "the same summed loss by 32 tokens a block, not 31")
+    done = cli("inspect-eval", str(trained), "--checkpoint", "8", "--top", "1", "--device", "cpu")
+    assert done.returncode == 0 and summary["note"] in " ".join(done.stdout.split())
     done = cli("inspect-eval", str(trained), "--top", "0")
     assert done.returncode == 2 and "--top" in done.stderr
+
+
+def test_inspect_eval_says_which_count_reproduces_a_plain_trainer_evaluate(tmp_path):
+    # Trainer.evaluate on two tiny models, and the same blocks scored like inspect-eval: the
+    # count the summary names reproduces Trainer's eval_loss (which one is Trainer's choice:
+    # transformers 5.24 divides GPT-2's by every label, Llama's by the predicted tokens).
+    import torch
+    from datasets import Dataset
+    from transformers import (
+        GPT2Config,
+        GPT2LMHeadModel,
+        LlamaConfig,
+        LlamaForCausalLM,
+        Trainer,
+        TrainingArguments,
+        default_data_collator,
+    )
+
+    from clmtune.backend.tools.inspect_eval import block_losses, summarize, trainer_loss
+
+    torch.manual_seed(0)
+    ids = torch.randint(0, 300, (10, 24)).tolist()
+    data = Dataset.from_dict({"input_ids": ids, "labels": ids, "attention_mask": [[1] * 24] * 10})
+    models = (GPT2LMHeadModel(GPT2Config(n_layer=1, n_embd=32, n_head=2, vocab_size=300,
+                                         n_positions=24)),
+              LlamaForCausalLM(LlamaConfig(num_hidden_layers=1, hidden_size=32,
+                                           intermediate_size=64, num_attention_heads=2,
+                                           num_key_value_heads=2, vocab_size=300)))
+    for model in models:
+        args = TrainingArguments(output_dir=str(tmp_path / "out"), per_device_eval_batch_size=4,
+                                 report_to="none", use_cpu=True, disable_tqdm=True)
+        trainer = Trainer(model=model, args=args, eval_dataset=data,
+                          data_collator=default_data_collator)
+        eval_loss = trainer.evaluate()["eval_loss"]
+        rows = block_losses(model.eval(), data)
+        assert [(r.predicted, r.labels) for r in rows] == [(23, 24)] * 10
+        summary = summarize(rows, batch_size=4, recorded=eval_loss, step=None)
+        way = summary.run_eval_loss_divides_by
+        assert way in ("label_tokens", "predicted_tokens"), summary
+        assert trainer_loss(rows, 4, way) == pytest.approx(eval_loss, rel=1e-5)
+        if way == "label_tokens":
+            assert "divides the same summed loss by 24 tokens a block, not 23" in summary.note()
+        else:
+            assert summary.loss_per_predicted_token == pytest.approx(eval_loss, rel=1e-5)
+            assert summary.note().endswith("is the same figure")
+
+
+def test_inspect_eval_claims_no_count_it_did_not_reproduce():
+    from clmtune.backend.tools.inspect_eval import Row, summarize
+
+    rows = [Row(i, 2.0 + i / 10, 63, 64, []) for i in range(8)]
+    assert summarize(rows, batch_size=8, recorded=None, step=None).note().endswith(
+        "the run recorded no eval_loss for these weights")
+    off = summarize(rows, batch_size=8, recorded=9.0, step=40)
+    assert off.run_eval_loss_divides_by is None
+    assert off.note().endswith("Trainer's eval_loss 9 at step 40 is not reproduced here "
+                               "(within 0.2%)")
 
 
 def test_inspect_eval_piped_prints_no_library_progress(trained):

@@ -161,6 +161,35 @@ def test_auto_targets_are_the_attention_and_mlp_linears(tiny_assets):
                                  RunConfig().settings) is None
 
 
+@pytest.mark.parametrize("peft", [{}, {"target_modules": ["c_attn"], "r": 2},
+                                  {"modules_to_save": ["lm_head"]}])
+@pytest.mark.parametrize("pad_token", ["eos", "add"])
+def test_preview_counts_what_the_run_trains(tiny_assets, tmp_path, peft, pad_token):
+    # preview wraps a weightless (meta) copy with the worker's own wrap_model: the trainable
+    # and total counts are the run's (base + adapter), e.g. 24,576 of 359,040 for the demo.
+    from clmtune.backend.model import load_model_and_tokenizer
+    from clmtune.backend.settings.toml_io import load_config
+    from clmtune.backend.tools.preview import preview
+    from clmtune.backend.tools.preview_text import report_lines
+
+    cfg = make_tiny_config(tiny_assets, **STEPS)
+    cfg.peft = {**PEFT, **peft}
+    cfg.model["pad_token"] = pad_token
+    path = tmp_path / "lora.toml"
+    save_config(cfg, path)
+    _, _, info = load_model_and_tokenizer(load_config(path).resolved())  # what the worker logs
+    report = preview(path, samples=0)
+    model, memory = report["estimate"]["model"], report["estimate"]["memory"]
+    assert memory["trainable_params"] == info.trainable_params
+    assert memory["params"] == model["params"] == info.num_params
+    assert model["base_params"] + model["adapter_params"] == info.num_params
+    assert model["lora_counted"] is True
+    line = next(x for x in report_lines(report) if x.startswith("model "))
+    share = 100.0 * info.trainable_params / info.num_params
+    assert f"trainable {info.trainable_params:,} of {info.num_params:,} parameters " \
+           f"({share:.2f}%): base {model['base_params']:,} + LoRA adapter" in line
+
+
 # ------------------------------------------------------------------ the trained run
 
 

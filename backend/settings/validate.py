@@ -419,6 +419,9 @@ def _check_data_choice(ctx: _Ctx, settings: Settings) -> None:
                   "only used with train_file; remove it (the dataset's validation split is used)")
     if settings.data.was_set("dataset_config_name") and not has_dataset:
         ctx.warn("data", "dataset_config_name", "ignored without dataset_name")
+    if has_dataset and settings.data.was_set("keep_linebreaks") and settings.data.keep_linebreaks:
+        ctx.warn("data", "keep_linebreaks", "ignored with dataset_name, as in run_clm (it applies"
+                 " to a .txt train_file): a folder of .txt files loads without line breaks")
     max_steps = settings.training.max_steps
     if settings.data.streaming and isinstance(max_steps, int) and max_steps <= 0:
         ctx.error("training", "max_steps",

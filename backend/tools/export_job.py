@@ -179,6 +179,49 @@ def _previous_was_this_job(run_dir: Path) -> bool:
     return bool(job) and info.get("status") == "running" and str(info.get("slurm_job_id")) == job
 
 
+def _job_config(cfg: Any, *, nodes: int, procs_per_node: int) -> Any:
+    """The settings as the job runs them: the allocation's processes, Slurm's rendezvous."""
+    cfg.launch.update(nproc_per_node=procs_per_node, nnodes=nodes)
+    cfg.launch.pop("master_addr", None)
+    cfg.launch.pop("master_port", None)
+    return cfg
+
+
+def check_run_dir(cfg: Any, config_path: Path, run_dir: Path, *, nodes: int,
+                  procs_per_node: int) -> str | None:
+    """What the job's ``prepare`` step will decide for ``run_dir``, decided now on the folder
+    as it is (:func:`clmtune.backend.resume_plan.plan_run`, ``--resume auto``, writes nothing).
+
+    A folder it would refuse (a completed run, another script's outputs, a folder inside a
+    run) is a :class:`RunDirError` here, exit 2, naming ``--run-dir``: else the job would wait
+    in the queue and then fail at its first step. A run running there now (this job's own
+    earlier attempt, or one that may end first) is only a warning line, returned.
+    """
+    from clmtune.backend.errors import RunDirError
+    from clmtune.backend.resume_plan import RESUME_AUTO, RunComplete, is_ours, plan_run
+    from clmtune.backend.rundir.summary import read_run
+
+    run_dir = Path(run_dir).absolute()
+    if run_dir.is_dir() and is_ours(run_dir) and read_run(run_dir).status == "running":
+        return (f"{run_dir}: a run is running there now; the job continues it only if it has "
+                "stopped by then (else give it a new --run-dir)")
+    job_cfg = _job_config(cfg, nodes=nodes, procs_per_node=procs_per_node)
+    new_dir = "pass --run-dir NEW for a new run"
+    try:
+        plan_run(run_dir, job_cfg, RESUME_AUTO)
+    except RunComplete as exc:
+        reached = f"step {exc.step}" if exc.step is not None else "its end"
+        raise RunDirError(
+            f"{run_dir}: holds a completed run ({reached}); the job would stop at its first "
+            "step with nothing to train",
+            f"{new_dir}, or raise [training] max_steps in {Path(config_path).name} to train "
+            "it further (the job then resumes it)") from None
+    except RunDirError as exc:
+        raise RunDirError(f"{exc.message}; the job would stop at its first step",
+                          new_dir) from None
+    return None
+
+
 def prepare(config_path: Path, run_dir: Path, *, nodes: int, procs_per_node: int) -> Path | None:
     """Prepare ``run_dir`` for the attempt the script starts; returns the checkpoint to
     resume from (None: from the beginning). Writes what ``clmtune train`` writes first."""
@@ -195,9 +238,7 @@ def prepare(config_path: Path, run_dir: Path, *, nodes: int, procs_per_node: int
                     hint="continued from the newest complete checkpoint")  # fmt: skip
         write_json_atomic(run_dir / RUN_JSON, info)
     cfg = load_config(Path(config_path), for_launch=True, hardware=False)
-    cfg.launch.update(nproc_per_node=procs_per_node, nnodes=nodes)
-    cfg.launch.pop("master_addr", None)
-    cfg.launch.pop("master_port", None)
+    cfg = _job_config(cfg, nodes=nodes, procs_per_node=procs_per_node)
     plan = plan_run(run_dir, cfg, "auto")
     run_dir = launch.prepare_run_dir(cfg, run_dir)
     if plan.changes:

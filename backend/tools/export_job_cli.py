@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from clmtune.backend.cli_text import EXIT_OK
@@ -41,8 +42,15 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"--signal-seconds {args.signal_seconds}: give at least 10 seconds")
     cfg = load_config(path, for_launch=True, hardware=False)  # the cluster's GPUs, not ours
     run_dir = Path(args.run_dir) if args.run_dir else export_job.default_run_dir(cfg, path)
-    print(export_job.slurm_script(
+    script = export_job.slurm_script(
         path, run_dir, nodes=args.nodes, gpus_per_node=args.gpus_per_node,
         time_limit=args.time, partition=args.partition, signal_seconds=args.signal_seconds,
-    ), end="")  # fmt: skip
+    )  # fmt: skip
+    # A folder the job's first step would refuse (a completed run): exit 2 now, not after
+    # the queue; a run running there now only warns (it may be this job's own).
+    note = export_job.check_run_dir(cfg, path, run_dir, nodes=args.nodes,
+                                    procs_per_node=max(1, args.gpus_per_node))
+    if note:
+        print(f"clmtune: warning: {note}", file=sys.stderr)
+    print(script, end="")
     return EXIT_OK

@@ -43,32 +43,43 @@ def _run_folder(text: str, runs_dir: str | None):
 
 
 def run(args: argparse.Namespace) -> int:
-    """Complete each prompt; print it (or --json) and append it to the run's samples.jsonl."""
+    """Complete each prompt; print it (or --json) and append it to the run's samples.jsonl
+    (a clmtune run folder only: an export or other model folder is left as it was)."""
     from clmtune.backend.tools import generate as g
-    from clmtune.backend.tools.generate_io import append_sample, pick
+    from clmtune.backend.tools.generate_io import SAMPLES_FILE, append_sample, keeps_samples, pick
     from clmtune.backend.tools.quiet import quiet_libraries
 
     settings = g.GenSettings(args.max_new_tokens, args.temperature, args.top_p, args.seed).check()
+    picked_seed = settings.sampling and settings.seed is None
+    settings = g.with_seed(settings)  # one seed for every prompt: --seed S repeats them all
     prompts = g.read_prompts(args.prompt, args.prompt_file)
     run_dir = _run_folder(args.run, args.runs_dir)
     choice = pick(run_dir, checkpoint=args.checkpoint, final=args.final)
+    keep = keeps_samples(run_dir)
     quiet_libraries()  # before torch / transformers load: bars and warnings are noise here
     device = g.pick_device(args.device)
     dtype = g.pick_dtype(run_dir, device)
     model, tokenizer = g.load_for_generation(choice.path, device, dtype)
     out = console()
+    if picked_seed and not args.json:
+        out.print(f"[dim]seed {settings.seed} (pass --seed {settings.seed} to repeat)[/dim]")
     for prompt in prompts:
-        settings = g.with_seed(settings)
         gen = g.generate(model, tokenizer, prompt, settings)
-        rec = append_sample(run_dir, g.record(choice=choice, prompt=prompt, gen=gen,
-                                              settings=settings, device=device, dtype=dtype,
-                                              source="cli"))
+        rec = g.record(choice=choice, prompt=prompt, gen=gen, settings=settings, device=device,
+                       dtype=dtype, source="cli")
+        if keep:
+            rec = append_sample(run_dir, rec)
         if args.json:
             print(json.dumps({"run": str(run_dir), "checkpoint": choice.label, "prompt": prompt,
                               "completion": gen.completion, "tokens": gen.tokens,
-                              "seconds": rec["seconds"]}, ensure_ascii=False), flush=True)
+                              "seconds": rec["seconds"], "seed": settings.seed,
+                              "samples_file": str(run_dir / SAMPLES_FILE) if keep else None},
+                             ensure_ascii=False), flush=True)
         else:
             out.print(f"[bold]{esc(prompt)}[/bold]{esc(gen.completion)}")
             out.print(f"[dim]{choice.label} · {gen.tokens} tokens · {gen.seconds:.2f} s · "
                       f"{device}[/dim]")
+    if not keep and not args.json:
+        out.print(f"[dim]not recorded: {esc(str(run_dir))} is not a clmtune run folder "
+                  f"({SAMPLES_FILE} is kept in run folders only)[/dim]")
     return EXIT_OK

@@ -8,7 +8,9 @@ and the training-time samples), never here.
 generation: ``time`` (UNIX seconds), ``source`` (``cli`` | ``try`` | ``train``), ``checkpoint``
 (``final`` or ``checkpoint-N``), ``step`` (int or None), ``prompt``, ``completion``,
 ``tokens`` (new tokens made), ``seconds``, ``settings`` (max_new_tokens, temperature, top_p,
-seed, device, dtype). A torn last line (a crash mid-write) is skipped when read.
+seed, device, dtype). A torn last line (a crash mid-write) is skipped when read. Only a
+clmtune run folder gets one (:func:`keeps_samples`): an export, a plain Hugging Face folder or
+a bare saved model is a folder to share, and generating from it leaves it as it was.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from clmtune.backend.errors import UsageError
-from clmtune.backend.events import _sanitize
+from clmtune.backend.events import EVENTS_FILE, _sanitize
 from clmtune.backend.rundir.checkpoints import _weights_state, list_checkpoints
 from clmtune.backend.rundir.layout import CONFIG_TOML, RUN_JSON, _read_toml, read_run_json
 
@@ -122,8 +124,19 @@ def trained_bf16(run_dir: Path) -> bool:
     return isinstance(training, dict) and training.get("bf16") is True
 
 
+def keeps_samples(folder: Path) -> bool:
+    """Whether generations from ``folder`` go to its ``samples.jsonl``: only a clmtune run
+    folder (``run.json`` or ``events.jsonl``) keeps them. An exported model, a plain Hugging
+    Face output folder, a bare saved model or a checkpoint folder given by its path is left
+    untouched."""
+    folder = Path(folder)
+    return (folder / RUN_JSON).is_file() or (folder / EVENTS_FILE).is_file()
+
+
 def append_sample(run_dir: Path, record: dict[str, Any]) -> dict[str, Any]:
-    """Append one generation to ``run_dir/samples.jsonl`` (``time`` filled in when missing)."""
+    """Append one generation to ``run_dir/samples.jsonl`` (``time`` filled in when missing).
+
+    Callers check :func:`keeps_samples` first; this writes wherever it is told."""
     record = {"time": time.time(), **record}
     line = json.dumps(_sanitize(record), ensure_ascii=False) + "\n"
     with _write_lock, open(Path(run_dir) / SAMPLES_FILE, "a", encoding="utf-8") as fh:

@@ -15,7 +15,8 @@ Replies: ``ready`` (first line: ``cuda``, ``gpu_free``, ``gpu_total`` bytes or N
 ``loading`` / ``loaded`` (id, checkpoint, device, seconds), ``notice`` (message: e.g. the GPU
 is busy with a training run, how much memory is free, and that CPU is used instead),
 ``token`` (id, text: the completion as it is made), ``done`` (id, checkpoint, completion,
-tokens, seconds, record: the ``samples.jsonl`` line written, source ``try``) and ``error``
+tokens, seconds, record: the ``samples.jsonl`` line, source ``try``, written in a clmtune
+run folder only) and ``error``
 (id, message: one line). A completion equals ``clmtune generate`` with the same settings.
 """
 
@@ -123,7 +124,7 @@ class Server:
         from transformers import TextStreamer
 
         from clmtune.backend.tools import generate as g
-        from clmtune.backend.tools.generate_io import append_sample, choice_for
+        from clmtune.backend.tools.generate_io import append_sample, choice_for, keeps_samples
 
         rid = req.get("id")
         run_dir = Path(str(req.get("run") or ""))
@@ -146,9 +147,11 @@ class Server:
 
         streamer = Stream(tokenizer, skip_prompt=True, skip_special_tokens=True)
         gen = g.generate(model, tokenizer, str(req.get("prompt") or ""), settings, streamer)
-        record = append_sample(run_dir, g.record(
+        record = g.record(
             choice=choice, prompt=str(req.get("prompt")), gen=gen, settings=settings,
-            device=device, dtype=dtype, source="try"))  # fmt: skip
+            device=device, dtype=dtype, source="try")  # fmt: skip
+        if keeps_samples(run_dir):  # a run folder; an export or plain model folder stays as is
+            record = append_sample(run_dir, record)
         self.replies.send("done", id=rid, checkpoint=choice.label, completion=gen.completion,
                           tokens=gen.tokens, seconds=round(gen.seconds, 4), record=record)
 

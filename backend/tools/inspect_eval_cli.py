@@ -37,14 +37,17 @@ def run(args: argparse.Namespace) -> int:
     run_dir = resolve_run(args.run, Path(args.runs_dir or DEFAULT_RUNS_DIR))
     choice = pick(run_dir, checkpoint=args.checkpoint, final=args.final)
     quiet_libraries(datasets=True)
-    blocks = hardest_blocks(run_dir, choice.path, top=args.top, device=pick_device(args.device))
+    blocks, summary = hardest_blocks(run_dir, choice, top=args.top,
+                                     device=pick_device(args.device))
     if args.json:
         print(json.dumps({"run": str(run_dir), "checkpoint": choice.label,
+                          "eval": summary.to_json(),
                           "blocks": [b.to_json() for b in blocks]}, ensure_ascii=False))
         return EXIT_OK
     out = console()
     out.print(f"[bold]{esc(run_dir.name)}[/bold] · {choice.label} · the {len(blocks)} "
-              "evaluation blocks with the highest loss")
+              "evaluation blocks with the highest loss (per predicted token)")
+    out.print(f"[dim]{esc(summary.note())}[/dim]")
     for rank, block in enumerate(blocks, 1):
         out.print(f"\n[bold]#{rank}[/bold] block {block.index} · loss {fmt_float(block.loss)}")
         out.print(esc(block.text), markup=True)

@@ -26,7 +26,7 @@ from clmtune.backend.estimate import (
     shape_from_config,
     time_estimate,
 )
-from clmtune.backend.lora import estimated_lora_params
+from clmtune.backend.lora import estimated_lora_params, is_lora, wrap_model
 
 if TYPE_CHECKING:
     from clmtune.backend.data import PreparedData
@@ -298,23 +298,50 @@ def data_warnings(report: dict[str, Any], plan: dict[str, Any]) -> list[str]:
     return warnings
 
 
-def _param_count(model_config: Any, vocab_rows: int) -> int | None:
-    """Exact parameters: the model built on torch's meta device (no memory, no weights)."""
-    try:
-        import torch
-        from transformers import AutoModelForCausalLM
+def _meta_model(model_config: Any, vocab_rows: int) -> Any:
+    """The model built on torch's meta device (no memory, no weights), its embeddings resized
+    to the tokenizer as training resizes them (the pad token ``pad_token = "add"`` adds)."""
+    import torch
+    from transformers import AutoModelForCausalLM
 
-        with torch.device("meta"):
-            model = AutoModelForCausalLM.from_config(model_config)
-        count = sum(p.numel() for p in model.parameters())
-        rows = model.get_input_embeddings().weight.shape[0]
-        if vocab_rows > rows:  # the pad token training adds
-            tied = bool(getattr(model_config, "tie_word_embeddings", True))
-            count += (vocab_rows - rows) * model.get_input_embeddings().weight.shape[1] * (
-                1 if tied else 2)
-        return int(count)
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(model_config)
+        if vocab_rows > model.get_input_embeddings().weight.shape[0]:
+            model.resize_token_embeddings(vocab_rows, mean_resizing=False)  # no values on meta
+    return model
+
+
+def param_counts(model_config: Any, vocab_rows: int, settings: Any) -> dict[str, Any] | None:
+    """Exact parameter counts, as the run reports them; None when the model does not build.
+
+    ``params`` is what the run calls its parameters and ``trainable_params`` what it trains.
+    For ``[peft] method = "lora"`` the weightless model is wrapped by
+    :func:`clmtune.backend.lora.wrap_model`, the call the worker makes after loading, and
+    counted as the worker counts (peft's ``get_nb_trainable_parameters``): ``params`` is then
+    ``base_params`` + ``adapter_params``. When that wrap fails here (no ``peft``, targets
+    that do not exist) ``lora_counted`` is False and the caller estimates the adapter.
+    """
+    try:
+        model = _meta_model(model_config, vocab_rows)
     except Exception:  # noqa: BLE001 - an unusual architecture: the formula stands in
         return None
+    base = int(sum(p.numel() for p in model.parameters()))
+    counts: dict[str, Any] = {"params": base, "trainable_params": base, "base_params": base}
+    if not is_lora(settings):
+        return counts
+    try:
+        import warnings
+
+        import torch
+
+        with warnings.catch_warnings(), torch.device("meta"):
+            warnings.simplefilter("ignore")  # deprecation notes of peft / transformers
+            wrapped, _ = wrap_model(model, settings)
+        trainable, total = wrapped.get_nb_trainable_parameters()
+    except Exception:  # noqa: BLE001 - the run itself reports what is wrong with [peft]
+        return counts | {"lora_counted": False}
+    return {"params": int(total), "trainable_params": int(trainable), "base_params": base,
+            "adapter_params": int(total) - base, "lora_counted": True}
 
 
 def device_memory() -> tuple[str, int | None]:
@@ -340,17 +367,25 @@ def estimate_report(cfg: RunConfig, report: dict[str, Any], extras: dict[str, An
     model_config, tokenizer = extras["model_config"], extras["tokenizer"]
     vocab_rows = max(int(getattr(model_config, "vocab_size", 0) or 0), len(tokenizer))
     shape = shape_from_config(model_config, vocab_size=vocab_rows)
-    shape.num_params = _param_count(model_config, vocab_rows)
+    counts = param_counts(model_config, vocab_rows, cfg.settings) or {}
+    shape.num_params = counts.get("base_params")
     device, memory = device_memory()
     options = estimate_options(cfg, model_config)
-    lora_params = estimated_lora_params(shape, cfg.settings)  # [peft] method = "lora"
-    if lora_params is not None:
-        options["trainable_params"] = lora_params
+    lora: dict[str, Any] = {}
+    if is_lora(cfg.settings):  # the run's count: base + adapter, the adapter trainable
+        if counts.get("lora_counted"):
+            adapter, trainable = counts["adapter_params"], counts["trainable_params"]
+        else:  # no peft here: from the model's shape
+            adapter = trainable = estimated_lora_params(shape, cfg.settings)
+        lora = {"base_params": shape.params, "adapter_params": adapter,
+                "lora_counted": bool(counts.get("lora_counted"))}
+        shape.num_params = shape.params + adapter
+        options["trainable_params"] = trainable
     memory_estimate = estimate_memory(
         shape, batch_size=report["per_device_train_batch_size"], block_size=report["block_size"],
         gradient_accumulation_steps=report["gradient_accumulation_steps"],
         device=device, device_memory=memory, **options)
-    out = {"model": shape.__dict__ | {"params": shape.params}, "options": options,
+    out = {"model": shape.__dict__ | {"params": shape.params} | lora, "options": options,
            "memory": memory_estimate.to_json(), "time": time_estimate(None, report["total_steps"])}
     out["time"]["hint"] = "use --measure to time a few steps on this machine"
     return out

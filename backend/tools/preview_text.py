@@ -43,13 +43,25 @@ def data_lines(r: dict[str, Any]) -> Iterator[str]:
     yield f"          {_n(r['tokens_per_step'])} tokens per step"
 
 
+def _params(memory: dict[str, Any], model: dict[str, Any]) -> str:
+    """``334,464 parameters (334,464 trainable)``; a LoRA run as the run itself says it:
+    ``trainable 24,576 of 359,040 parameters (6.84%): base 334,464 + LoRA adapter 24,576``."""
+    total, trainable = memory["params"], memory["trainable_params"]
+    if model.get("adapter_params") is None:
+        return f"{_n(total)} parameters ({_n(trainable)} trainable)"
+    share = 100.0 * trainable / total if total else 0.0
+    about = "" if model.get("lora_counted") else " (estimated from the model's shape)"
+    return f"trainable {_n(trainable)} of {_n(total)} parameters ({share:.2f}%): base " \
+           f"{_n(model['base_params'])} + LoRA adapter {_n(model['adapter_params'])}{about}"
+
+
 def estimate_lines(estimate: dict[str, Any] | None) -> Iterator[str]:
     """Parameters, memory by part, fits / does not fit, the largest batch, time."""
     if not estimate:
         return
     memory = estimate["memory"]
-    yield f"model     {_n(memory['params'])} parameters ({_n(memory['trainable_params'])} " \
-          f"trainable), weights {memory['param_dtype']}, {memory['precision']}, " \
+    yield f"model     {_params(memory, estimate.get('model') or {})}, weights " \
+          f"{memory['param_dtype']}, {memory['precision']}, " \
           f"{memory['optim']}" + (", gradient checkpointing"
                                    if memory["gradient_checkpointing"] else "")
     parts = memory["parts"]
