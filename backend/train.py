@@ -419,7 +419,9 @@ def run_training(
             "phase",
             phase="loading_model",
             progress=1.0,
-            detail=f"{info.name or info.model_type}: {info.num_params:,} parameters",
+            detail=f"{info.name or info.model_type}: " + (
+                f"{info.num_params - info.trainable_params:,} parameters + LoRA adapter "
+                f"{info.trainable_params:,}" if info.peft else f"{info.num_params:,} parameters"),
         )
     )
     from datasets.exceptions import DatasetGenerationError

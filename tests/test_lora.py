@@ -216,6 +216,11 @@ def test_lora_run_saves_adapters_only_and_reports_trainable_share(lora_run):
     assert state.trainable_badge == f"LoRA r=4 · {share:.2f}% trainable"
     logs = [e["message"] for e in events_of(lora_run) if e.get("type") == "log"]
     assert any(m.startswith("LoRA r=4 alpha=8 on c_attn, c_fc, c_proj: trainable") for m in logs)
+    # The loading line counts the base model, then the adapter (not their sum as the model's).
+    loaded = [e["detail"] for e in events_of(lora_run)
+              if e.get("type") == "phase" and e.get("phase") == "loading_model" and e["detail"]]
+    base = started["num_params"] - saved
+    assert loaded[-1].endswith(f": {base:,} parameters + LoRA adapter {saved:,}")
 
 
 @pytest.mark.slow
