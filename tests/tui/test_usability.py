@@ -15,7 +15,14 @@ from clmtune.tui.screens.help import HelpScreen
 from clmtune.tui.screens.live import LiveScreen
 from clmtune.tui.widgets.checkpoint_table import CheckpointRow, CheckpointTable
 from clmtune.tui.widgets.phase_bar import PhaseBar
-from tests.tui.conftest import fake_checkpoint, frozen_clock, recorded_run, recording, wait_until
+from tests.tui.conftest import (
+    fake_checkpoint,
+    frozen_clock,
+    recorded_run,
+    recording,
+    standard_runs,
+    wait_until,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -178,6 +185,27 @@ async def test_open_toml_asks_for_the_file_and_escape_goes_back(runs_root, monke
         assert not any(isinstance(s, EditorScreen) for s in app.screen_stack)
 
 
+async def test_new_asks_for_the_preset_before_building_a_form(runs_root, monkeypatch):
+    # n built an empty form (1.5-2.5 s on a busy machine) before the preset list opened.
+    from clmtune.tui.screens.editor import EditorScreen, PathPrompt, PresetPicker
+
+    monkeypatch.chdir(runs_root.parent)
+    standard_runs(runs_root)  # with runs, n asks which preset (the first run is the demo)
+    app = _app(runs_root)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_until(pilot, lambda: len(app.screen.query_one("RunTable").runs) == 4)
+        await pilot.press("n")
+        await wait_until(pilot, lambda: isinstance(app.screen, PresetPicker), timeout=90)
+        editor = next(s for s in app.screen_stack if isinstance(s, EditorScreen))
+        assert editor.form is None  # nothing built behind the question
+        await pilot.press("enter")  # the first preset
+        await wait_until(pilot, lambda: isinstance(app.screen, PathPrompt))
+        await pilot.press("enter")  # its proposed file name
+        await wait_until(pilot, lambda: app.screen is editor and editor.form is not None,
+                         timeout=60)
+        assert editor.preset is not None and editor.form.document
+
+
 def _rows(*steps: int) -> list[CheckpointRow]:
     return [CheckpointRow(s, Path(f"/r/checkpoint-{s}"), "complete", None, None) for s in steps]
 
@@ -206,7 +234,7 @@ async def test_phase_bar_drops_details_before_it_overflows(runs_root):
         await app.push_screen(screen)
         screen.post_message(EventsArrived(run_dir, recording("running_gpu")))
         bar = screen.query_one(PhaseBar)
-        await wait_until(pilot, lambda: "step" in str(bar.render()))
+        await wait_until(pilot, lambda: "step 35/100" in str(bar.render()))
         text = str(bar.render())
         assert len(text) <= bar.content_size.width
         assert "ETA" in text and "step 35/100" in text

@@ -171,18 +171,32 @@ class EditorScreen(EditorSaving, Screen[None]):
             label.update(text)
 
     async def _initial_document(self) -> None:
+        asking = self.path is None and self.initial_preset is None and (
+            self.ask_path or self.ask_preset)
         if self.path is not None:
             await self.open_file(self.path, missing_ok=True)
         elif self.initial_preset is not None:
             await self.load_preset(self.initial_preset)
-        else:
-            await self.show_document({}, base_dir=Path.cwd(), saved=None)
-        if self.form is None:  # the file or preset failed: still give an empty form
-            await self.show_document({}, base_dir=Path.cwd(), saved=None)
+        if asking:
+            # The question first, and one form for its answer: building an empty form
+            # first kept the preset list from opening for 1.5-2.5 s.
+            self._loading_text("")
+            if self.ask_path:
+                self._open_flow(leave_if_cancelled=True)
+            else:
+                self._preset_flow(leave_if_cancelled=True)
+            return
+        await self._empty_form_if_none()
         if self.ask_path:
             self._open_flow(leave_if_cancelled=True)
         elif self.ask_preset:
             self._preset_flow(leave_if_cancelled=True)
+
+    async def _empty_form_if_none(self) -> None:
+        """An empty form when no file or preset could be shown (it failed, or was not
+        chosen): the editor never stays on its loading message."""
+        if self.form is None:
+            await self.show_document({}, base_dir=Path.cwd(), saved=None)
 
     # -- showing a document
 
@@ -455,6 +469,8 @@ class EditorScreen(EditorSaving, Screen[None]):
             await self.open_file(path)
         elif leave_if_cancelled and not self.is_dirty and len(self.app.screen_stack) > 1:
             self._leave()  # asked from the runs list: back there, not to an empty form
+            return
+        await self._empty_form_if_none()
 
     def action_preset(self) -> None:
         """Start from a preset."""
@@ -465,6 +481,7 @@ class EditorScreen(EditorSaving, Screen[None]):
         try:
             presets = preset_names()
         except Exception as exc:
+            await self._empty_form_if_none()
             self.show_banner(f"presets unavailable: {exc}")
             return
         if not await self._discard_ok():
@@ -473,6 +490,8 @@ class EditorScreen(EditorSaving, Screen[None]):
         if name is None:
             if leave_if_cancelled and not self.is_dirty and len(self.app.screen_stack) > 1:
                 self._leave()  # asked from the runs list: back there
+                return
+            await self._empty_form_if_none()
             return
         dest = await self.app.push_screen_wait(
             PathPrompt(
@@ -481,6 +500,7 @@ class EditorScreen(EditorSaving, Screen[None]):
         )
         if dest is not None:
             await self.load_preset(name, dest)
+        await self._empty_form_if_none()
 
     async def _discard_ok(self) -> bool:
         if not self.is_dirty:
