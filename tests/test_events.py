@@ -130,6 +130,19 @@ def test_resumed_run_drops_the_stale_tail_of_the_curve():
     assert view.train_steps[-1] == 5 and view.train_loss[-1] == 1.0
 
 
+def test_a_resume_forgets_the_evaluations_of_the_history_it_left():
+    view = RunView()
+    view.apply(make_event("run_started", max_steps=10, resume_step=None))
+    for step, loss in ((2, 3.0), (6, 5.0)):
+        view.apply(make_event("eval", step=step, metrics={"eval_loss": loss, "perplexity": 9.0
+                                                          if step == 2 else 99.0}))
+    view.apply(make_event("run_started", max_steps=10, resume_step=4))
+    # The eval at step 6 was left behind: the last evaluation is the one at step 2.
+    assert (view.last_eval_loss, view.perplexity, view.last_eval["step"]) == (3.0, 9.0, 2)
+    view.apply(make_event("run_started", max_steps=10, resume_step=1))
+    assert view.last_eval == {} and view.perplexity is None
+
+
 def test_perplexity_is_defined_once_and_overflows_to_inf():
     import math
 

@@ -399,14 +399,10 @@ class ClmtuneApp(DashboardApp):
         except Exception as error:  # noqa: BLE001 - a damaged run dir must not end the app
             self.notify(f"Cannot resume {run_dir.name}: {one_line(error)}", severity="error")
             return
-        from clmtune.tui.screens.confirm import ConfirmScreen  # the editor helper's module
+        from clmtune.tui.screens.confirm import ConfirmScreen, resume_body
 
-        ckpt, warnings = plan.checkpoint, plan.warnings
-        body = f"Resume {run_dir.name} from {ckpt.name}."
-        if warnings:
-            body += "\n\nThese settings changed since the checkpoint:\n" + "\n".join(
-                f"• {w}" for w in warnings
-            )
+        ckpt = plan.checkpoint
+        body = resume_body(Path(run_dir).name, plan)
 
         def done(yes: bool | None) -> None:
             if yes:

@@ -242,6 +242,9 @@ class RunState:
         keep(self.speed_steps, self.speed_tokens, self.speed_samples)
         keep(self.eval_steps, self.eval_loss, self.eval_accuracy, self.eval_rows,
              self.eval_times)
+        # The last evaluation is the last one kept (its perplexity is the run's until the
+        # resumed worker evaluates), not one of the history the resume left.
+        self.last_eval = dict(self.eval_rows[-1]) if self.eval_rows else {}
         self.nan_loss_steps = [s for s in self.nan_loss_steps if s <= step]
         # Checkpoints past a resume point belong to the history it left (moved aside).
         self.checkpoints = [c for c in self.checkpoints if c.step <= step or step < 0]

@@ -125,12 +125,15 @@ def trained_bf16(run_dir: Path) -> bool:
 
 
 def keeps_samples(folder: Path) -> bool:
-    """Whether generations from ``folder`` go to its ``samples.jsonl``: only a clmtune run
-    folder (``run.json`` or ``events.jsonl``) keeps them. An exported model, a plain Hugging
-    Face output folder, a bare saved model or a checkpoint folder given by its path is left
-    untouched."""
+    """Whether generations from ``folder`` go to its ``samples.jsonl``: a training run's
+    folder keeps them (a clmtune run: ``run.json`` or ``events.jsonl``; a plain Hugging Face
+    output folder: ``trainer_state.json``, which the dashboard lists as a run). An exported
+    model, a bare saved model or a checkpoint folder given by its path is left untouched."""
     folder = Path(folder)
-    return (folder / RUN_JSON).is_file() or (folder / EVENTS_FILE).is_file()
+    if (folder / RUN_JSON).is_file() or (folder / EVENTS_FILE).is_file():
+        return True
+    return (folder / "trainer_state.json").is_file() and not folder.name.startswith(
+        "checkpoint-")
 
 
 def append_sample(run_dir: Path, record: dict[str, Any]) -> dict[str, Any]:

@@ -148,3 +148,74 @@ async def test_the_metric_label_is_whole_and_leaves_no_tail(runs_root):
             chart.redraw()
             await pilot.pause()
             assert "".join(margin._buffer[0]).strip() == metric
+
+
+LONG_NAME = ("lr-sweep-with-a-very-long-descriptive-name-for-the-cosine-schedule-warmup-"
+             "ablation-run-07x")  # 90 characters
+
+
+def _long_and_short(root: Path) -> list[Path]:
+    """The 90-character run (learning rate 0.002, 120 steps) and a default-named one."""
+    runs = []
+    for name, rec, lr, steps, shift in ((LONG_NAME, "resumed", "0.002", 120, -3600),
+                                        ("demo-20261203-181358", "completed", "0.0005", 60,
+                                         -7200)):  # fmt: skip
+        run = recorded_run(root, name, rec, shift=shift, status="completed")
+        (run / "config.toml").write_text(
+            f'[model]\nmodel_name_or_path = "tiny-gpt2"\n\n[training]\n'
+            f"learning_rate = {lr}\nmax_steps = {steps}\n")
+        runs.append(run)
+    return runs
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("size", SIZES, ids=["80x24", "120x40"])
+async def test_a_long_run_name_is_cut_so_figures_settings_and_curves_show(runs_root, size):
+    paths = _long_and_short(runs_root)
+    app = _app(runs_root)
+    async with app.run_test(size=size) as pilot:
+        screen = CompareScreen(paths)
+        await app.push_screen(screen)
+        await wait_until(pilot, lambda: screen.loaded)
+        await pilot.pause()
+        table = screen.query_one("#compare-table", DataTable)
+        diff = screen.query_one("#compare-diff", DataTable)
+        await wait_until(pilot, lambda: diff.size.width > 0 and table.size.width > 0)
+        # Every figure on screen: the name gives way (cut with …), nothing scrolls sideways.
+        assert table.virtual_size.width <= table.size.width
+        assert len(table.columns) == 9 and table.get_row_at(1)[-1] == "11.13"  # PPL
+        name = table.get_row_at(0)[0]
+        assert "…" in name and name.startswith("lr-sweep") and name.endswith("07x")
+        # The settings' values whole, on screen; the run names over them cut with ….
+        assert diff.virtual_size.width <= diff.size.width
+        rows = {diff.get_row_at(i)[0]: diff.get_row_at(i)[1:] for i in range(diff.row_count)}
+        assert rows == {"training.learning_rate": ["0.002", "0.0005"],
+                        "training.max_steps": ["120", "60"]}
+        headers = [str(column.label) for column in diff.ordered_columns]
+        assert "…" in headers[1] and headers[2] == "demo-20261203-181358"
+        # The legend: short names, in a corner where it hides no plotted point.
+        chart = screen.query_one(CompareChart)
+        labels = [label for label in chart._labels if label]
+        assert len(labels) == 2 and all(len(label) <= chart.legend_width() for label in labels)
+        assert labels[1] == "demo-20261203-181358"  # the marker is drawn by the legend
+        assert chart.legend_covers == 0
+        title = str(screen.query_one("#compare-title").render())
+        assert len(title) <= size[0] - 2 and "demo-20261203-181358" in title
+
+
+@pytest.mark.anyio
+async def test_help_lists_each_key_once_as_bound(runs_root):
+    from clmtune.tui.screens.help import HelpScreen
+
+    paths = _two_runs(runs_root)
+    app = _app(runs_root)
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = CompareScreen(paths)
+        await app.push_screen(screen)
+        await pilot.press("question_mark")
+        help_screen = app.screen
+        assert isinstance(help_screen, HelpScreen)
+        keys = [key for key, _ in help_screen.keys]
+        assert sorted(keys) == sorted(["esc", "m", "M", "x", "[", "]", "r", "s"])
+        described = dict(help_screen.keys)
+        assert described["M"] == "Previous metric" and described["]"] == "More smoothing"

@@ -39,6 +39,8 @@ def _app(root: Path) -> ClmtuneApp:
 async def _open(app: ClmtuneApp, pilot: Any, run_dir: Path, rec: str | None) -> LiveScreen:
     screen = LiveScreen(run_dir, follow=False)
     await app.push_screen(screen)
+    # Its first fill (after the first refresh) is done: data a test sets is not replaced.
+    await wait_until(pilot, lambda: screen._tick_timer is not None)
     if rec is not None:
         screen.post_message(EventsArrived(run_dir, recording(rec)))
     await pilot.pause()
@@ -356,3 +358,218 @@ def test_a_checkpoint_without_its_own_eval_says_which_step_the_loss_is_from(runs
     assert CheckpointRow.from_info(info).eval_text == "5.396 @40"
     own = classify_checkpoint(fake_checkpoint(run_dir, 60, eval_loss=3.0))
     assert CheckpointRow.from_info(own).eval_text == "3"  # its own: no step added
+
+
+# ------------------------------------------------------------ header, title, dialogs, first frame
+
+
+def _until_second_start(rec: str = "resumed") -> tuple[list[dict], list[dict]]:
+    """The recording up to the resumed worker's run_started (included), and the rest."""
+    events = recording(rec)
+    starts = [i for i, e in enumerate(events) if e["type"] == "run_started"]
+    return events[: starts[1] + 1], events[starts[1] + 1:]
+
+
+@pytest.mark.parametrize("size", SIZES)
+async def test_a_resumed_run_shows_no_speed_or_epoch_of_the_steps_it_left(runs_root, size):
+    # Stopped at step 25 (epoch 1.25, 8.2k tok/s), resumed from checkpoint-20: until the new
+    # worker logs, the header shows step 20 and its epoch, not the abandoned step 25's figures.
+    run_dir = recorded_run(runs_root, "resumed", "resumed", status="running")
+    before, after = _until_second_start()
+    app = _app(runs_root)
+    async with app.run_test(size=size) as pilot:
+        screen = LiveScreen(run_dir, follow=False)
+        await app.push_screen(screen)
+        stop = next(i for i, e in enumerate(before) if e["type"] == "run_finished")
+        loading = [i for i, e in enumerate(before) if e["type"] == "phase"
+                   and e["phase"] == "loading_model" and i > stop]  # the resumed worker's
+        screen.post_message(EventsArrived(run_dir, before[: loading[0] + 1]))
+        await pilot.pause()
+        bar = _text(screen.query_one(PhaseBar))
+        assert bar.startswith("loading model") and "tok/s" not in bar  # no speed measured yet
+        screen.post_message(EventsArrived(run_dir, before[loading[0] + 1:]))
+        await pilot.pause()
+        bar = _text(screen.query_one(PhaseBar))
+        assert screen.view.tokens_per_second == 8200.0  # the reducer keeps step 25's
+        assert "step 20/60" in bar
+        assert "tok/s" not in bar and "ep 1.25" not in bar
+        if size == (120, 40):
+            assert "ep 1.00" in bar  # the epoch at the checkpoint's step
+        first_log = next(i for i, e in enumerate(after) if e["type"] == "train_log")
+        screen.post_message(EventsArrived(run_dir, after[: first_log + 1]))  # step 21
+        await wait_until(pilot, lambda: "step 21/60" in _text(screen.query_one(PhaseBar)))
+        assert "tok/s" in _text(screen.query_one(PhaseBar))
+
+
+async def test_after_a_resume_the_final_tab_shows_no_eval_of_the_steps_it_left(runs_root):
+    # Evaluated at 20 and 40, stopped at 45, resumed from checkpoint-20: the evaluation at 40
+    # belongs to the history the resume left; the Final tab shows the one at 20.
+    import math
+
+    from clmtune.tui import fmt
+
+    run_dir = recorded_run(runs_root, "again", "completed", status="running")
+
+    def evaluation(step: int, loss: float) -> dict:
+        return make_event("eval", step=step, metrics={"eval_loss": loss,
+                                                      "perplexity": math.exp(loss)})
+
+    events = [make_event("run_started", max_steps=60, resume_step=None),
+              *[make_event("train_log", step=s, loss=4.0, tokens_per_second=900.0)
+                for s in range(1, 46)],
+              evaluation(20, 3.5), evaluation(40, 3.0),
+              make_event("final_metrics", split="train", metrics={"train_loss": 4.0}),
+              make_event("run_finished", status="stopped"),
+              make_event("phase", phase="loading_model"),
+              make_event("run_started", max_steps=60, resume_step=20)]
+    app = _app(runs_root)
+    async with app.run_test(size=(120, 40)) as pilot:
+        screen = LiveScreen(run_dir, follow=False)
+        await app.push_screen(screen)
+        screen.post_message(EventsArrived(run_dir, events[:-2]))
+        await pilot.pause()
+        table = screen.query_one(FinalTable)
+        assert table.eval_title == "Eval @40"
+        screen.post_message(EventsArrived(run_dir, events[-2:]))
+        await wait_until(pilot, lambda: table.eval_title == "Eval @20")
+        rows = {r[0]: r[1:] for r in _table_rows(table)}
+        assert rows["perplexity"] == ["-", fmt.num(math.exp(3.5))]
+
+
+LONG_NAME = "lr-sweep-with-a-very-long-descriptive-name-to-test-the-truncation-of-names-2026"
+
+
+@pytest.mark.parametrize("no_color", [False, True])
+@pytest.mark.parametrize("size", SIZES)
+async def test_a_long_run_name_is_shortened_and_the_status_always_shows(runs_root, size,
+                                                                        no_color, monkeypatch):
+    from rich.cells import cell_len
+
+    if no_color:
+        monkeypatch.setenv("NO_COLOR", "1")
+    name = LONG_NAME + "-" + "x" * (size[0] - 60)  # too long for either width
+    run_dir = recorded_run(runs_root, name, "completed", status="completed")
+    app = _app(runs_root)
+    async with app.run_test(size=size) as pilot:
+        screen = await _open(app, pilot, run_dir, "completed")
+        title = _text(screen.query_one("#live-title")).rstrip()
+        head, _, status = title.partition("  ")
+        assert status.startswith("completed")  # the model may give way, the status never
+        assert head.startswith("lr-sweep-with") and "…" in head and head.endswith("xxxx")
+        assert cell_len(title) <= size[0] - 2
+        await pilot.resize_terminal(64, 20)  # narrower still: fitted again
+        await pilot.pause()
+        title = _text(screen.query_one("#live-title"))
+        assert "  completed" in title and cell_len(title.rstrip()) <= 62
+
+
+def test_title_text_keeps_name_and_status_and_drops_extras_first():
+    from clmtune.tui.screens.live import shorten_middle, title_text
+
+    wide = title_text("run-1", "running", [(0, "gpt2", ""), (3, "⚠ loss not finite", "")], 80)
+    assert wide.plain == "run-1  running  gpt2  ⚠ loss not finite"
+    narrow = title_text("run-1", "running", [(0, "gpt2", ""), (3, "⚠ loss not finite", "")], 36)
+    assert narrow.plain == "run-1  running  ⚠ loss not finite"  # the model goes first
+    cut = title_text("a" * 30 + "-2026", "stopped", [(0, "gpt2", "")], 24)
+    assert cut.plain.endswith("  stopped") and "…" in cut.plain and cut.cell_len == 24
+    assert cut.plain.startswith("aaaa") and "2026" in cut.plain  # both ends kept
+    assert shorten_middle("abcdefgh", 5) == "ab…gh" and shorten_middle("abc", 5) == "abc"
+
+
+@pytest.mark.parametrize("no_color", [False, True])
+@pytest.mark.parametrize("size", SIZES)
+async def test_the_stop_dialog_names_the_run_over_the_live_view(runs_root, size, no_color,
+                                                                monkeypatch):
+    import re
+    from html import unescape
+
+    if no_color:
+        monkeypatch.setenv("NO_COLOR", "1")
+    run_dir = recorded_run(runs_root, "gpt2-live", "running_gpu", status="running")
+    app = _app(runs_root)
+    async with app.run_test(size=size) as pilot:
+        screen = await _open(app, pilot, run_dir, "running_gpu")
+        await pilot.press("s")
+        await pilot.pause()
+        dialog = app.screen
+        assert type(dialog).__name__ == "ConfirmScreen"
+        assert "gpt2-live" in _text(dialog.query_one("#confirm-title"))
+        # A modal overlay: the live view stays visible (dimmed) around the dialog.
+        assert dialog.styles.background.a < 1
+        shot = unescape(re.sub(r"<[^>]+>", "", app.export_screenshot())).replace("\xa0", " ")
+        assert "step 35/100" in shot  # the phase line of the live view behind the dialog
+        assert screen in app._background_screens
+
+
+async def test_the_footer_and_the_waiting_chart_are_there_from_the_first_frame(runs_root):
+    from textual_hires_canvas import Canvas
+
+    run_dir = runs_root / "fresh-run"
+    (run_dir / "logs").mkdir(parents=True)
+    app = _app(runs_root)
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = LiveScreen(run_dir, follow=False)
+        await app.push_screen(screen)
+        # Before the first refresh's callbacks: keys in the footer, a status in the title.
+        assert {key.action for key in screen.query("FooterKey")} >= {"back", "stop"}
+        assert _text(screen.query_one("#live-title")).startswith("fresh-run  ")
+        await pilot.pause()
+        chart = screen.query_one(LossChart)
+
+        def chart_text() -> str:
+            return "\n".join("".join(row) for row in chart.query_one("#plot", Canvas)._buffer)
+
+        assert "waiting for the first loss" in chart_text()
+        screen.post_message(EventsArrived(run_dir, [
+            make_event("phase", phase="loading_model", progress=None, detail="")]))
+        await pilot.pause()
+        lines = [line.strip("┃┫┣ ") for line in chart_text().splitlines()]
+        assert ["waiting for the first loss", "(loading model…)"] == [
+            line for line in lines if any(c.isalpha() for c in line)]
+        screen.post_message(EventsArrived(run_dir, [make_event("train_log", step=1, loss=3.0)]))
+        await wait_until(pilot, lambda: "waiting" not in chart_text())  # the next redraw
+
+
+@pytest.mark.parametrize("size", SIZES)
+async def test_the_memory_note_is_never_cut(runs_root, size):
+    from rich.cells import cell_len
+
+    run_dir = recorded_run(runs_root, "fresh", "tokenizing", status="running")
+    app = _app(runs_root)
+    async with app.run_test(size=size) as pilot:
+        screen = await _open(app, pilot, run_dir, "tokenizing")
+        memory = screen.query_one(MemoryPanel)
+        note = memory.query_one(".memory-empty")
+        assert str(note.content).startswith("memory: waiting")
+        for longer in (None, "memory: not recorded (a plain Hugging Face folder)"):
+            if longer is not None:
+                memory.no_samples(longer)
+                await pilot.pause()
+            text = str(note.content)
+            assert note.size.width <= note.parent.content_size.width  # inside the side panel
+            assert cell_len(text) <= note.size.width * note.size.height  # wrapped, not cut
+
+
+@pytest.mark.parametrize("changed", [False, True])
+def test_the_resume_question_keeps_later_checkpoints_apart_from_settings(runs_root, changed):
+    # The plan as backend.resume_plan makes it for checkpoint-40 of a run stopped at 60
+    # (tests/tui/test_train_further.py checks the same on a plan it really makes).
+    from clmtune.backend.resume_plan import RunPlan
+    from clmtune.tui.screens.confirm import SETTINGS_HEADING, resume_body
+
+    run_dir = runs_root / "paused"
+    move = ("checkpoint-60 comes after checkpoint-40: the history this resume leaves; moved to"
+            " superseded/ (nothing is deleted)")
+    setting = "[training] learning_rate was 0.0005, now 0.125 (the schedule)"
+    plan = RunPlan("resume", run_dir, run_dir / "checkpoint-40",
+                   warnings=((setting,) if changed else ()) + (move,),
+                   superseded=(run_dir / "checkpoint-60",))
+    body = resume_body("paused", plan)
+    paragraphs = body.split("\n\n")
+    assert paragraphs[0] == "Resume paused from checkpoint-40."
+    assert paragraphs[-1].startswith("Later checkpoint") and "checkpoint-60" in paragraphs[-1]
+    assert "superseded/" in paragraphs[-1]
+    if changed:
+        assert paragraphs[1] == f"{SETTINGS_HEADING}\n• {setting}"  # the move is not a setting
+    else:
+        assert SETTINGS_HEADING not in body and len(paragraphs) == 2  # nothing changed

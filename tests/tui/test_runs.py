@@ -67,7 +67,8 @@ async def test_lists_every_run_newest_first_with_status(runs_root, size):
         if size[0] >= 100:
             assert done["started"] == "3h00m ago" and "model" in done
         else:  # 80 columns: the least needed columns go, nothing scrolls sideways
-            assert set(done) == {"name", "status", "progress", "loss", "ppl", "duration"}
+            assert set(done) == {"mark", "name", "status", "progress", "loss", "ppl",
+                                 "duration"}
             # The table's width follows its columns a frame later under load: wait for it
             # (a table that stays wider than the screen still fails).
             await wait_until(pilot, lambda: table.virtual_size.width <= table.size.width,
@@ -382,3 +383,139 @@ def test_durations_fit_the_took_column(seconds, text):
     assert fmt.duration(seconds) == text
     width = dict((key, w) for key, _, w in COLUMNS)["duration"]
     assert len(text) <= width
+
+
+# ------------------------------------------------------- marking, clock, cut cells
+
+LONG_NAME = ("lr-sweep-with-a-very-long-descriptive-name-for-the-cosine-schedule-warmup-"
+             "ablation-run-07x")  # 90 characters, no time stamp
+
+
+def _footer_keys(app: ClmtuneApp) -> list[str]:
+    return [key.key for key in app.screen.query("FooterKey")]
+
+
+@pytest.mark.parametrize(("size", "no_color", "theme"),
+                         [((80, 24), False, "clmtune-dark"), ((120, 40), True, "clmtune-light")],
+                         ids=["80x24", "120x40-no-color-light"])
+async def test_marked_runs_show_a_mark_their_count_and_the_keys(runs_root, monkeypatch, size,
+                                                                no_color, theme):
+    if no_color:
+        monkeypatch.setenv("NO_COLOR", "1")
+    _plain_run(runs_root, "demo-20261203-181358", FROZEN_NOW - 60)
+    _plain_run(runs_root, LONG_NAME, FROZEN_NOW - 120)
+    _plain_run(runs_root, "unmarked", FROZEN_NOW - 180)
+    assert len(LONG_NAME) == 90
+    app = _app(runs_root)
+    async with app.run_test(size=size) as pilot:
+        app.theme = theme
+        table = await _loaded(app, pilot, 3)
+        # The footer recomposes a few message hops after the rows land.
+        await wait_until(pilot, lambda: "space" in _footer_keys(app))
+        keys = _footer_keys(app)
+        assert "space" in keys and "c" not in keys  # c shows once two are marked
+        await pilot.press("space", "down", "space")
+        await pilot.pause()
+        # A glyph on each marked row (not a colour alone: NO_COLOR and every theme show it).
+        assert [_cells(table, i)["mark"] for i in range(3)] == ["●", "●", ""]
+        assert [_rendered_row(table, i).lstrip()[:1] for i in range(3)] == ["●", "●", "u"]
+        title = str(app.screen.query_one("#runs-title").render())
+        assert "2 marked" in title and "c compares" in title and "space unmarks" in title
+        assert "…" in title and len(title) <= size[0] - 2  # the long name cut to fit
+        await wait_until(pilot, lambda: "c" in _footer_keys(app))
+        keys = _footer_keys(app)
+        assert {"space", "c", "question_mark", "q"} <= set(keys)
+        for key in app.screen.query("FooterKey"):  # nothing pushed off the footer
+            assert key.region.right <= size[0]
+        await pilot.press("space")  # unmark the second
+        await pilot.pause()
+        assert [_cells(table, i)["mark"] for i in range(3)] == ["●", "", ""]
+        title = str(app.screen.query_one("#runs-title").render())
+        assert "1 marked: demo-20261203-181358" in title and "c compares" in title
+        await wait_until(pilot, lambda: "c" not in _footer_keys(app))
+
+
+def test_marked_title_keeps_the_count_and_keys_and_cuts_names():
+    from clmtune.tui.screens.runs import marked_title
+
+    base = "clmtune · runs in ./runs"
+    names = ["demo-20261203-181358", LONG_NAME]
+    for width in (60, 78, 118, 200):
+        title = marked_title(base, names, width)
+        assert len(title) <= width, (width, title)
+        assert "2 marked" in title and "c compares" in title
+    assert marked_title(base, names, 200) == (
+        f"{base} · 2 marked: demo-20261203-181358, {LONG_NAME} · c compares · space unmarks")
+    assert marked_title(base, [], 80) == base
+
+
+async def test_started_times_follow_the_clock_without_reading_the_runs(runs_root, monkeypatch):
+    from clmtune.tui.screens import runs as runs_screen
+
+    monkeypatch.setattr(runs_screen, "CLOCK_S", 0.1)
+    _plain_run(runs_root, "finished", FROZEN_NOW - 240)
+    now = [FROZEN_NOW]
+    app = ClmtuneApp(runs_root, clock=lambda: now[0], remember_theme=False)
+    async with app.run_test(size=(120, 40)) as pilot:
+        table = await _loaded(app, pilot, 1)
+        assert _cells(table, 0)["started"] == "4m ago"
+        reads = app.screen._lister.reads
+        now[0] += 600
+        await wait_until(pilot, lambda: _cells(table, 0)["started"] == "14m ago", timeout=2)
+        assert "14m ago" in _rendered_row(table, 0)
+        assert app.screen._lister.reads == reads  # nothing read again for it
+
+
+@pytest.mark.parametrize("size", [(80, 24), (120, 40)])
+async def test_cut_names_and_models_end_in_an_ellipsis_and_keep_their_end(runs_root, size):
+    long_model = "/data/org/models/a-rather-long-model-family-name/checkpoint-12000"
+    for name, model, age in ((LONG_NAME, "clmtune-demo/model", 60),
+                             ("other", long_model, 120)):
+        run = _plain_run(runs_root, name, FROZEN_NOW - age)
+        (run / "config.toml").write_text(f'[model]\nmodel_name_or_path = "{model}"\n')
+    _plain_run(runs_root, "old", FROZEN_NOW - 86400 * 3)  # started days ago: a whole date
+    app = _app(runs_root)
+    async with app.run_test(size=size) as pilot:
+        table = await _loaded(app, pilot, 3)
+        await pilot.pause()
+        widths = dict(table.column_spec())
+        rows = {r.name: _cells(table, i) for i, r in enumerate(table.runs)}
+        name = rows[LONG_NAME]["name"]
+        assert len(name) <= widths["name"] and "…" in name and name.endswith("run-07x")
+        assert table.virtual_size.width <= table.size.width  # nothing scrolls sideways
+        if size[0] < 100:
+            return  # no Model or Started column at 80 columns
+        assert rows[LONG_NAME]["model"] == "clmtune-demo/model"  # it fits: whole
+        model = rows["other"]["model"]
+        assert len(model) <= widths["model"]
+        assert model.startswith("…") and model.endswith("/checkpoint-12000")
+        started = rows["old"]["started"]
+        assert len(started) == 10 and started in _rendered_row(table, 2)  # 2023-11-11
+
+
+@pytest.mark.parametrize(("value", "text"), [
+    (2.583, "2.583"), (11.13, "11.13"), (49020.3, "49020"), (123456.7, "123457"),
+    (4.85e8, "4.85e8"), (1.234e-4, "1.2e-4"), (float("nan"), "nan"), (None, "-"),
+])
+def test_figures_keep_what_fits_their_column(value, text):
+    from clmtune.tui.widgets.run_table import NUMBER_WIDTH, fit_num
+
+    # The perplexity of an untrained model (~vocabulary size) read "4.902e" (cut).
+    assert fit_num(value) == text and len(text) <= NUMBER_WIDTH
+
+
+async def test_ppl_is_the_perplexity_of_the_eval_beside_it(runs_root):
+    # An overfitting run: its best eval (6.433 at step 5) sat beside the perplexity of its
+    # last (exp 8.421 = 4541); the CLI's runs table says "best ppl" for the same figure.
+    import math
+
+    run_dir = _plain_run(runs_root, "overfit", FROZEN_NOW - 60)
+    state = json.loads((run_dir / "trainer_state.json").read_text())
+    state["log_history"] = [{"step": 5, "eval_loss": 6.433}, {"step": 10, "eval_loss": 8.421}]
+    (run_dir / "trainer_state.json").write_text(json.dumps(state))
+    app = _app(runs_root)
+    async with app.run_test(size=(120, 40)) as pilot:
+        table = await _loaded(app, pilot, 1)
+        cells = _cells(table, 0)
+        assert cells["eval"] == "6.433"
+        assert cells["ppl"] == f"{math.exp(6.433):.0f}" == "622"  # not 4541

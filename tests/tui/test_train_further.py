@@ -113,3 +113,45 @@ async def test_a_typed_decimal_is_refused_not_read_as_another_number(runs_root, 
         assert field.value == typed
         assert isinstance(app.screen, TrainFurtherScreen) and started == []
         assert "whole number" in str(app.screen.query_one("#further-error").render())
+
+
+def _stopped_with_a_later_checkpoint(root: Path) -> Path:
+    """Stopped at step 60 with checkpoints 40 and 60: a resume from 40 leaves 60 behind."""
+    run_dir = recorded_run(root, "paused", "completed", status="stopped")
+    (run_dir / "config.toml").write_text(
+        '[model]\nmodel_name_or_path = "tiny-gpt2"\n[training]\nmax_steps = 120\n')
+    fake_checkpoint(run_dir, 40)
+    fake_checkpoint(run_dir, 60)
+    return run_dir
+
+
+def test_the_resume_question_of_a_real_plan_has_no_settings_heading_for_a_move(runs_root):
+    from clmtune.backend.resume_plan import plan_run, run_settings
+    from clmtune.tui.screens.confirm import SETTINGS_HEADING, resume_body
+
+    run_dir = _stopped_with_a_later_checkpoint(runs_root)
+    plan = plan_run(run_dir, run_settings(run_dir), str(run_dir / "checkpoint-40"))
+    assert [p.name for p in plan.superseded] == ["checkpoint-60"]
+    assert any("checkpoint-60" in w for w in plan.warnings)  # the backend words it as one
+    body = resume_body("paused", plan)
+    assert SETTINGS_HEADING not in body  # no setting changed
+    assert body.split("\n\n")[-1].startswith("Later checkpoint (the history this resume")
+
+
+@pytest.mark.parametrize("size", [(80, 24), (120, 40)])
+async def test_resuming_from_an_earlier_checkpoint_asks_without_a_false_settings_heading(
+        runs_root, size):
+    from clmtune.tui.screens.confirm import SETTINGS_HEADING
+
+    run_dir = _stopped_with_a_later_checkpoint(runs_root)
+    app = ClmtuneApp(runs_root, clock=frozen_clock, remember_theme=False)
+    async with app.run_test(size=size) as pilot:
+        screen = LiveScreen(run_dir, follow=False)
+        await app.push_screen(screen)
+        screen.post_message(EventsArrived(run_dir, recording("completed")))
+        table = screen.query_one("CheckpointTable")
+        await wait_until(pilot, lambda: len(table.rows_shown) == 2)
+        await pilot.press("1", "down", "r")
+        await wait_until(pilot, lambda: type(app.screen).__name__ == "ConfirmScreen")
+        body = str(app.screen.query_one("#confirm-body").render())
+        assert "checkpoint-60" in body and SETTINGS_HEADING not in body

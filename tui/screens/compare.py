@@ -29,6 +29,7 @@ from clmtune.tui import fmt
 from clmtune.tui.thin import thin_minmax
 from clmtune.tui.widgets.footer import AppFooter
 from clmtune.tui.widgets.loss_chart import QuietLegend
+from clmtune.tui.widgets.run_table import ellipsize, fit_name, fit_names
 
 REFRESH_S = 2.0
 SMOOTH_STEP = 0.1
@@ -36,6 +37,12 @@ SMOOTH_STEP = 0.1
 COLOURS = ("cyan", "magenta", "yellow", "green", "red", "blue", "bright_white", "orange1")
 MARKERS = ("o", "+", "x", "*", "#", "@", "%", "&")
 MARKS_PER_LINE = 8  # markers spread along each line (enough to tell lines apart)
+LEGEND_MIN = 12  # a legend name gets a third of the chart's width, at least this
+#: Where the legend may sit, the first that covers the fewest plotted points winning.
+LEGEND_CORNERS = (LegendLocation.TOPRIGHT, LegendLocation.TOPLEFT,
+                  LegendLocation.BOTTOMRIGHT, LegendLocation.BOTTOMLEFT)
+RUN_MIN = 12  # the table's Run column, before it scrolls sideways
+VALUE_MAX = 40  # a setting's value wider than this is cut (with …)
 TABLE_COLUMNS = (
     # label, Row attribute (sortable), formatter
     ("Run", "name", str),
@@ -48,6 +55,9 @@ TABLE_COLUMNS = (
     ("At step", "best_eval_step", lambda v: "-" if v is None else str(v)),
     ("PPL", "final_perplexity", lambda v: fmt.num(v, 4)),
 )
+#: The labels of a narrow table (80 columns), as the runs list names them.
+SHORT_LABELS = {"Samples/s": "Smp/s", "Train loss": "Loss", "Best eval": "Eval",
+                "At step": "@step"}
 
 
 @dataclass
@@ -77,6 +87,7 @@ class CompareChart(QuietLegend, inherit_bindings=False):
         self.curves: list[compare.Curve] = []
         self.raw: list[compare.Curve] = []
         self.plotted_points = 0
+        self.legend_covers = 0  # plotted points under the legend where it was placed
         # Thinned points by (x, y arrays, width): the curves' arrays are cached upstream,
         # so switching back to a view or toggling the raw points thins nothing again.
         self._thinned: dict[tuple[int, int, int], tuple[Any, Any, Any, Any]] = {}
@@ -133,16 +144,57 @@ class CompareChart(QuietLegend, inherit_bindings=False):
             if len(xs):
                 self.plot(xs, ys, line_style=f"dim {COLOURS[i % len(COLOURS)]}",
                           hires_mode=HiResMode.BRAILLE)
+        points: list[tuple[Any, Any]] = []
         for i, curve in enumerate(self.curves):
             colour, marker = COLOURS[i % len(COLOURS)], MARKERS[i % len(MARKERS)]
             xs, ys = self._thin(curve, columns)
             self.plotted_points += len(xs)
             if not len(xs):
                 continue
+            points.append((xs, ys))
             self.plot(xs, ys, line_style=colour, hires_mode=HiResMode.BRAILLE)
             picks = np.unique(np.linspace(0, len(xs) - 1, min(MARKS_PER_LINE, len(xs))).astype(int))
+            # The legend draws the marker itself: the label is the name, cut to fit.
             self.scatter(xs[picks], ys[picks], marker=marker, marker_style=colour,
-                         label=f"{marker} {curve.name}")
+                         label=fit_name(curve.name, self.legend_width()))
+        self._place_legend(points)
+
+    def legend_width(self) -> int:
+        """The most cells a name takes in the legend: a third of the chart."""
+        return max(LEGEND_MIN, (self.size.width - self.margin_left) // 3)
+
+    def _place_legend(self, points: Sequence[tuple[Any, Any]]) -> None:
+        """Put the legend in the corner where it covers the fewest plotted points."""
+        labels = [label for label in self._labels if label is not None]
+        canvas = self.query_one("#plot", Canvas).size
+        if not labels or not points or canvas.width <= 0 or canvas.height <= 0:
+            return
+        xs = np.concatenate([np.asarray(x, dtype=float) for x, _ in points])
+        ys = np.concatenate([np.asarray(y, dtype=float) for _, y in points])
+        keep = np.isfinite(xs) & np.isfinite(ys)
+        xs, ys = xs[keep], ys[keep]
+        if not len(xs):
+            return
+        span_x = float(xs.max() - xs.min()) or 1.0
+        span_y = float(ys.max() - ys.min()) or 1.0
+        cols = (xs - xs.min()) / span_x * (canvas.width - 1)
+        rows = (ys.max() - ys) / span_y * (canvas.height - 1)
+        box_w = 4 + max(len(label) for label in labels) + 2  # marker, name, border
+        box_h = len(labels) + 2
+        left = {LegendLocation.TOPLEFT: 1, LegendLocation.BOTTOMLEFT: 1}
+        top = {LegendLocation.TOPLEFT: 1, LegendLocation.TOPRIGHT: 1}
+
+        def covered(corner: LegendLocation) -> int:
+            x0 = left.get(corner, canvas.width - 1 - box_w)
+            y0 = top.get(corner, canvas.height - 1 - box_h)
+            inside = (cols >= x0) & (cols < x0 + box_w) & (rows >= y0) & (rows < y0 + box_h)
+            return int(inside.sum())
+
+        covers = {corner: covered(corner) for corner in LEGEND_CORNERS}
+        best = min(LEGEND_CORNERS, key=covers.__getitem__)  # ties: the first (top right)
+        self.legend_covers = covers[best]
+        if best != self._legend_location:
+            self.show_legend(best)
 
     def on_resize(self) -> None:
         self.redraw()
@@ -155,13 +207,12 @@ class CompareScreen(Screen):
     HELP = ("The marked runs on one chart. m / M pick the metric, x the x axis (step, epoch, "
             "wall time), [ and ] the smoothing (an exponential moving average debiased at the "
             "start, as TensorBoard does), r shows or hides the raw points, s sorts the table.")
-    HELP_KEYS = (("m / M", "Next / previous metric"), ("x", "Step, epoch or time"),
-                 ("[ / ]", "Less / more smoothing"), ("r", "Raw points"), ("s", "Sort"))
+    # No HELP_KEYS: every key here is a binding, and ? lists the bindings (once each).
 
     BINDINGS = [
         Binding("escape", "back", "Back"),
         Binding("m", "metric(1)", "Metric", tooltip="Next metric"),
-        Binding("M", "metric(-1)", "Prev metric", show=False),
+        Binding("M", "metric(-1)", "Prev metric", show=False, tooltip="Previous metric"),
         Binding("x", "x_axis", "X axis", tooltip="Step, epoch or wall time"),
         Binding("left_square_bracket", "smooth(-1)", "Smooth -", tooltip="Less smoothing"),
         Binding("right_square_bracket", "smooth(1)", "Smooth +", tooltip="More smoothing"),
@@ -174,7 +225,9 @@ class CompareScreen(Screen):
         height: 1; padding: 0 1; background: $panel; text-style: bold;
         text-wrap: nowrap; text-overflow: ellipsis;
     }
-    CompareScreen #compare-status { height: 1; padding: 0 1; color: $text-muted; }
+    CompareScreen #compare-status {
+        height: 1; padding: 0 1; color: $text-muted; text-wrap: nowrap; text-overflow: ellipsis;
+    }
     CompareScreen CompareChart { height: 1fr; min-height: 8; }
     CompareScreen #compare-table { height: 3; }
     CompareScreen #compare-diff { height: 2; }
@@ -195,8 +248,7 @@ class CompareScreen(Screen):
         self.loaded = False
 
     def compose(self) -> ComposeResult:
-        names = ", ".join(p.name for p in self.paths)
-        yield Static(f"clmtune · compare {names}", id="compare-title")
+        yield Static("clmtune · compare", id="compare-title")
         yield Static("reading runs…", id="compare-status")
         yield CompareChart(id="compare-chart")
         yield DataTable(id="compare-table", cursor_type="row", zebra_stripes=True)
@@ -205,6 +257,7 @@ class CompareScreen(Screen):
         yield AppFooter()
 
     def on_mount(self) -> None:
+        self._show_title()
         self.load_runs()
         self._timer = self.set_interval(REFRESH_S, self._refresh_live)
 
@@ -251,10 +304,12 @@ class CompareScreen(Screen):
         self.query_one(CompareChart).show(smoothed, under, self.metric, self.x_axis)
         raw_text = "raw shown" if self.show_raw else "raw hidden"
         empty = [c.name for c in raw if not len(c.x)]
-        missing = f" · no {self.metric} vs {self.x_axis}: {', '.join(empty)}" if empty else ""
-        self.query_one("#compare-status", Static).update(
-            f"{self.metric} vs {self.x_axis} · smoothing {self.smoothing:.2f} ({raw_text})"
-            f"{missing}")
+        status = f"{self.metric} vs {self.x_axis} · smoothing {self.smoothing:.2f} ({raw_text})"
+        if empty:
+            status += f" · no {self.metric} vs {self.x_axis}: "
+            names = fit_names(empty, self._room() - 2 - len(status))
+            status += ", ".join(names) if names is not None else f"{len(empty)} runs"
+        self.query_one("#compare-status", Static).update(status)
 
     def _smoothed(self, curve: compare.Curve) -> compare.Curve:
         """``curve`` under the current smoothing, kept while its points are the same."""
@@ -276,14 +331,33 @@ class CompareScreen(Screen):
             return rows
         return compare.sort_rows(rows, TABLE_COLUMNS[self.sort_column][1])
 
+    def _room(self) -> int:
+        """The cells a table may take before it scrolls sideways."""
+        return self.size.width or self.app.size.width
+
     def _fill_table(self) -> None:
+        """The figures, one row per run; a long name is cut (with …) so they all fit."""
         table = self.query_one("#compare-table", DataTable)
         table.clear(columns=True)
-        for i, (label, _, _) in enumerate(TABLE_COLUMNS):
-            table.add_column(f"{label} ▲" if i == self.sort_column else label, key=label)
-        for row in self._rows():
-            table.add_row(*(render(row.cell(attr)) for _, attr, render in TABLE_COLUMNS),
-                          key=row.name)
+        rows = self._rows()
+        cells = [[render(row.cell(attr)) for _, attr, render in TABLE_COLUMNS] for row in rows]
+        for short in (False, True):  # the runs list's short labels when narrow
+            labels = [SHORT_LABELS.get(label, label) if short else label
+                      for label, _, _ in TABLE_COLUMNS]
+            labels = [f"{label} ▲" if i == self.sort_column else label
+                      for i, label in enumerate(labels)]
+            widths = [max([len(label)] + [len(row[i]) for row in cells])
+                      for i, label in enumerate(labels)]
+            others = sum(w + 2 for w in widths[1:])
+            if others + RUN_MIN + 2 <= self._room():
+                break
+        widths[0] = max(len(labels[0]), min(widths[0], max(RUN_MIN, self._room() - others - 2)))
+        for label, width, (key, _, _) in zip(labels, widths, TABLE_COLUMNS, strict=True):
+            table.add_column(label, key=key, width=width)
+        for row, texts in zip(rows, cells, strict=True):
+            texts[0] = fit_name(texts[0], widths[0])
+            table.add_row(*(ellipsize(t, w) for t, w in zip(texts, widths, strict=True)),
+                          key=row.path)
         # Header + rows + a horizontal scrollbar when narrow (auto height lags a frame).
         table.styles.height = min(len(self.runs) + 2, 12)
 
@@ -302,14 +376,34 @@ class CompareScreen(Screen):
         table.display = True
         cells = {key: [compare.setting_text(v) for v in values.values()]
                  for key, values in diff.items()}  # fmt: skip
-        # Fixed widths: auto widths follow the rows a frame late.
-        table.add_column("Setting", key="setting", width=max(len(k) for k in cells))
-        for i, run in enumerate(self.runs):
-            width = max([len(run.name)] + [len(row[i]) for row in cells.values()])
-            table.add_column(run.name, key=run.name, width=width)
+        # Fixed widths (auto widths follow the rows a frame late). A value is never cut
+        # under VALUE_MAX cells; the run names in the header share the rest (cut with …).
+        key_width = min(max(len(k) for k in cells), VALUE_MAX)
+        values = [min(max(len(row[i]) for row in cells.values()), VALUE_MAX)
+                  for i in range(len(self.runs))]
+        share = (self._room() - key_width - 2) // max(len(self.runs), 1) - 2
+        widths = [max(value, min(len(run.name), share), 1)
+                  for value, run in zip(values, self.runs, strict=True)]
+        table.add_column("Setting", key="setting", width=key_width)
+        for i, (run, width) in enumerate(zip(self.runs, widths, strict=True)):
+            table.add_column(fit_name(run.name, width), key=f"run-{i}", width=width)
         for key, row in cells.items():
-            table.add_row(key, *row)
+            table.add_row(ellipsize(key, key_width),
+                          *(ellipsize(v, w) for v, w in zip(row, widths, strict=True)))
         table.styles.height = min(len(diff) + 1, 8)  # header + rows (auto lags a frame)
+
+    def _show_title(self) -> None:
+        head = "clmtune · compare "
+        names = [p.name for p in self.paths]
+        fitted = fit_names(names, self._room() - 2 - len(head))
+        self.query_one("#compare-title", Static).update(
+            head + (", ".join(fitted) if fitted is not None else f"{len(names)} runs"))
+
+    def on_resize(self) -> None:
+        self._show_title()
+        if self.runs:
+            self._fill_table()
+            self._fill_diff()
 
     # ------------------------------------------------------------ actions
 

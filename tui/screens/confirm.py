@@ -2,12 +2,46 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 from textual import events
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Static
+
+SETTINGS_HEADING = "These settings changed since the checkpoint:"
+
+
+def resume_body(run_name: str, plan: Any) -> str:
+    """The text of the resume question for a ``backend.resume_plan.RunPlan``.
+
+    The settings that changed since the checkpoint come under their heading (only when
+    there are some); the checkpoints after the one resumed from, which the launcher moves
+    to ``superseded/``, are not a setting: they get a paragraph of their own.
+    """
+    from clmtune.backend.resume_plan import SUPERSEDED_DIR
+
+    checkpoint = Path(plan.checkpoint).name
+    later = [Path(p).name for p in getattr(plan, "superseded", ()) or ()]
+    names = ", ".join(later)
+    # resume_plan words the move as one more warning ("<names> come(s) after …; moved to
+    # superseded/"): that one is set apart.
+    def is_move(warning: str) -> bool:
+        return bool(later) and f"{SUPERSEDED_DIR}/" in warning and all(
+            name in warning for name in later)
+
+    settings = [w for w in plan.warnings if not is_move(w)]
+    body = f"Resume {run_name} from {checkpoint}."
+    if settings:
+        body += f"\n\n{SETTINGS_HEADING}\n" + "\n".join(f"• {w}" for w in settings)
+    if later:
+        which = "checkpoint" if len(later) == 1 else "checkpoints"
+        body += (f"\n\nLater {which} (the history this resume leaves): {names}. Moved to "
+                 f"{SUPERSEDED_DIR}/, nothing is deleted.")
+    return body
 
 
 class ConfirmScreen(ModalScreen[bool]):

@@ -19,11 +19,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from rich.cells import cell_len
 from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
+from textual.events import Resize
 from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Static, TabbedContent, TabPane
@@ -41,7 +43,7 @@ from clmtune.tui.widgets.gpu_panel import GpuPanel
 from clmtune.tui.widgets.log_view import LogView
 from clmtune.tui.widgets.loss_chart import LossChart, SignalsPanel
 from clmtune.tui.widgets.memory_panel import MemoryPanel
-from clmtune.tui.widgets.phase_bar import PhaseBar
+from clmtune.tui.widgets.phase_bar import PHASE_LABELS, PhaseBar
 
 if TYPE_CHECKING:
     from clmtune.tui.shell import DashboardApp
@@ -56,6 +58,67 @@ CPU_RUN_POLL_S = 1.0
 URGENT_EVENTS = frozenset(
     {"run_started", "run_finished", "phase", "checkpoint", "final_metrics", "warning"}
 )
+
+
+TITLE_SEP = "  "
+
+
+def shorten_middle(text: str, width: int) -> str:
+    """``text`` in at most ``width`` cells, its middle replaced by an ellipsis when cut (a run
+    name keeps its start and its date or number at the end)."""
+    if cell_len(text) <= width:
+        return text
+    if width <= 1:
+        return "…" if width == 1 else ""
+    head, tail = "", ""
+    room = width - 1
+    chars = list(text)
+    while chars and room > 0:  # alternate ends, the head first
+        take_head = cell_len(head) <= cell_len(tail)
+        ch = chars[0] if take_head else chars[-1]
+        if cell_len(ch) > room:
+            break
+        room -= cell_len(ch)
+        if take_head:
+            head += chars.pop(0)
+        else:
+            tail = chars.pop() + tail
+    return f"{head}…{tail}"
+
+
+def title_text(name: str, status: str, extras: list[tuple[int, str, str]], width: int) -> Text:
+    """The title line in ``width`` cells: the run's name and its status always, then the
+    ``extras`` (``(priority, text, style)``, in the order shown) as room allows, the lowest
+    priority left out first. A name too long for the line is shortened in the middle with
+    an ellipsis; ``width`` 0 (not laid out yet) fits nothing."""
+    status_part = f"{TITLE_SEP}{status}"
+    kept = list(extras)
+
+    def needed() -> int:
+        return (cell_len(name) + cell_len(status_part)
+                + sum(cell_len(TITLE_SEP + text) for _, text, _ in kept))
+
+    while width and kept and needed() > width:
+        kept.remove(min(kept, key=lambda extra: extra[0]))
+    if width and needed() > width:
+        name = shorten_middle(name, max(width - cell_len(status_part), 1))
+    title = Text(name, style="bold")
+    title.append(status_part)
+    for _, text, style in kept:
+        title.append(TITLE_SEP + text, style=style or None)
+    if width and title.cell_len > width:  # narrower than the status itself
+        title.truncate(width, overflow="ellipsis")
+    return title
+
+
+def waiting_text(view: RunState, status: str) -> str:
+    """What the empty loss chart says it waits for (or that nothing was logged)."""
+    if status in ENDED or not view.controllable:
+        return "no loss was logged"
+    phase = PHASE_LABELS.get(view.phase, view.phase)
+    if view.phase in ("starting", "loading_model", "loading_data", "tokenizing", "grouping"):
+        return f"waiting for the first loss\n({phase}…)"
+    return "waiting for the first loss"
 
 
 def list_checkpoint_rows(run_dir: Path) -> list[CheckpointRow] | None:
@@ -150,7 +213,7 @@ class LiveScreen(Screen):
         yield PhaseBar(id="phase-bar")
         yield Static(id="error-panel")
         with Horizontal(id="live-main"):
-            yield LossChart(id="loss-chart")
+            yield LossChart(id="loss-chart", waiting=waiting_text(self.view, self.status))
             with Vertical(id="live-side"):
                 yield SignalsPanel(id="signals")
                 yield GpuPanel(id="gpu")  # hidden until the run has a gpu event
@@ -163,11 +226,23 @@ class LiveScreen(Screen):
                 yield LogView(id="log")
             with TabPane("Final (3)", id="tab-final"):
                 yield FinalTable(id="final")
-        yield AppFooter()
+        footer = AppFooter()
+        # Textual's footer shows no key until the screen's bindings change after the first
+        # refresh; when the dashboard is busy (a run starting next door, the editor it came
+        # from being taken down) that took seconds. Its keys are known now: show them at once
+        # (Textual 8's flag; tests/tui/test_live.py checks the first frame has the keys).
+        ready = getattr(AppFooter, "_bindings_ready", None)
+        if ready is not None:
+            footer.set_reactive(ready, True)
+        yield footer
 
     def on_mount(self) -> None:
+        self._render_header()  # the title and the phase line are there from the first frame
         # After the first refresh every nested widget is composed; start filling then.
         self.call_after_refresh(self._start)
+
+    def on_resize(self, event: Resize) -> None:
+        self._render_status()  # the title fits the new width
 
     def _start(self) -> None:
         self._render_all([])
@@ -301,11 +376,18 @@ class LiveScreen(Screen):
             model = model.get("model_name_or_path") or model.get("config_name") or ""
         return str(model or "")
 
+    def _render_header(self) -> None:
+        """The phase line and the title (direct children: there from the first frame)."""
+        self.query_one(PhaseBar).show(self.view, self.app.clock(), self.status)
+        self._render_status()
+
     def _render_all(self, events: list[dict[str, Any]]) -> None:
         view = self.view
         self.query_one(PhaseBar).show(view, self.app.clock(), self.status)
         truncated = any(e.get("type") == "run_started" for e in events)
-        self.query_one(LossChart).set_data(
+        chart = self.query_one(LossChart)
+        chart.waiting = waiting_text(view, self.status)
+        chart.set_data(
             view.train_steps, view.train_loss, view.eval_steps, view.eval_loss, reset=truncated
         )
         self.query_one(SignalsPanel).update_signals(view.learning_rate, view.grad_norm)
@@ -321,8 +403,8 @@ class LiveScreen(Screen):
         self.query_one(LogView).add_events(events)
         if any(e.get("type") == "checkpoint" for e in events):
             self._show_event_checkpoints()
-        if any(e.get("type") in ("final_metrics", "run_started") for e in events):
-            self.query_one(FinalTable).update_metrics(view.final_metrics)
+        if any(e.get("type") in ("final_metrics", "run_started", "eval") for e in events):
+            self.query_one(FinalTable).update_view(view)
         if any(e.get("type") == "sample" for e in events):
             self._render_samples()
         self._render_status()
@@ -344,19 +426,26 @@ class LiveScreen(Screen):
         if len(rows) > len(table.rows_shown):
             table.update_checkpoints(rows)
 
+    def _title_width(self) -> int:
+        """Cells the title line has (the screen's width less the title bar's padding)."""
+        width = self.size.width or self.app.size.width
+        return max(width - 2, 0)
+
     def _render_status(self) -> None:
         status = self.status
-        title = Text(self.run_dir.name, style="bold")
-        title.append(f"  {status}")
+        # (priority, text, style): at a narrow width the lowest priorities go first; the
+        # name (shortened with an ellipsis if need be) and the status always show.
+        extras: list[tuple[int, str, str]] = []
         model = self._model_name()
         if model:
-            title.append(f"  {model}")
+            extras.append((0, model, ""))
         if self.view.trainable_badge:  # LoRA runs: rank and share of weights trained
-            title.append(f"  {self.view.trainable_badge}")
+            extras.append((1, self.view.trainable_badge, ""))
         if self.view.nan_flag:
-            title.append("  ⚠ loss not finite", style="bold")
+            extras.append((3, "⚠ loss not finite", "bold"))
         if not self.view.controllable:
-            title.append("  (Hugging Face folder)")
+            extras.append((2, "(Hugging Face folder)", ""))
+        title = title_text(self.run_dir.name, status, extras, self._title_width())
         if title != self._shown_title:
             self._shown_title = title
             self.query_one("#live-title", Static).update(title, layout=False)  # height 1
@@ -460,7 +549,7 @@ class LiveScreen(Screen):
 
         self.app.push_screen(
             ConfirmScreen(
-                "Stop training?",
+                f"Stop training {self.run_dir.name}?",
                 "The worker saves a checkpoint at the next step and stops. "
                 "You can resume from it later (r).",
                 yes="Save and stop",

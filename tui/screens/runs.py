@@ -22,9 +22,10 @@ from clmtune.tui.listing import RunsLister
 from clmtune.tui.messages import RunsRefreshed
 from clmtune.tui.widgets import footer
 from clmtune.tui.widgets.footer import AppFooter
-from clmtune.tui.widgets.run_table import RunTable
+from clmtune.tui.widgets.run_table import RunTable, fit_names
 
 REFRESH_S = 2.0
+CLOCK_S = 30.0  # "5m ago" follows the clock: the started cells only, nothing read
 LOADING = "Loading runs…"
 EMPTY_HINT = (
     "No runs yet in {root}\n\n"
@@ -43,6 +44,27 @@ def shown_path(path: Path) -> str:
     return text if path.is_absolute() or text.startswith(".") else f"./{text}"
 
 
+def marked_title(base: str, names: list[str], width: int) -> str:
+    """The title line in ``width`` cells: ``base``, then how many runs are marked, their
+    names (cut with … to fit, left out when even that does not fit) and the keys.
+
+    ``clmtune · runs in ./runs · 2 marked: demo-2…181358, lr-sweep… · c compares ·
+    space unmarks``: the count and the keys always show; ``base`` shrinks to ``clmtune``
+    before the names go.
+    """
+    if not names:
+        return base
+    keys = ("c compares · space unmarks" if len(names) >= 2
+            else "space marks another · c compares")
+    count = f"{len(names)} marked"
+    for head in (base, "clmtune"):
+        fixed = f"{head} · {count} · {keys}"
+        fitted = fit_names(names, width - len(fixed) - 2)  # 2: ": "
+        if fitted is not None:
+            return f"{head} · {count}: {', '.join(fitted)} · {keys}"
+    return f"clmtune · {count} · {keys}"  # the title bar cuts it (with …) below that
+
+
 class RunsScreen(Screen):
     """The table of runs and the actions on the selected one."""
 
@@ -50,7 +72,8 @@ class RunsScreen(Screen):
     HELP = (
         "Every run in {runs_dir}, newest first, refreshed every two seconds. Move with "
         "↑/↓, PgUp/PgDn, Home/End (or the mouse) and press enter to watch a run, live or "
-        "finished.\n\n"
+        "finished. Eval is the best evaluation loss and PPL its perplexity (as `clmtune "
+        "runs` shows them); the run's own view has the last evaluation too.\n\n"
         "Training runs in its own process: quitting this dashboard leaves it running, and "
         "opening the run again shows its whole history."
     )
@@ -78,9 +101,9 @@ class RunsScreen(Screen):
             "m", "metrics", "Metrics",
             tooltip="Saved metrics of the selected run: results files and log history",
         ),
-        Binding("space", "mark", "Mark", show=False,
-                tooltip="Mark or unmark the selected run for Compare"),
-        Binding("c", "compare", "Compare", show=False,
+        Binding("space", "mark", "Mark",
+                tooltip="Mark or unmark the selected run for Compare (● in the list)"),
+        Binding("c", "compare", "Compare",
                 tooltip="Compare the marked runs (mark them with space)"),
         Binding("g", "try_model", "Try", show=False,
                 tooltip="Try the selected run's model: a prompt, checkpoints side by side"),
@@ -89,6 +112,10 @@ class RunsScreen(Screen):
     ]
 
     loading = True  # until the first rows of the listing arrive
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.marked: list[Path] = []  # the runs marked for Compare, in marking order
 
     def compose(self) -> ComposeResult:
         root = shown_path(self.app.runs_dir)
@@ -106,6 +133,9 @@ class RunsScreen(Screen):
         # List after the first paint: the scan must not compete with it for the GIL.
         self.call_after_refresh(self.refresh_runs)
         self._timer = self.set_interval(REFRESH_S, self.refresh_runs)
+        # A finished run's files never change, so the listing never repaints its row:
+        # the relative start times are brought up to the clock apart (cheap, no disk).
+        self._clock_timer = self.set_interval(CLOCK_S, self.table.tick)
 
     def on_resize(self) -> None:
         # The footer leaves optional keys out below footer.WIDE columns: recompose it when
@@ -114,15 +144,19 @@ class RunsScreen(Screen):
         if wide != getattr(self, "_footer_wide", wide):
             self.refresh_bindings()
         self._footer_wide = wide
+        self._show_title()
 
     def on_screen_suspend(self) -> None:
         # Nobody sees the list under a live view: stop scanning the disk for it.
         self._timer.pause()
+        self._clock_timer.pause()
 
     def on_screen_resume(self) -> None:
         if self.is_mounted and hasattr(self, "_timer"):
             self.refresh_runs()
+            self.table.tick()
             self._timer.resume()
+            self._clock_timer.resume()
 
     @property
     def table(self) -> RunTable:
@@ -133,19 +167,32 @@ class RunsScreen(Screen):
         return self.table.selected
 
     def footer_hidden(self) -> tuple[str, ...]:
-        """No run to act on: the per-run keys leave the footer (room for n, ? and q)."""
+        """No run to act on: the per-run keys leave the footer (room for n, ? and q).
+
+        Space (mark) shows with runs, c (compare) once two are marked; below
+        ``footer.WIDE`` columns "Open TOML" (and, while c shows, "Metrics") make room
+        for them. The keys left out still work.
+        """
         run = self.selected
         if run is None:
-            return RUN_ACTIONS
+            return (*RUN_ACTIONS, "mark", "compare")
         # A complete run is never resumed as it is: it offers "train further" instead.
-        return ("resume",) if run.status == "completed" else ("train_further",)
+        hidden = ["resume" if run.status == "completed" else "train_further"]
+        comparing = len(self.marked) >= 2
+        if not comparing:
+            hidden.append("compare")
+        if self.app.size.width < footer.WIDE:
+            hidden += ["open_toml", "metrics"] if comparing else ["open_toml"]
+        return tuple(hidden)
 
     @on(DataTable.RowHighlighted)
     def _row_highlighted(self, event: DataTable.RowHighlighted) -> None:
         event.stop()
         status = getattr(self.selected, "status", None)
-        if status != getattr(self, "_footer_status", status):
-            self.refresh_bindings()  # Resume or Extend, for the run under the cursor
+        if status != getattr(self, "_footer_status", "(none yet)"):
+            # Resume or Extend for the run under the cursor; and the first highlight (after
+            # the rows came) brings the per-run keys, space Mark among them.
+            self.refresh_bindings()
         self._footer_status = status
 
     @work(thread=True, group="runs-refresh", exit_on_error=False)
@@ -218,26 +265,31 @@ class RunsScreen(Screen):
         run = self._need_selection()
         if run is None:
             return
-        marked: list[Path] = self.__dict__.setdefault("marked", [])  # in marking order
         path = Path(run.path)
-        if path in marked:
-            marked.remove(path)
+        if path in self.marked:
+            self.marked.remove(path)
         else:
-            marked.append(path)
-        names = ", ".join(p.name for p in marked)
-        root = shown_path(self.app.runs_dir)
-        self.query_one("#runs-title", Static).update(
-            f"clmtune · runs in {root}" + (f" · compare: {names} (c)" if marked else ""))
+            self.marked.append(path)
+        self._show_marks()
+
+    def _show_marks(self) -> None:
+        self.table.set_marked(str(p) for p in self.marked)
+        self._show_title()
+        self.refresh_bindings()  # c Compare shows from two marked runs on
+
+    def _show_title(self) -> None:
+        base = f"clmtune · runs in {shown_path(self.app.runs_dir)}"
+        title = marked_title(base, [p.name for p in self.marked], self.app.size.width - 2)
+        self.query_one("#runs-title", Static).update(title)
 
     def action_compare(self) -> None:
-        marked: list[Path] = self.__dict__.get("marked", [])
-        if len(marked) < 2:
+        if len(self.marked) < 2:
             self.app.notify_once("Mark two or more runs with space, then press c.",
                                  severity="warning")
             return
         from clmtune.tui.screens.compare import CompareScreen  # loaded when first used
 
-        self.app.push_screen(CompareScreen(list(marked)))
+        self.app.push_screen(CompareScreen(list(self.marked)))
 
     def action_export(self) -> None:
         run = self._need_selection()
@@ -286,6 +338,9 @@ class RunsScreen(Screen):
             self.app.report_failure(f"delete {run_dir.name}", exc)
             return
         self._lister.forget(run_dir)
+        if run_dir in self.marked:
+            self.marked.remove(run_dir)
+            self.app.call_from_thread(self._show_marks)
         self.notify(f"Deleted {run_dir.name}.")  # notify is thread-safe (post_message)
         self.refresh_runs()
 
@@ -312,4 +367,10 @@ class RunsScreen(Screen):
         )
         yield SystemCommand(
             "Export run", "Export the selected finished run (x)", self.action_export
+        )
+        yield SystemCommand(
+            "Mark run", "Mark or unmark the selected run for Compare (space)", self.action_mark
+        )
+        yield SystemCommand(
+            "Compare runs", "The marked runs on one chart (c)", self.action_compare
         )

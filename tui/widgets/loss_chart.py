@@ -160,9 +160,31 @@ class QuietLegend(PlotWidget):
             return super()._render_plot()
         batch = getattr(canvas, "batch_refresh", None)  # textual-hires-canvas >= 0.14
         if batch is None:
-            return super()._render_plot()
+            super()._render_plot()
+            self._render_empty(canvas)
+            return None
         with batch():
             super()._render_plot()
+            self._render_empty(canvas)
+        return None
+
+    def _render_empty(self, canvas: Canvas) -> None:
+        """Nothing to plot: say why in the middle of the plot area, not a bare 0-1 box."""
+        text = getattr(self, "waiting", "")
+        if not text or any(len(d.x) for d in self._datasets) or canvas._canvas_size is None:
+            return
+        area = self._scale_rectangle
+        width, rows = max(area.width - 2, 1), max(area.height, 1)
+        lines = _wrap_words(text, width)
+        if len(lines) > rows:  # a very short chart: what does not fit ends in an ellipsis
+            lines = lines[:rows]
+            lines[-1] = lines[-1][: width - 1] + "…"
+        top = area.y + max((area.height - len(lines)) // 2, 0)
+        style = str(self.get_component_rich_style("plot--label", partial=True)) or ""
+        for i, line in enumerate(lines):
+            x = area.x + max((area.width - len(line)) // 2, 0)
+            for j, char in enumerate(line):
+                canvas.set_pixel(x + j, top + i, char=char, style=style)
 
     def _render_line_plot(self, dataset: Any) -> None:
         canvas = self.query_one("#plot", Canvas)
@@ -213,6 +235,26 @@ class QuietLegend(PlotWidget):
         return None
 
 
+def _wrap_words(text: str, width: int) -> list[str]:
+    """``text`` in lines of at most ``width`` characters: each of its own lines, broken
+    between words; a word longer than a line ends in an ellipsis (never cut without one)."""
+    lines: list[str] = []
+    for paragraph in text.splitlines():
+        line = ""
+        for word in paragraph.split():
+            if len(word) > width:
+                word = word[: max(width - 1, 0)] + "…"
+            if line and len(line) + 1 + len(word) <= width:
+                line += " " + word
+            else:
+                if line:
+                    lines.append(line)
+                line = word
+        if line:
+            lines.append(line)
+    return lines
+
+
 class LossChart(QuietLegend, inherit_bindings=False):
     """Train and eval loss on one chart. Mouse wheel zooms, drag pans; keys below."""
 
@@ -234,13 +276,15 @@ class LossChart(QuietLegend, inherit_bindings=False):
     margin_bottom = reactive(1)
     margin_left = reactive(MARGIN_LEFT)
 
-    def __init__(self, **kwargs: Any) -> None:
+    def __init__(self, *, waiting: str = "", **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.train_x: Sequence[float] = []
         self.train_y: Sequence[float] = []
         self.eval_x: Sequence[float] = []
         self.eval_y: Sequence[float] = []
         self.plotted_points = 0  # after thinning, for tests and the bench
+        #: What an empty chart says in its middle (what it waits for); "" says nothing.
+        self.waiting = waiting
         self._padded_y = False  # y limits set by _keep_axes_readable, not by the user
         self._cache = [ArrayCache() for _ in range(4)]
 

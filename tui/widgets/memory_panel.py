@@ -70,7 +70,8 @@ class MemoryPanel(Vertical):
         self._latest: tuple[Sequence[dict[str, Any]], list[tuple[str, str]]] | None = None
 
     def compose(self) -> ComposeResult:
-        yield Label("memory: waiting for the first sample", classes="memory-empty", markup=False)
+        # Fits the narrow side panel (32 cells); longer notes wrap (themes/live.tcss).
+        yield Label("memory: waiting for a sample", classes="memory-empty", markup=False)
 
     def no_samples(self, text: str) -> None:
         """Replace the waiting line when no sample will come (an ended or foreign run)."""
