@@ -304,9 +304,13 @@ class EventCallback(TrainerCallback):
         loss = _float(metrics.get("eval_loss"))
         if loss is not None and "perplexity" not in metrics:
             metrics["perplexity"] = perplexity(loss)
+        # After training: the final evaluate() (of the best checkpoint's weights with
+        # load_best_model_at_end), not a point of the training curve.
+        final = {} if self.training else {"final": True}
         self.emit(
             make_event(
-                "eval", step=int(state.global_step), epoch=_float(state.epoch), metrics=metrics
+                "eval", step=int(state.global_step), epoch=_float(state.epoch), metrics=metrics,
+                **final,
             )
         )
         # Evaluation time is not training time: restart the tokens/s window.

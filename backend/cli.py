@@ -240,7 +240,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         from clmtune.backend.settings.validate import name_problem
         problem = name_problem(Path(args.run_dir).absolute())
         if problem is not None:
-            raise BadInput(f"--run-dir {problem}; give a shorter folder name")
+            raise BadInput(f"--run-dir {problem}")
     if args.print_command:  # what would run, shell-quoted; nothing trained, nothing written
         from clmtune.backend.launch import command_text
         print(command_text(config_path, run_dir=args.run_dir and Path(args.run_dir),

@@ -15,11 +15,15 @@ RUNS_DIR_HELP = "the folder run names are looked up in (default ./runs)"
 
 
 
-def fmt_float(value: Any, digits: int = 4) -> str:
+def fmt_float(value: Any, digits: int = 4, sci_digits: int = 3) -> str:
+    """A figure as the CLI and the dashboard both write it (``tui.fmt.num`` is this with
+    shorter exponents): ``-`` for none; a count whole (train_samples 11326); ``digits``
+    significant digits, or a whole number at 10**digits and above (12346, not 1.235e+04);
+    an exponent (``sci_digits`` decimals) from 10**6 up and below 1e-3."""
     if value is None:
         return "-"
-    if isinstance(value, int) and not isinstance(value, bool) and abs(value) < 10**15:
-        return str(value)  # a count: train_samples 11326, not 1.133e+04
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) < 10**7:
+        return str(value)
     try:
         number = float(value)
     except (TypeError, ValueError):
@@ -28,10 +32,10 @@ def fmt_float(value: Any, digits: int = 4) -> str:
         return "nan"
     if math.isinf(number):
         return "inf" if number > 0 else "-inf"
-    if number != 0 and (abs(number) >= 1e5 or abs(number) < 1e-3):
-        return f"{number:.3e}"
-    if abs(number) >= 10**digits:
-        return f"{number:.0f}"  # 12346, not 1.235e+04
+    if number != 0 and (abs(number) >= 1e6 - 0.5 or abs(number) < 1e-3):
+        return f"{number:.{sci_digits}e}"
+    if abs(number) >= 10**digits - 0.5:  # 9999.5 rounds up: whole, not "1e+04"
+        return f"{number:.0f}"
     return f"{number:.{digits}g}"
 
 

@@ -17,7 +17,9 @@ object per line, flushed per event. Every event carries ``v`` (schema version),
 ``train_log``     step, epoch, loss, learning_rate, grad_norm, tokens_per_second,
                   samples_per_second, eta_seconds (any may be None)
 ``eval``          step, epoch, metrics (dict of eval_* floats, incl. eval_loss,
-                  eval_accuracy when computed, and perplexity)
+                  eval_accuracy when computed, and perplexity); ``final: true`` on the
+                  evaluation after training (of the best checkpoint's weights with
+                  load_best_model_at_end)
 ``memory``        step, devices (list of dicts: index, name, allocated, reserved,
                   peak_allocated, used, total; bytes), process_rss, system_used,
                   system_total (bytes; None when unknown)
@@ -45,6 +47,8 @@ Numbers that are not finite are written as the strings ``"nan"``, ``"inf"``,
   became NaN/inf; it has ``step`` too. ``notify_failed``: the ``[notify]`` command failed
   (backend/notify.py; training goes on); ``fsdp_ignored``: ``[training] fsdp`` is set but
   accelerate did not shard (CPU processes); its output, when it prints any, is a ``log``.
+  ``resume_settings_applied``: a resume put the settings' optimizer values over the
+  checkpoint's; ``step`` and ``applied`` ({setting: [checkpoint's value, now]}).
 - The one reducer from events to state is :mod:`clmtune.backend.rundir.state`
   (``fold(events)`` / ``RunState.apply(event)``); add a field there when you add one here,
   and bump ``SCHEMA_VERSION`` when a change is not backward compatible.

@@ -162,3 +162,14 @@ def test_the_editor_warns_about_precision_as_check_does_without_torch(ws, monkey
     monkeypatch.setattr("clmtune.backend.settings.hardware.Path.glob",
                         lambda self, pattern: iter([Path("/dev/nvidia0")]))
     assert precision_notes({"bf16": True}) == []  # a GPU is there: nothing to say
+    # WSL2 (/dev/dxg) and ROCm (/dev/kfd) have a GPU torch sees without /dev/nvidiaN.
+    monkeypatch.setattr("clmtune.backend.settings.hardware.Path.glob",
+                        lambda self, pattern: iter([]))
+    monkeypatch.setattr("clmtune.backend.settings.hardware.Path.exists",
+                        lambda self: str(self) == "/dev/dxg")
+    assert precision_notes({"bf16": True}) == []
+
+
+def test_an_output_dir_with_a_nul_says_to_remove_it(ws, capsys):
+    code, lines = _check(_file(ws, 'output_dir = "runs/a\\u0000b"'), capsys)
+    assert code == 2 and lines[0].endswith("output_dir: contains a NUL character; remove it")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import threading
 
 import pytest
@@ -123,9 +124,12 @@ def test_resumed_run_drops_the_stale_tail_of_the_curve():
     view = RunView()
     view.apply(make_event("run_started", max_steps=10, resume_step=None))
     for step in range(1, 8):
-        view.apply(make_event("train_log", step=step, loss=10.0 - step))
+        view.apply(make_event("train_log", step=step, loss=10.0 - step, epoch=step / 10,
+                              tokens_per_second=1000.0 * step))
     view.apply(make_event("run_started", max_steps=10, resume_step=4))
     assert view.train_steps == [1, 2, 3, 4]
+    # Nothing of steps 5-7 is shown for now: no speed yet, the epoch of step 4.
+    assert view.tokens_per_second is None and view.epoch == 0.4
     view.apply(make_event("train_log", step=5, loss=1.0))
     assert view.train_steps[-1] == 5 and view.train_loss[-1] == 1.0
 
@@ -141,6 +145,9 @@ def test_a_resume_forgets_the_evaluations_of_the_history_it_left():
     assert (view.last_eval_loss, view.perplexity, view.last_eval["step"]) == (3.0, 9.0, 2)
     view.apply(make_event("run_started", max_steps=10, resume_step=1))
     assert view.last_eval == {} and view.perplexity is None
+    # An eval without a perplexity (a plain Hugging Face folder's log history): exp(loss).
+    view.apply(make_event("eval", step=2, metrics={"eval_loss": 2.2}))
+    assert view.perplexity == pytest.approx(math.exp(2.2)) == view.best_perplexity
 
 
 def test_perplexity_is_defined_once_and_overflows_to_inf():
@@ -276,3 +283,9 @@ def test_the_final_evaluate_at_the_last_periodic_eval_step_is_one_point():
     assert list(state.eval_loss) == [4.8, 4.55]
     assert [row["step"] for row in state.eval_rows] == [20, 40]
     assert len(state.eval_accuracy) == len(state.eval_times) == 2
+    # The worker marks the final one: with load_best_model_at_end it measured the best
+    # checkpoint's weights (5.1), not step 40's (4.6): the curve keeps step 40's point.
+    events[-1]["metrics"]["eval_loss"] = 5.1
+    events[-1]["final"] = True
+    state = reduce_events(events)
+    assert list(state.eval_steps) == [20, 40] and list(state.eval_loss) == [4.8, 4.6]

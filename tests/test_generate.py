@@ -178,7 +178,7 @@ def test_an_export_stays_clean_only_run_folders_record_samples(cli, trained, tmp
     done = cli("generate", str(out), "--prompt", PROMPT, "--max-new-tokens", "4",
                "--device", "cpu")
     assert done.returncode == 0, done.stderr
-    assert f"not recorded: {out} is not a clmtune run folder" in " ".join(done.stdout.split())
+    assert f"not recorded: {out} is not a run folder" in " ".join(done.stdout.split())
     sent: list[tuple[str, dict]] = []
 
     class Replies:

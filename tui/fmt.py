@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 
+from clmtune.backend.cli_text import fmt_float
 from clmtune.backend.cli_text import fmt_time as local_time
 
 BAR_FULL = "━"
@@ -15,18 +16,9 @@ BAR_EMPTY = "╌"
 
 
 def num(value: float | None, digits: int = 4) -> str:
-    """A float with ``digits`` significant digits; ``-`` for missing, ``nan``/``inf`` kept."""
-    if value is None:
-        return "-"
-    if isinstance(value, float) and not math.isfinite(value):
-        return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
-    if isinstance(value, int) and not isinstance(value, bool) and abs(value) < 10**6:
-        return str(value)  # a count: 11326, not 1.133e+04
-    if value != 0 and (abs(value) < 1e-3 or abs(value) >= 1e6):
-        return f"{value:.{max(digits - 2, 1)}e}"
-    if abs(value) >= 10**digits:
-        return f"{value:.0f}"  # 12346, not 1.235e+04
-    return f"{value:.{digits}g}"
+    """A figure with ``digits`` significant digits, as the CLI writes it (one rule:
+    ``cli_text.fmt_float``), with shorter exponents for narrow columns."""
+    return fmt_float(value, digits, sci_digits=max(digits - 2, 1))
 
 
 def percent(value: float | None) -> str:

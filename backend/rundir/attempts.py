@@ -29,6 +29,7 @@ class Attempt:
     status: str = "running"  # running | completed | stopped | failed (crashed: no end)
     first_step: int = 0  # the global step this attempt started from
     train_start: float | None = None  # its first "training" phase (model and data loaded)
+    train_end: float | None = None  # its train metrics (trainer.train() returned)
 
     def duration(self, now: float | None) -> float:
         """Seconds this attempt ran: to its end, else ``now`` (live), else its last event."""
@@ -38,9 +39,12 @@ class Attempt:
         return max(end - self.start, 0.0)
 
     def training_duration(self) -> float:
-        """Seconds from the start of training to the end, as Trainer's ``train_runtime``
-        counts them (evaluations and saves in, loading the model and data out)."""
+        """Seconds from the start of training to its end, as Trainer's ``train_runtime``
+        counts them: evaluations and saves during training in; loading the model and data,
+        and the final evaluation and save after it, out (when the attempt logged them)."""
         whole = self.duration(None)
-        if self.train_start is None:
-            return whole
-        return min(max(whole - (self.train_start - self.start), 0.0), whole)
+        start = self.start if self.train_start is None else self.train_start
+        end = self.start + whole
+        if self.train_end is not None and start <= self.train_end <= end:
+            end = self.train_end
+        return min(max(end - start, 0.0), whole)

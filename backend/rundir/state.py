@@ -245,6 +245,10 @@ class RunState:
         # The last evaluation is the last one kept (its perplexity is the run's until the
         # resumed worker evaluates), not one of the history the resume left.
         self.last_eval = dict(self.eval_rows[-1]) if self.eval_rows else {}
+        # Speed is the resumed worker's to measure; the epoch is the last kept step's.
+        self.tokens_per_second = self.samples_per_second = None
+        kept = [e for e in self.train_epochs if math.isfinite(e)]
+        self.epoch = kept[-1] if kept else None
         self.nan_loss_steps = [s for s in self.nan_loss_steps if s <= step]
         # Checkpoints past a resume point belong to the history it left (moved aside).
         self.checkpoints = [c for c in self.checkpoints if c.step <= step or step < 0]
@@ -351,8 +355,13 @@ class RunState:
         loss = to_float(metrics.get("eval_loss"))
         if loss is not None:
             if self.eval_steps and self.eval_steps[-1] == step:
-                # The final evaluate() after a periodic eval at the same last step: the
-                # same weights, one point (trainer_state.json has it once too).
+                # The final evaluate() after a periodic eval at the same last step: one
+                # point (trainer_state.json has it once too). The worker marks it final;
+                # it may be of other weights (load_best_model_at_end loaded the best
+                # checkpoint), so the periodic point stays. Unmarked (older runs): the same
+                # weights, the newer figure.
+                if e.get("final") is True:
+                    return
                 for series in (self.eval_steps, self.eval_loss, self.eval_accuracy,
                                self.eval_times, self.eval_rows):
                     series.pop()
@@ -406,6 +415,8 @@ class RunState:
     def _on_final_metrics(self, e: Event) -> None:
         split = str(e.get("split") or "train")
         self.final_metrics[split] = dict(as_dict(e.get("metrics")))
+        if split == "train" and self.attempts and e.get("time") is not None:
+            self.attempts[-1].train_end = to_float(e.get("time"))  # trainer.train() returned
 
     def _on_run_finished(self, e: Event) -> None:
         self.status = str(e.get("status") or "completed")
@@ -501,8 +512,9 @@ class RunState:
             value = to_float(src.get("perplexity"))
             if value is not None:
                 return value
-        # Results files written without one: exp(final eval loss), as run_clm computes it.
-        return perplexity(to_float((self.final_metrics.get("eval") or {}).get("eval_loss")))
+        # Written without one (results files, a plain Hugging Face folder's log history):
+        # exp(last eval loss), as run_clm computes it.
+        return perplexity(self.last_eval_loss)
 
     @property
     def best_perplexity(self) -> float | None:

@@ -90,18 +90,21 @@ def no_nvidia_gpu_here() -> bool:
     visible = os.environ.get("CUDA_VISIBLE_DEVICES")
     if visible is not None and visible.strip() in ("", "-1"):
         return True
+    if Path("/dev/dxg").exists() or Path("/dev/kfd").exists():
+        return False  # WSL2's CUDA, or ROCm (torch.cuda on AMD): no /dev/nvidiaN, yet a GPU
     return not any(p.name[6:].isdigit() for p in Path("/dev").glob("nvidia*"))
 
 
 def precision_notes(training: Mapping[str, Any]) -> list[str]:
     """The dashboard editor's torch-free :func:`precision_problems`: on a machine with no
-    NVIDIA GPU, ``[training] bf16 / fp16 / tf32 … = true`` as warnings (a start here
-    refuses them; the file may still be meant for a GPU server)."""
+    NVIDIA GPU, ``[training] bf16 / fp16 / tf32 … = true`` as warnings (a run started
+    here fails at once: its worker refuses them; the file may still be meant for a GPU
+    server)."""
     flags = ("bf16", "fp16", "tf32", "bf16_full_eval", "fp16_full_eval")
     wanted = [k for k in flags if training.get(k) is True]
     if not wanted or not no_nvidia_gpu_here():
         return []
     cpu = training.get("use_cpu") is True
-    return [f"[training] {key}: needs a CUDA GPU and this machine has none, so a start here "
-            f"refuses it; set {key} = false (fine to keep for a GPU server)"
+    return [f"[training] {key}: needs a CUDA GPU and this machine has none, so a run started "
+            f"here fails at once; set {key} = false (fine to keep for a GPU server)"
             for key in wanted if not (cpu and key.startswith("bf16"))]

@@ -622,20 +622,21 @@ PATH_MAX_BYTES = 4096  # a whole path (Linux PATH_MAX)
 
 
 def name_problem(path: Path) -> str | None:
-    """Why the OS would refuse to create ``path``, before trying: a NUL byte, one name over
-    255 bytes, or a path over 4096 bytes. None when it can be made."""
+    """Why the OS would refuse to create ``path``, before trying, and what to do: a NUL byte,
+    one name over 255 bytes, or a path over 4096 bytes. None when it can be made."""
     text = str(path)
     if "\0" in text:
-        return "contains a NUL character"
+        return "contains a NUL character; remove it"
     size = len(text.encode("utf-8", "surrogateescape"))
     if size > PATH_MAX_BYTES:
-        return f"is {size} bytes long; a path can be at most {PATH_MAX_BYTES}"
+        return f"is {size} bytes long; a path can be at most {PATH_MAX_BYTES}: give a shorter one"
     for part in path.parts:
         length = len(part.encode("utf-8", "surrogateescape"))
         if length > NAME_MAX_BYTES:
             shown = part[:20] + "…"
             return (f"has a folder name of {length} bytes ({shown}); a name can be at most "
-                    f"{NAME_MAX_BYTES} bytes (a letter outside ASCII takes 2 to 4)")
+                    f"{NAME_MAX_BYTES} bytes (a letter outside ASCII takes 2 to 4): give a "
+                    "shorter folder name")
     return None
 
 
@@ -644,7 +645,7 @@ def _check_other_paths(ctx: _Ctx, settings: Settings) -> None:
     if out is not None:
         problem = name_problem(absolute_path(out, ctx.base_dir))
         if problem is not None:
-            ctx.error("training", "output_dir", f"{problem}; give a shorter folder name")
+            ctx.error("training", "output_dir", problem)
         elif probe(absolute_path(out, ctx.base_dir), "is_file"):
             ctx.error("training", "output_dir", f"{absolute_path(out, ctx.base_dir)} is a file; "
                       "give a folder")

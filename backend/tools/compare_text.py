@@ -65,9 +65,9 @@ def _columns(runs: Sequence[ComparedRun], metric: str, number: Format,
         "name": lambda r: r.name, "status": lambda r: r.status, "steps": lambda r: str(r.steps),
         "time": lambda r: duration(r.runtime_s),
         "samples/s": lambda r: number(r.samples_per_second, 3),
-        "train loss": lambda r: number(r.final_train_loss),
+        "last loss": lambda r: number(r.final_train_loss),
         f"best {metric}": best_value, "at step": best_step,
-        "ppl": lambda r: number(r.final_perplexity),
+        "last ppl": lambda r: number(r.final_perplexity),
     }  # fmt: skip
 
 

@@ -44,7 +44,7 @@ def _run_folder(text: str, runs_dir: str | None):
 
 def run(args: argparse.Namespace) -> int:
     """Complete each prompt; print it (or --json) and append it to the run's samples.jsonl
-    (a clmtune run folder only: an export or other model folder is left as it was)."""
+    (a run folder only: an export or other model folder is left as it was)."""
     from clmtune.backend.tools import generate as g
     from clmtune.backend.tools.generate_io import SAMPLES_FILE, append_sample, keeps_samples, pick
     from clmtune.backend.tools.quiet import quiet_libraries
@@ -80,6 +80,6 @@ def run(args: argparse.Namespace) -> int:
             out.print(f"[dim]{choice.label} · {gen.tokens} tokens · {gen.seconds:.2f} s · "
                       f"{device}[/dim]")
     if not keep and not args.json:
-        out.print(f"[dim]not recorded: {esc(str(run_dir))} is not a clmtune run folder "
+        out.print(f"[dim]not recorded: {esc(str(run_dir))} is not a run folder "
                   f"({SAMPLES_FILE} is kept in run folders only)[/dim]")
     return EXIT_OK

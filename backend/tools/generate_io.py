@@ -9,8 +9,9 @@ generation: ``time`` (UNIX seconds), ``source`` (``cli`` | ``try`` | ``train``),
 (``final`` or ``checkpoint-N``), ``step`` (int or None), ``prompt``, ``completion``,
 ``tokens`` (new tokens made), ``seconds``, ``settings`` (max_new_tokens, temperature, top_p,
 seed, device, dtype). A torn last line (a crash mid-write) is skipped when read. Only a
-clmtune run folder gets one (:func:`keeps_samples`): an export, a plain Hugging Face folder or
-a bare saved model is a folder to share, and generating from it leaves it as it was.
+run folder gets one (:func:`keeps_samples`: a clmtune run, or a plain Hugging Face output
+folder): an export or a bare saved model is a folder to share, and generating from it leaves
+it as it was.
 """
 
 from __future__ import annotations

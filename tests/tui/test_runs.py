@@ -466,6 +466,26 @@ async def test_started_times_follow_the_clock_without_reading_the_runs(runs_root
         assert app.screen._lister.reads == reads  # nothing read again for it
 
 
+async def test_marking_a_run_does_not_leave_its_started_time_behind(runs_root, monkeypatch):
+    # A mark repaints the mark and the name only; its bookkeeping took the whole row as
+    # painted, so the next clock tick saw "14m ago" as shown and left "4m ago" on screen.
+    from clmtune.tui.screens import runs as runs_screen
+
+    monkeypatch.setattr(runs_screen, "CLOCK_S", 3600)  # the test ticks by hand
+    _plain_run(runs_root, "finished", FROZEN_NOW - 240)
+    now = [FROZEN_NOW]
+    app = ClmtuneApp(runs_root, clock=lambda: now[0], remember_theme=False)
+    async with app.run_test(size=(120, 40)) as pilot:
+        table = await _loaded(app, pilot, 1)
+        now[0] += 600
+        await pilot.press("space")
+        await wait_until(pilot, lambda: _cells(table, 0)["mark"] == "●")
+        assert _cells(table, 0)["started"] == "4m ago"  # not repainted by the mark
+        table.tick()
+        await pilot.pause()
+        assert _cells(table, 0)["started"] == "14m ago"
+
+
 @pytest.mark.parametrize("size", [(80, 24), (120, 40)])
 async def test_cut_names_and_models_end_in_an_ellipsis_and_keep_their_end(runs_root, size):
     long_model = "/data/org/models/a-rather-long-model-family-name/checkpoint-12000"

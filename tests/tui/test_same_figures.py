@@ -52,14 +52,17 @@ def _attempt_seconds(events: list[dict[str, Any]]) -> float:
 
 
 def _training_seconds(events: list[dict[str, Any]]) -> float:
-    """Sum over the attempts of the time from their "training" phase to their end."""
-    total, start = 0.0, None
+    """Sum over the attempts of the time from their "training" phase to the end of training:
+    their train metrics (trainer.train() returned), else their end."""
+    total, start, end = 0.0, None, None
     for event in events:
         if event["type"] == "phase" and event["phase"] == "training" and start is None:
             start = event["time"]
+        elif event["type"] == "final_metrics" and event["split"] == "train":
+            end = event["time"]
         elif event["type"] == "run_finished" and start is not None:
-            total += event["time"] - start
-            start = None
+            total += (end if end is not None else event["time"]) - start
+            start = end = None
     return total
 
 
@@ -268,6 +271,8 @@ async def test_the_final_tab_of_a_stopped_run_shows_the_perplexity_show_prints(
     (11326, "11326"),  # a count (train_samples) was "1.133e+04" in both
     (12345.6, "12346"),  # a rate over 10^4 (tokens/s) likewise
     (5.3538, "5.354"), (203.5, "203.5"), (0.0005, None), (1.65e11, None),
+    (123456.0, "123456"), (2_000_000, "2000000"), (9999.5, "10000"),  # tokens/s on an H200
+    (2_500_000.0, None),
 ])
 def test_counts_and_large_figures_read_the_same_in_the_cli_and_the_dashboard(value, text):
     from clmtune.backend.cli_text import fmt_float

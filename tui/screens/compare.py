@@ -50,13 +50,15 @@ TABLE_COLUMNS = (
     ("Steps", "steps", str),
     ("Took", "runtime_s", fmt.duration),
     ("Samples/s", "samples_per_second", lambda v: fmt.num(v, 3)),
-    ("Train loss", "final_train_loss", lambda v: fmt.num(v, 4)),
+    ("Last loss", "final_train_loss", lambda v: fmt.num(v, 4)),
     ("Best eval", "best_eval_loss", lambda v: fmt.num(v, 4)),
     ("At step", "best_eval_step", lambda v: "-" if v is None else str(v)),
-    ("PPL", "final_perplexity", lambda v: fmt.num(v, 4)),
+    # The last evaluation's (as run_clm reports it), not the best's: labelled so, as the
+    # best eval loss sits beside it.
+    ("Last PPL", "final_perplexity", lambda v: fmt.num(v, 4)),
 )
-#: The labels of a narrow table (80 columns), as the runs list names them.
-SHORT_LABELS = {"Samples/s": "Smp/s", "Train loss": "Loss", "Best eval": "Eval",
+#: The labels of a narrow table (80 columns).
+SHORT_LABELS = {"Samples/s": "Smp/s", "Last loss": "Loss", "Best eval": "Eval",
                 "At step": "@step"}
 
 

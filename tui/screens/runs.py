@@ -338,11 +338,14 @@ class RunsScreen(Screen):
             self.app.report_failure(f"delete {run_dir.name}", exc)
             return
         self._lister.forget(run_dir)
-        if run_dir in self.marked:
-            self.marked.remove(run_dir)
-            self.app.call_from_thread(self._show_marks)
+        self.app.call_from_thread(self._unmark, run_dir)  # the marks are the UI thread's
         self.notify(f"Deleted {run_dir.name}.")  # notify is thread-safe (post_message)
         self.refresh_runs()
+
+    def _unmark(self, run_dir: Path) -> None:
+        if run_dir in self.marked:
+            self.marked.remove(run_dir)
+            self._show_marks()
 
     def palette_commands(self) -> Iterable[SystemCommand]:
         yield SystemCommand(

@@ -94,8 +94,8 @@ class TryScreen(Screen):
         "continues it, token by token. Temperature 0 is greedy; above 0 it samples, the same "
         "way again for the same seed (left empty, each generate draws one, the same for A "
         "and B, shown in their titles). The model stays loaded between prompts. Each "
-        "completion is listed below and, for a clmtune run, saved in its samples.jsonl (a "
-        "plain model folder is left as it is)."
+        "completion is listed below and saved in the run's samples.jsonl (an exported or "
+        "bare model folder is left as it is)."
     )
     HELP_KEYS = (("tab", "Move between the prompt, the settings and the checkpoints"),)
 

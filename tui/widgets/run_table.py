@@ -348,10 +348,12 @@ class RunTable(DataTable):
             if before is None:
                 continue
             cells = self._cells(run)
+            painted = dict(before)  # what is on screen: only the repainted columns change
             for column in columns:
                 if column in shown and before.get(column) != cells[column]:
                     self.update_cell(key, column, cells[column])
-            self._shown[key] = cells
+                    painted[column] = cells[column]
+            self._shown[key] = painted
 
     def _took(self, run: Any, now: float) -> float | None:
         took = run.duration
