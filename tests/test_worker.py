@@ -72,6 +72,8 @@ def test_train_foreground_writes_run_json_and_every_event(tmp_path, tiny_assets)
     assert logs[-1]["step"] == 8 and logs[-1]["tokens_per_second"] > 0
     evals = [e for e in events_of(run_dir) if e["type"] == "eval"]
     assert evals[0]["metrics"]["perplexity"] > 1
+    # Only the evaluation after training is marked final (the reducer keeps the curve's).
+    assert [e.get("final", False) for e in evals] == [False] * (len(evals) - 1) + [True]
     assert [c.state for c in list_checkpoints(run_dir)] == ["complete", "complete"]
     assert "completed" in result.stdout and "eval_loss" in result.stdout
     # The frozen config sits next to the run and holds absolute paths.
