@@ -205,6 +205,9 @@ class RunState:
             when = t if t is not None else (self.last_event_time or 0.0)
             self.attempts.append(Attempt(start=when, first_step=self.step))
             self._attempt_trained = False
+            # A new worker: the speed is its own to measure (a resumed run showed the
+            # previous worker's tokens/s and MFU until it logged).
+            self.tokens_per_second = self.samples_per_second = None
         elif kind in ("train_log", "eval", "checkpoint") or (
             kind == "phase" and event.get("phase") == "training"
         ):
@@ -245,8 +248,7 @@ class RunState:
         # The last evaluation is the last one kept (its perplexity is the run's until the
         # resumed worker evaluates), not one of the history the resume left.
         self.last_eval = dict(self.eval_rows[-1]) if self.eval_rows else {}
-        # Speed is the resumed worker's to measure; the epoch is the last kept step's.
-        self.tokens_per_second = self.samples_per_second = None
+        # The epoch is the last kept step's (the speed went with the previous worker).
         kept = [e for e in self.train_epochs if math.isfinite(e)]
         self.epoch = kept[-1] if kept else None
         self.nan_loss_steps = [s for s in self.nan_loss_steps if s <= step]

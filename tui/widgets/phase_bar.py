@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 from rich.text import Text
@@ -30,32 +29,6 @@ def progress_fraction(view: Any) -> float | None:
     if view.max_steps:
         return min(view.step / view.max_steps, 1.0)
     return view.phase_progress
-
-
-def attempt_has_logged(view: Any) -> bool:
-    """Whether the latest attempt (worker process) has logged a step yet.
-
-    Until it has, the speed and the epoch the state holds are the previous attempt's: after
-    a resume from checkpoint-40 the reducer cuts the histories back to step 40, but the
-    last tokens/s and epoch stay those of step 77, the history the resume left.
-    """
-    attempts = getattr(view, "attempts", None)
-    if not attempts:
-        return True  # no attempts recorded: nothing to tell apart
-    last = max((float(series[-1]) for series in (view.train_steps, view.lr_steps,
-                                                 view.speed_steps) if len(series)),
-               default=None)  # fmt: skip
-    return last is not None and last > attempts[-1].first_step
-
-
-def shown_epoch(view: Any, logged: bool) -> float | None:
-    """The epoch to show: the latest log's, or, before the current attempt has logged, the
-    epoch at the step the history was cut back to (None when it has none)."""
-    if logged:
-        return view.epoch
-    epochs = view.train_epochs
-    epoch = float(epochs[-1]) if len(epochs) else None
-    return epoch if epoch is not None and math.isfinite(epoch) else None
 
 
 class PhaseBar(Static):
@@ -86,18 +59,16 @@ class PhaseBar(Static):
         head.append(f" · step {steps}")
         # (priority, text): at a narrow width the lowest priorities go first.
         parts: list[tuple[int, Text]] = []
-        # A resumed worker that has not logged yet has no speed; its epoch is the step's.
-        logged = attempt_has_logged(view)
-        epoch = shown_epoch(view, logged)
-        if epoch is not None:
-            parts.append((0, Text(f" ep {epoch:.2f}", style=dim)))
-        if logged:
-            if view.tokens_per_second is not None:
-                parts.append((3, Text(f" · {fmt.si(view.tokens_per_second)} tok/s")))
-            elif view.samples_per_second is not None:
-                parts.append((3, Text(f" · {fmt.si(view.samples_per_second)} samp/s")))
-            if getattr(view, "mfu", None) is not None:  # a GPU with a known peak (backend.mfu)
-                parts.append((3, Text(f" · MFU {view.mfu * 100:.0f}%")))
+        # A resumed worker has no speed until it logs (the reducer forgets the previous
+        # worker's), and its epoch is that of the step it resumed from.
+        if view.epoch is not None:
+            parts.append((0, Text(f" ep {view.epoch:.2f}", style=dim)))
+        if view.tokens_per_second is not None:
+            parts.append((3, Text(f" · {fmt.si(view.tokens_per_second)} tok/s")))
+        elif view.samples_per_second is not None:
+            parts.append((3, Text(f" · {fmt.si(view.samples_per_second)} samp/s")))
+        if getattr(view, "mfu", None) is not None:  # a GPU with a known peak (backend.mfu)
+            parts.append((3, Text(f" · MFU {view.mfu * 100:.0f}%")))
         eta = view.eta(status)
         if eta is not None:
             parts.append((4, Text(f" · ETA {fmt.duration(eta)}")))
