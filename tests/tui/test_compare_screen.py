@@ -82,13 +82,19 @@ async def test_mark_two_runs_and_compare_them(runs_root):
         assert type(app.screen).__name__ == "RunsScreen"
 
 
+async def _opened(pilot, paths: list[Path]) -> CompareScreen:
+    """The Compare screen of ``paths``, pushed and loaded."""
+    screen = CompareScreen(paths)
+    await pilot.app.push_screen(screen)
+    await wait_until(pilot, lambda: screen.loaded)
+    return screen
+
+
 def _compare(root: Path):
     paths = _two_runs(root)
 
     async def run_before(pilot):
-        screen = CompareScreen(paths)
-        await pilot.app.push_screen(screen)
-        await wait_until(pilot, lambda: screen.loaded)
+        screen = await _opened(pilot, paths)
         diff = screen.query_one("#compare-diff", DataTable)
         try:
             await wait_until(pilot, lambda: diff.row_count == 1 and diff.size.height >= 2)
@@ -138,9 +144,7 @@ async def test_the_metric_label_is_whole_and_leaves_no_tail(runs_root):
     paths = _two_runs(runs_root)
     app = _app(runs_root)
     async with app.run_test(size=(80, 24)) as pilot:
-        screen = CompareScreen(paths)
-        await app.push_screen(screen)
-        await wait_until(pilot, lambda: screen.loaded)
+        screen = await _opened(pilot, paths)
         chart = screen.query_one(CompareChart)
         margin = chart.query_one("#margin-top", Canvas)
         for metric in ("samples_per_second", "eval_loss", "train_loss", "eval_loss"):
@@ -174,9 +178,7 @@ async def test_a_long_run_name_is_cut_so_figures_settings_and_curves_show(runs_r
     paths = _long_and_short(runs_root)
     app = _app(runs_root)
     async with app.run_test(size=size) as pilot:
-        screen = CompareScreen(paths)
-        await app.push_screen(screen)
-        await wait_until(pilot, lambda: screen.loaded)
+        screen = await _opened(pilot, paths)
         await pilot.pause()
         table = screen.query_one("#compare-table", DataTable)
         diff = screen.query_one("#compare-diff", DataTable)
