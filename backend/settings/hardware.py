@@ -19,6 +19,9 @@ from clmtune.backend.settings.problems import FieldError
 from clmtune.backend.settings.run_config import RunConfig
 from clmtune.backend.settings.validate_peft import peft_hardware_problems
 
+#: The [training] flags that need a CUDA GPU (or, for bf16, use_cpu).
+PRECISION_FLAGS = ("bf16", "fp16", "tf32", "bf16_full_eval", "fp16_full_eval")
+
 
 def hardware_checks(cfg: RunConfig) -> list[str]:
     """Problems with the requested precision / process count on this machine's hardware.
@@ -43,10 +46,7 @@ def precision_problems(cfg: RunConfig) -> list[FieldError]:
     """
     file = str(cfg.source) if cfg.source else None
     settings = cfg.settings
-    flags = {"bf16": settings.training.bf16, "fp16": settings.training.fp16,
-             "tf32": settings.training.tf32, "bf16_full_eval": settings.training.bf16_full_eval,
-             "fp16_full_eval": settings.training.fp16_full_eval}
-    wanted = [k for k, value in flags.items() if value is True]
+    wanted = [k for k in PRECISION_FLAGS if getattr(settings.training, k) is True]
     nproc = settings.launch.nproc_per_node
     if not wanted and nproc <= 1:
         return []
@@ -100,8 +100,7 @@ def precision_notes(training: Mapping[str, Any]) -> list[str]:
     NVIDIA GPU, ``[training] bf16 / fp16 / tf32 … = true`` as warnings (a run started
     here fails at once: its worker refuses them; the file may still be meant for a GPU
     server)."""
-    flags = ("bf16", "fp16", "tf32", "bf16_full_eval", "fp16_full_eval")
-    wanted = [k for k in flags if training.get(k) is True]
+    wanted = [k for k in PRECISION_FLAGS if training.get(k) is True]
     if not wanted or not no_nvidia_gpu_here():
         return []
     cpu = training.get("use_cpu") is True
