@@ -39,6 +39,7 @@ from clmtune.backend.cli_text import (
     EXIT_OK,
     EXIT_STOPPED,
     RUNS_DIR_HELP,
+    fmt_eval_at,
 )
 from clmtune.backend.cli_text import console as _console
 from clmtune.backend.cli_text import esc as _esc
@@ -440,15 +441,6 @@ def _cmd_runs(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _checkpoint_eval(c: Any) -> str:
-    """A checkpoint's eval loss, with the step it was logged at when that is an earlier
-    one (a checkpoint saved by a stop): ``5.143 @60``, as the dashboard's table shows it."""
-    text = _fmt_float(c.eval_loss)
-    if c.eval_loss is not None and c.eval_step is not None and c.eval_step != c.step:
-        return f"{text} @{c.eval_step}"
-    return text
-
-
 def _cmd_show(args: argparse.Namespace) -> int:
     from rich.table import Table
     from rich.text import Text
@@ -494,8 +486,9 @@ def _cmd_show(args: argparse.Namespace) -> int:
             table.add_column(name)
         for c in summary.checkpoints:
             table.add_row(
-                str(c.step), c.state, _fmt_time(c.mtime), _checkpoint_eval(c),
-                _fmt_size(c.size_bytes), Text(c.reason or ""),
+                str(c.step), c.state, _fmt_time(c.mtime),
+                fmt_eval_at(c.eval_loss, c.eval_step, c.step), _fmt_size(c.size_bytes),
+                Text(c.reason or ""),
             )  # fmt: skip
         console.print(table)
     _metrics_tables(console, summary.metrics)

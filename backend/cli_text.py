@@ -39,6 +39,17 @@ def fmt_float(value: Any, digits: int = 4, sci_digits: int = 3) -> str:
     return f"{number:.{digits}g}"
 
 
+def fmt_eval_at(loss: float | None, eval_step: int | None, step: int,
+                sci_digits: int = 3) -> str:
+    """A checkpoint's eval loss, with the step it was logged at when that is not the
+    checkpoint's own (a checkpoint saved by a stop): ``5.143 @60``. The CLI's and the
+    dashboard's checkpoint tables both write it so."""
+    text = fmt_float(loss, 4, sci_digits)
+    if loss is not None and eval_step is not None and eval_step != step:
+        return f"{text} @{eval_step}"
+    return text
+
+
 def fmt_duration(seconds: float | None) -> str:
     if seconds is None or not math.isfinite(seconds):
         return "-"

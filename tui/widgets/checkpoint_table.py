@@ -10,6 +10,7 @@ from typing import Any
 from rich.text import Text
 from textual.widgets import DataTable
 
+from clmtune.backend.cli_text import fmt_eval_at
 from clmtune.tui import fmt
 
 HEALTH_CLASSES = {
@@ -33,10 +34,7 @@ class CheckpointRow:
     @property
     def eval_text(self) -> str:
         """The eval loss, with its step when it was logged before this checkpoint's."""
-        text = fmt.num(self.eval_loss)
-        if self.eval_loss is not None and self.eval_step not in (None, self.step):
-            return f"{text} @{self.eval_step}"
-        return text
+        return fmt_eval_at(self.eval_loss, self.eval_step, self.step, sci_digits=2)
 
     @property
     def resumable(self) -> bool:
